@@ -1,0 +1,128 @@
+"""Speed / memory benchmark on a synthetic 10,000-script library.
+
+    python benchmarks/suggest_speed.py [--docs 10000] [--queries 1000] [--seed 7]
+
+Scripts are built from the shipped domain lexicon plus chat filler, so token
+statistics look like a real library. Prints index build time, median / p99
+search latency for the engine and for rank_bm25 BM25Okapi on the same library,
+the speed ratio and the index's memory (tracemalloc: retained after build, and build peak).
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from knowledge import text as T  # noqa: E402
+from knowledge.engine import Doc, SuggestionIndex  # noqa: E402
+
+FILLER = ("亲 您好 建议 可以 一般 这款 我们 需要 注意 如果 的话 之后 大概 每天 左右 效果 "
+          "比较 适合 使用 记得 哦 呢 吧 ～ 。 ， 放心 帮您 马上 安排 情况 问题 时间 小时 天内 门店 线上").split()
+CATEGORIES = "护肤 彩妆 防晒 会员 优惠 售后 物流 门店 喂养 纸尿裤 出行 辅食 护理 异议处理 回访".split()
+EMOJI = ["😂", "🙏", "😭", "🤔", "👍", ""]
+
+
+def lexicon_words() -> list[str]:
+    words = []
+    for line in (T.DATA_DIR / "lexicon.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            words.append(line.split()[0])
+    return words
+
+
+def make_library(n: int, rng: random.Random) -> list[Doc]:
+    vocab = lexicon_words()
+    docs = []
+    for i in range(n):
+        topic = rng.sample(vocab, 3)
+        body_words = [rng.choice(vocab) if rng.random() < 0.4 else rng.choice(FILLER)
+                      for _ in range(rng.randint(25, 60))]
+        body_words[rng.randrange(len(body_words))] = topic[0]
+        docs.append(Doc(external_id=f"s{i:05d}", title=f"{topic[0]}{rng.choice(['怎么选', '用法', '处理', '说明', ''])}",
+                        body="".join(body_words), category=rng.choice(CATEGORIES), tags=topic[:rng.randint(1, 3)]))
+    return docs
+
+
+def make_queries(n: int, rng: random.Random) -> list[str]:
+    vocab = lexicon_words()
+    syn_words = sorted(T._synonym_words(T.default_synonym_groups()))
+    out = []
+    for _ in range(n):
+        parts = [rng.choice(syn_words), rng.choice(FILLER), rng.choice(vocab), rng.choice(["咋办", "怎么弄", "能退吗", "有吗"])]
+        rng.shuffle(parts)
+        out.append(" ".join(parts) + rng.choice(EMOJI))
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=1_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    docs = make_library(args.docs, rng)
+    queries = make_queries(args.queries, rng)
+    T.default_tokenizer()  # jieba's one-off dictionary load is not part of a rebuild
+
+    t0 = time.perf_counter()
+    index = SuggestionIndex(docs)
+    build = time.perf_counter() - t0
+
+    # Memory is measured on a second build: tracemalloc slows allocation-heavy
+    # code several-fold and would distort the build time above.
+    del index
+    tracemalloc.start()
+    index = SuggestionIndex(docs)
+    retained, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    for q in queries[:20]:  # warm-up
+        index.search(q)
+    lat = []
+    for q in queries:
+        t = time.perf_counter()
+        index.search(q, top=5)
+        lat.append((time.perf_counter() - t) * 1000)
+    med, p99 = statistics.median(lat), pct(lat, 99)
+
+    print(f"library: {len(docs)} scripts, {len(queries)} queries (seed {args.seed})")
+    print(f"engine   build {build:.2f} s   search median {med:.3f} ms   p99 {p99:.3f} ms")
+    print(f"engine   index memory: retained {retained / 2**20:.1f} MiB, build peak {peak / 2**20:.1f} MiB (tracemalloc)")
+
+    if not args.skip_baseline:
+        import jieba
+        from rank_bm25 import BM25Okapi
+
+        jieba.setLogLevel(60)
+        t0 = time.perf_counter()
+        bm25 = BM25Okapi([jieba.lcut_for_search(f"{d.title} {d.body} {' '.join(d.tags)}") for d in docs])
+        bbuild = time.perf_counter() - t0
+        blat = []
+        for q in queries[:200]:  # rank_bm25 is slow; 200 queries give a stable median
+            t = time.perf_counter()
+            scores = bm25.get_scores(jieba.lcut_for_search(q))
+            sorted(range(len(scores)), key=lambda i: -scores[i])[:5]
+            blat.append((time.perf_counter() - t) * 1000)
+        bmed, bp99 = statistics.median(blat), pct(blat, 99)
+        print(f"rank_bm25 build {bbuild:.2f} s   search median {bmed:.3f} ms   p99 {bp99:.3f} ms  ({len(blat)} queries)")
+        print(f"speed-up (median): {bmed / med:.1f}x   (p99): {bp99 / p99:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

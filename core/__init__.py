@@ -1,0 +1,1 @@
+"""Shared infrastructure: the database session, Redis, the job queue, time helpers."""

@@ -1,0 +1,48 @@
+"""The SQLAlchemy engine and the scoped session every request, job and command uses.
+
+One `db` object, bound in `create_app()`. The session is scoped to the thread and removed when the app
+context ends, so a request (or a CLI command, or a job) commits once at its end.
+"""
+from __future__ import annotations
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+
+class Database:
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session = scoped_session(sessionmaker(expire_on_commit=False))
+
+    def init_app(self, app) -> None:
+        url = app.config["DATABASE_URL"]
+        if url.startswith("sqlite"):
+            self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.session.configure(bind=self.engine)
+        app.extensions["db"] = self
+        app.teardown_appcontext(lambda exc: self.session.remove())
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine is not None and self.engine.dialect.name == "postgresql"
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+db = Database()

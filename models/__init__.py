@@ -1,0 +1,20 @@
+"""SQLAlchemy models, split by area. Importing this package registers every table on `Base.metadata`."""
+from models.base import Base
+from models.commerce import Order, OrderLine, Product
+from models.customers import (
+    IDENTITY_KINDS,
+    Customer,
+    CustomerIdentity,
+    CustomerTag,
+    Event,
+    Follow,
+    Tag,
+    TagGroup,
+)
+from models.inbox import CallbackInbox
+from models.org import Guide, Store
+
+__all__ = [
+    "Base", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
+    "Event", "Product", "Order", "OrderLine", "CallbackInbox", "IDENTITY_KINDS",
+]

@@ -1,0 +1,135 @@
+"""Behaviour of the reply-script suggestion engine as a guide would notice it."""
+import pytest
+
+from knowledge.engine import Doc, SuggestionIndex
+from knowledge.text import normalize
+
+DOCS = [
+    Doc("d1", "纸尿裤尺码选择", "纸尿裤尺码看体重：S码4–8kg，M码6–11kg，L码9–14kg。", "纸尿裤", ["纸尿裤", "尺码"]),
+    Doc("d2", "红屁屁护理", "宝宝屁屁发红要勤换，温水洗净晾干后涂护臀膏。", "护理", ["红屁屁", "护臀膏"]),
+    Doc("d3", "宝宝便秘", "宝宝大便干硬可以顺时针揉肚子、多喂水，加辅食的吃点西梅泥。", "护理", ["便秘", "大便"]),
+    Doc("d4", "婴儿推车选择", "小月龄选能平躺的高景观推车，大一点选轻便伞车。", "出行", ["推车", "高景观"]),
+    Doc("d5", "优惠券使用规则", "优惠券下单自动抵扣，满减券每单限用一张。", "优惠", ["优惠券", "满减"]),
+    Doc("d6", "物流查询催件", "订单页点查看物流可以看到位置，两天没更新我帮您催快递。", "物流", ["物流", "催件"]),
+    Doc("d7", "退换货政策", "签收7天内未拆封支持七天无理由退换货。", "售后", ["退货", "换货"]),
+    Doc("d8", "洁面怎么选", "油皮选氨基酸加皂基的洗面奶，干皮选纯氨基酸的。", "护肤", ["洁面", "油皮"]),
+    Doc("d9", "SPF防晒指数", "日常通勤SPF30 PA+++足够，户外选SPF50+。", "防晒", ["防晒", "SPF"]),
+]
+
+
+@pytest.fixture(scope="module")
+def index():
+    return SuggestionIndex(DOCS)
+
+
+def top_id(index, query, **kw):
+    hits = index.search(query, **kw)
+    return hits[0][0] if hits else None
+
+
+def test_colloquial_synonym_finds_library_word(index):
+    assert top_id(index, "尿不湿买多大的 娃10kg") == "d1"
+    assert top_id(index, "娃三天没拉粑粑了咋办") == "d3"
+    assert top_id(index, "想买个遛娃车") == "d4"
+
+
+def test_typo_still_matches(index):
+    assert top_id(index, "洗面乃用完了 换哪种") == "d8"
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\n\t", None])
+def test_empty_query_raises(index, query):
+    with pytest.raises(ValueError, match="empty query"):
+        index.search(query)
+    with pytest.raises(ValueError, match="empty query"):
+        index.query_terms(query)
+
+
+def test_long_query_is_cut_not_rejected(index):
+    query = "快递三天了还没动 帮我催一下" + "啊" * 600
+    assert len(query) > 600
+    assert top_id(index, query) == "d6"
+    # Only the first 500 characters are read: a topic word past that is ignored.
+    late = "啊" * 600 + "优惠券"
+    assert index.search(late) == [] or top_id(index, late) != "d5"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("宝宝ＰＰ红红的😭😭 用啥膏", "d2"),                 # full-width letters + emoji
+    ("ＳＰＦ５０够不够？☀️", "d9"),                     # full-width digits and letters
+    ("my baby 推车 recommend 一下 🙏", "d4"),          # English mixed in
+    ("youhuiquan 优惠券 咋用!!!", "d5"),               # pinyin mixed in
+])
+def test_mixed_scripts_and_symbols(index, query, expected):
+    assert top_id(index, query) == expected
+
+
+def test_only_symbols_does_not_crash(index):
+    assert index.search("😂😂🙏！！？") == []
+
+
+def test_normalize_full_width_and_emoji():
+    assert normalize("ＳＰＦ５０＋ 防晒😎！") == "spf50+ 防晒"
+
+
+def test_learned_pairs_lift_script_for_similar_query(index):
+    # Guides answered "上次那件事 能处理吗" with the return-policy script before.
+    learned = {t: {"d7": 3.0} for t in index.query_terms("上次那件事 能处理吗")}
+    query = "那件事 怎么处理呀"
+    assert top_id(index, query) != "d7"
+    assert top_id(index, query, learned=learned) == "d7"
+
+
+def test_learned_pairs_cannot_beat_strong_textual_match(index):
+    query = "尿不湿尺码怎么选"
+    learned = {t: {"d5": 50.0} for t in index.query_terms(query)}
+    hits = index.search(query, learned=learned)
+    assert hits[0][0] == "d1"
+    assert "d5" in [eid for eid, _ in hits]  # lifted, just not above the clear match
+
+
+def test_boosts_shift_ranking(index):
+    query = "宝宝红屁屁 大便干"
+    base = [eid for eid, _ in index.search(query)]
+    assert set(base[:2]) == {"d2", "d3"}
+    second = base[1]
+    boosted = index.search(query, boosts={second: 3.0})
+    assert boosted[0][0] == second
+    hidden = [eid for eid, _ in index.search(query, boosts={base[0]: 0.0})]
+    assert base[0] not in hidden
+
+
+def test_unknown_ids_never_appear(index):
+    hits = index.search("尿不湿", top=20, boosts={"ghost": 100.0}, learned={"尿不湿": {"ghost": 9.0, "d5": 1.0}})
+    ids = [eid for eid, _ in hits]
+    assert "ghost" not in ids
+    assert set(ids) <= {d.external_id for d in DOCS}
+
+
+def test_scores_sorted_and_top_respected(index):
+    hits = index.search("宝宝", top=3)
+    assert len(hits) <= 3
+    scores = [s for _, s in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_extra_synonyms_and_words_are_per_index():
+    # A tenant's own nickname for a product line.
+    idx = SuggestionIndex(DOCS, extra_synonyms={"推车": ["小飞侠"]}, extra_words=["小飞侠"])
+    assert top_id(idx, "小飞侠哪款好") == "d4"
+    assert "小飞侠" in idx.query_terms("小飞侠哪款好")
+    # One tenant's synonyms must not leak into another tenant's index.
+    assert "推车" not in SuggestionIndex(DOCS).query_terms("小飞侠哪款好")
+
+
+def test_duplicate_ids_keep_last_and_empty_library():
+    idx = SuggestionIndex([Doc("x", "旧标题 优惠券"), Doc("x", "新标题 推车")])
+    assert len(idx) == 1
+    assert top_id(idx, "推车") == "x"
+    assert SuggestionIndex([]).search("推车") == []
+
+
+def test_query_terms_are_normalised(index):
+    terms = index.query_terms("尿不湿ＸＬ码😂")
+    assert "纸尿裤" in terms  # canonical library word recorded for learning
+    assert all(t == normalize(t) for t in terms)
