@@ -1,0 +1,54 @@
+"""Assembles the service: settings, extensions, blueprints, CLI groups. Nothing else happens at import."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from flask import Flask
+
+from config import ConfigError, check_settings, load_settings
+from core.db import db
+from core.queue import jobs
+from core.redis_store import rstore
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    settings = load_settings()
+    if overrides:
+        settings.update(overrides)
+    check_settings(settings)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # WeCom callbacks are small; bigger bodies get 413
+    if settings["DATABASE_URL"].startswith("sqlite"):
+        os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    rstore.init_app(app)
+    jobs.init_app(app)
+
+    from core.health import bp as health_bp
+    from core.cli import db_cli
+
+    app.register_blueprint(health_bp)
+    app.cli.add_command(db_cli)
+    return app
+
+
+def _build_module_app() -> Flask:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return create_app()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _build_module_app()
+
+if __name__ == "__main__":
+    port = int(os.environ.get("PORT", "5000"))
+    if rstore.embedded:
+        jobs.start_embedded_worker(app)
+    app.run(host="127.0.0.1", port=port, threaded=True)

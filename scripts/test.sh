@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The second command: the whole test suite, against the real PostgreSQL and Redis on this machine.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh requirements-dev.txt || exit 1
+bash scripts/services.sh || exit 1
+.venv/bin/python -m pytest "$@"
+status=$?
+if [ $status -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit $status
