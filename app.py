@@ -31,7 +31,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     from core.health import bp as health_bp
     from core.cli import db_cli
 
+    from bot.views import bp as wecom_bp
+
     app.register_blueprint(health_bp)
+    app.register_blueprint(wecom_bp)
     app.cli.add_command(db_cli)
     return app
 

@@ -1,0 +1,172 @@
+"""What each WeCom callback does. wechatpy 1.8 has no external-contact event classes: the fields come
+straight from the decrypted XML (see ../shared/docs/wecom-notes.md)."""
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from sqlalchemy import select
+
+from bot.wecom_client import WeComError, get_wecom
+from customers import operations as ops
+from core.db import db
+from models import Customer, Guide, Tag, TagGroup
+
+log = logging.getLogger(__name__)
+
+HELP_TEXT = (
+    "我是导购助手，可以这样用：\n"
+    "1. 把顾客的问题发给我，我推荐最合适的话术；\n"
+    "2. 发送「任务」查看今天的待办；\n"
+    "3. 发送「帮助」再看一次本说明。"
+)
+
+
+def find(fields: dict):
+    if fields.get("MsgType") == "event":
+        if fields.get("Event") == "change_external_contact":
+            return CONTACT_CHANGES.get(fields.get("ChangeType"))
+        if fields.get("Event") == "change_external_tag":
+            return sync_tag_library
+        return None
+    if fields.get("MsgType") == "text":
+        return answer_guide_text
+    return None
+
+
+def _guide(userid: str) -> Guide:
+    guide = db.session.scalar(select(Guide).where(Guide.userid == userid))
+    if guide is not None:
+        return guide
+    name = None
+    try:
+        name = get_wecom().user.get(userid).get("name")
+    except WeComError as exc:
+        log.info("user/get %s failed (%s); guide created with the userid as name", userid, exc.errcode)
+    return ops.ensure_guide(userid, name)
+
+
+def contact_added(fields: dict, *, ref: str) -> dict:
+    guide = _guide(fields["UserID"])
+    info = get_wecom().external_contact.get(fields["ExternalUserID"])
+    customer = ops.upsert_from_wecom(info["external_contact"])
+    mine = next((f for f in info.get("follow_user", []) if f.get("userid") == guide.userid), {})
+    added_at = ops.from_timestamp(mine.get("createtime") or fields.get("CreateTime"))
+    ops.open_follow(guide, customer, added_at=added_at, state=fields.get("State") or mine.get("state"),
+                    remark=mine.get("remark"), description=mine.get("description"))
+    half = fields.get("ChangeType") == "add_half_external_contact"
+    ops.record_event(customer, "contact_added", occurred_at=ops.from_timestamp(fields["CreateTime"]),
+                     channel="wecom", guide=guide, ref=ref,
+                     payload={"state": fields.get("State"), "half": half})
+    welcome = None
+    if fields.get("WelcomeCode"):
+        welcome = send_welcome(fields["WelcomeCode"], customer, guide)
+    return {"customer_id": customer.id, "welcome": welcome}
+
+
+def send_welcome(code: str, customer: Customer, guide: Guide) -> str:
+    text = current_app.config["WELCOME_TEXT"].format(name=customer.name or "", guide=guide.name)
+    try:
+        get_wecom().send_welcome_text(code, text)
+    except WeComError as exc:
+        if exc.errcode == 41051:  # already sent (a retried job): done, never twice
+            return "already_sent"
+        raise
+    return "sent"
+
+
+def contact_edited(fields: dict, *, ref: str) -> dict:
+    info = get_wecom().external_contact.get(fields["ExternalUserID"])
+    customer = ops.upsert_from_wecom(info["external_contact"])
+    guide = _guide(fields["UserID"])
+    mine = next((f for f in info.get("follow_user", []) if f.get("userid") == guide.userid), None)
+    if mine:
+        ops.open_follow(guide, customer, added_at=ops.from_timestamp(mine.get("createtime") or fields["CreateTime"]),
+                        remark=mine.get("remark"), description=mine.get("description"))
+    ops.record_event(customer, "profile_edited", occurred_at=ops.from_timestamp(fields["CreateTime"]),
+                     channel="wecom", guide=guide, ref=ref)
+    return {"customer_id": customer.id}
+
+
+def _relation_ended(fields: dict, *, ref: str, ended_by: str, event_type: str) -> dict:
+    customer = ops.find_customer("external_userid", fields["ExternalUserID"])
+    if customer is None:
+        return {"note": "unknown customer"}
+    guide = _guide(fields["UserID"])
+    when = ops.from_timestamp(fields["CreateTime"])
+    if fields.get("Source") == "DELETE_BY_TRANSFER":
+        ended_by = "transfer"
+    ops.end_follow(guide, customer, ended_at=when, ended_by=ended_by)
+    ops.record_event(customer, event_type, occurred_at=when, channel="wecom", guide=guide, ref=ref,
+                     payload={"source": fields.get("Source")} if fields.get("Source") else {})
+    return {"customer_id": customer.id}
+
+
+def customer_deleted_guide(fields: dict, *, ref: str) -> dict:
+    return _relation_ended(fields, ref=ref, ended_by="customer", event_type="customer_deleted_guide")
+
+
+def guide_deleted_customer(fields: dict, *, ref: str) -> dict:
+    return _relation_ended(fields, ref=ref, ended_by="guide", event_type="guide_deleted_customer")
+
+
+def transfer_failed(fields: dict, *, ref: str) -> dict:
+    customer = ops.find_customer("external_userid", fields["ExternalUserID"])
+    if customer is None:
+        return {"note": "unknown customer"}
+    guide = _guide(fields["UserID"])
+    ops.record_event(customer, "transfer_failed", occurred_at=ops.from_timestamp(fields["CreateTime"]),
+                     channel="wecom", guide=guide, ref=ref, payload={"reason": fields.get("FailReason")})
+    return {"customer_id": customer.id, "reason": fields.get("FailReason")}
+
+
+def sync_tag_library(fields: dict | None = None, *, ref: str | None = None) -> dict:
+    """Mirror the corp tag library; tags gone from WeCom are marked deleted (customer history keeps them)."""
+    groups = get_wecom().external_contact.get_corp_tag_list().get("tag_group", [])
+    seen_groups, seen_tags = set(), set()
+    for g in groups:
+        group = db.session.scalar(select(TagGroup).where(TagGroup.wecom_id == g["group_id"]))
+        if group is None:
+            group = db.session.scalar(select(TagGroup).where(TagGroup.name == g["group_name"]))
+        if group is None:
+            group = TagGroup(name=g["group_name"], wecom_id=g["group_id"])
+            db.session.add(group)
+        group.name, group.wecom_id, group.order, group.deleted = g["group_name"], g["group_id"], g.get("order", 0), False
+        db.session.flush()
+        seen_groups.add(group.id)
+        for t in g.get("tag", []):
+            tag = db.session.scalar(select(Tag).where(Tag.wecom_id == t["id"]))
+            if tag is None:
+                tag = db.session.scalar(select(Tag).where(Tag.group_id == group.id, Tag.name == t["name"]))
+            if tag is None:
+                tag = Tag(group_id=group.id, name=t["name"], wecom_id=t["id"])
+                db.session.add(tag)
+            tag.group_id, tag.name, tag.wecom_id = group.id, t["name"], t["id"]
+            tag.order, tag.deleted = t.get("order", 0), bool(t.get("deleted", False))
+            db.session.flush()
+            seen_tags.add(tag.id)
+    for tag in db.session.scalars(select(Tag).where(Tag.wecom_id.is_not(None))):
+        if tag.id not in seen_tags:
+            tag.deleted = True
+    for group in db.session.scalars(select(TagGroup).where(TagGroup.wecom_id.is_not(None))):
+        if group.id not in seen_groups:
+            group.deleted = True
+    db.session.flush()
+    return {"groups": len(seen_groups), "tags": len(seen_tags)}
+
+
+def answer_guide_text(fields: dict, *, ref: str) -> dict:
+    userid = fields.get("FromUserName", "")
+    reply = HELP_TEXT
+    get_wecom().send_text_to_members(userid, reply)
+    return {"reply": reply}
+
+
+CONTACT_CHANGES = {
+    "add_external_contact": contact_added,
+    "add_half_external_contact": contact_added,
+    "edit_external_contact": contact_edited,
+    "del_external_contact": customer_deleted_guide,
+    "del_follow_user": guide_deleted_customer,
+    "transfer_fail": transfer_failed,
+}

@@ -1,0 +1,1 @@
+"""Customer profiles (One-ID), follow relations, binding guide, tags and the trajectory: every write to them."""
