@@ -35,7 +35,11 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wecom_bp)
+    from bot.cli import bot_cli, worker_command
+
     app.cli.add_command(db_cli)
+    app.cli.add_command(bot_cli)
+    app.cli.add_command(worker_command)
     return app
 
 

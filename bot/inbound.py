@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from flask import current_app
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
@@ -18,6 +19,7 @@ from xml.etree.ElementTree import ParseError
 
 from core.db import db
 from core.redis_store import rstore
+from core.timeutil import utcnow
 from models import CallbackInbox
 
 log = logging.getLogger(__name__)
@@ -112,15 +114,18 @@ def accept(fields: dict) -> int | None:
     redis_key = f"wecom:callback:{key}"
     if not rstore.client.set(redis_key, 1, nx=True, ex=DEDUP_TTL):
         return None
-    row = CallbackInbox(
+    stmt = insert(CallbackInbox).values(
         dedup_key=key,
         msg_type=fields.get("MsgType", ""),
         event=fields.get("Event") or None,
         change_type=fields.get("ChangeType") or None,
         payload=fields,
-    )
+        received_at=utcnow(),
+        status="pending",
+        attempts=0,
+    ).returning(CallbackInbox.id)
     try:
-        db.session.add(row)
+        inbox_id = db.session.execute(stmt).scalar_one()
         db.session.commit()
     except IntegrityError:
         # The Redis key expired or was lost, but the database remembers: still a duplicate.
@@ -131,4 +136,4 @@ def accept(fields: dict) -> int | None:
         db.session.rollback()
         rstore.client.delete(redis_key)
         raise
-    return row.id
+    return inbox_id

@@ -23,7 +23,8 @@ class Database:
         else:
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
-            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+            # No pre-ping: it costs a round trip per checkout on the callback hot path; recycle instead.
         self.session.configure(bind=self.engine)
         app.extensions["db"] = self
         app.teardown_appcontext(lambda exc: self.session.remove())

@@ -56,7 +56,11 @@ class JobQueue:
         app.extensions["queue"] = self
 
     def enqueue(self, func, *args, retry: Retry | None = DEFAULT_RETRY, **kwargs):
-        return self.queue.enqueue(func, *args, retry=retry, **kwargs)
+        # One pipelined round trip instead of RQ's separate transactions: this sits on the callback's hot path.
+        with rstore.client.pipeline() as pipe:
+            job = self.queue.enqueue_call(func, args=args, kwargs=kwargs, retry=retry, pipeline=pipe)
+            pipe.execute()
+        return job
 
     def worker(self, app, *, in_thread: bool = False) -> AppWorker:
         return AppWorker([self.queue], connection=rstore.client, app=app, in_thread=in_thread)
