@@ -28,18 +28,19 @@ def create_app(overrides: dict | None = None) -> Flask:
     rstore.init_app(app)
     jobs.init_app(app)
 
-    from core.health import bp as health_bp
-    from core.cli import db_cli
-
+    from bot.cli import bot_cli, worker_command
     from bot.views import bp as wecom_bp
+    from core.cli import db_cli
+    from core.health import bp as health_bp
+    from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wecom_bp)
-    from bot.cli import bot_cli, worker_command
 
     app.cli.add_command(db_cli)
     app.cli.add_command(bot_cli)
     app.cli.add_command(worker_command)
+    app.cli.add_command(wecom_cli)
     return app
 
 
@@ -58,4 +59,8 @@ if __name__ == "__main__":
     port = int(os.environ.get("PORT", "5000"))
     if rstore.embedded:
         jobs.start_embedded_worker(app)
+    if app.config["DEMO"] and app.config["WECOM_API_BASE"].startswith("http://127.0.0.1"):
+        from wecom_standin.cli import start_embedded_standin
+
+        start_embedded_standin(app)
     app.run(host="127.0.0.1", port=port, threaded=True)
