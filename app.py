@@ -32,12 +32,16 @@ def create_app(overrides: dict | None = None) -> Flask:
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
     from core.health import bp as health_bp
+    from demo.cli import demo_cli
+    from imports.cli import data_cli
     from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wecom_bp)
 
     app.cli.add_command(db_cli)
+    app.cli.add_command(data_cli)
+    app.cli.add_command(demo_cli)
     app.cli.add_command(bot_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(wecom_cli)

@@ -30,8 +30,13 @@ def _standin_kwargs(app, callback_url: str | None) -> dict:
 
 
 def demo_corp(app) -> Corp:
+    """The stand-in's corp: the demo chain's staff and customers, so callbacks match the seeded data."""
+    from demo.data import demo_corp_seed
+
     cfg = app.config
-    return Corp.from_dict(DEMO_SEED, corp_id=cfg["WECOM_CORP_ID"], secret=cfg["WECOM_SECRET"],
+    seed = demo_corp_seed()
+    seed.setdefault("tag_groups", DEMO_SEED.get("tag_groups", []))
+    return Corp.from_dict(seed, corp_id=cfg["WECOM_CORP_ID"], secret=cfg["WECOM_SECRET"],
                           agent_id=cfg["WECOM_AGENT_ID"])
 
 

@@ -1,0 +1,590 @@
+"""Apply an import file set-based, in one transaction.
+
+Pass 1 parses and validates every record (imports.records) and collects every error with its line number.
+Then, still read-only, references are resolved against the file and the database: store codes, guide
+userids, tags, and customers through One-ID (identity keys). Any error rejects the whole file
+(`ImportRejected`) before anything is written. Pass 2 applies the records per type in dependency order,
+each type as a few big statements: rows are staged into a temporary table (`_Bulk.stage`: COPY on
+PostgreSQL, executemany on SQLite) and merged with `INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE …
+IS DISTINCT FROM …`, so a re-imported file rewrites no row. The SQL is the same on both dialects; only
+staging, id allocation and value adaptation differ.
+"""
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import text
+from tqdm import tqdm
+
+from core.db import db
+from core.timeutil import utcnow
+from imports.records import CSV_TYPES, TYPE_ORDER, RecordError, parse_record
+
+
+class ImportRejected(Exception):
+    """The file has bad records; nothing was written. `errors` is [(line number, reason)] by line."""
+
+    def __init__(self, errors: list[tuple[int, str]]):
+        self.errors = sorted(errors)
+        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
+
+
+class BadLine(str):
+    """Stands in for a record that could not even be read (JSON syntax error); the text is the reason."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# The dialect-specific part: staging rows, allocating ids, adapting values.
+
+_PG_TYPES = {"text": "text", "int": "bigint", "num": "numeric", "ts": "timestamptz", "date": "date", "json": "jsonb"}
+_SQLITE_TYPES = {"text": "TEXT", "int": "INTEGER", "num": "NUMERIC", "ts": "TEXT", "date": "TEXT", "json": "TEXT"}
+
+
+class _Bulk:
+    def __init__(self, conn):
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        if self.pg:
+            conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+
+    def value(self, v):
+        """A Python value as the driver should receive it for raw SQL (SQLite keeps UTC times as text)."""
+        if self.pg or v is None:
+            return v
+        if isinstance(v, datetime):
+            return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        if isinstance(v, date):
+            return v.isoformat()
+        if isinstance(v, Decimal):
+            return str(v)
+        return v
+
+    def stage(self, name: str, columns: list[tuple[str, str]], rows: list[tuple]) -> None:
+        """Create TEMP table `name` with `columns` [(name, kind)] and load `rows` into it."""
+        types = _PG_TYPES if self.pg else _SQLITE_TYPES
+        cols = ", ".join(c for c, _ in columns)
+        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        ddl = ", ".join(f"{c} {types[k]}" for c, k in columns)
+        if self.pg:
+            self.conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
+            raw = self.conn.connection.driver_connection
+            with raw.cursor() as cur:
+                with cur.copy(f"COPY {name} ({cols}) FROM STDIN") as copy:
+                    write = copy.write_row
+                    for row in rows:
+                        write(row)
+            self.conn.exec_driver_sql(f"ANALYZE {name}")
+        else:
+            self.conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({ddl})")
+            adapt = self.value
+            marks = ", ".join("?" for _ in columns)
+            cur = self.conn.connection.driver_connection.cursor()
+            try:
+                cur.executemany(f"INSERT INTO {name} ({cols}) VALUES ({marks})",
+                                (tuple(adapt(v) for v in row) for row in rows))
+            finally:
+                cur.close()
+
+    def allocate_ids(self, table: str, n: int) -> list[int]:
+        """n fresh primary keys for `table`, so inserted rows need no id look-up afterwards."""
+        if n == 0:
+            return []
+        if self.pg:
+            rows = self.conn.execute(
+                text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+                {"t": table, "n": n},
+            )
+            return sorted(r[0] for r in rows)
+        start = self.conn.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar() + 1
+        return list(range(start, start + n))
+
+    def run(self, sql: str, **params) -> int:
+        result = self.conn.execute(text(sql), {k: self.value(v) for k, v in params.items()})
+        return result.rowcount
+
+
+def _changed(table: str, replace: Iterable[str] = (), keep: Iterable[str] = (), src: str = "excluded") -> tuple[str, str]:
+    """SET list and guard for an upsert or UPDATE … FROM: `replace` columns take the new value; `keep`
+    columns take it only when it is given (NULL keeps the stored value). The guard is true only when some
+    value really changes, so unchanged rows are not rewritten."""
+    sets, guards = [], []
+    for c in replace:
+        sets.append(f"{c} = {src}.{c}")
+        guards.append(f"{table}.{c} IS DISTINCT FROM {src}.{c}")
+    for c in keep:
+        sets.append(f"{c} = COALESCE({src}.{c}, {table}.{c})")
+        guards.append(f"({src}.{c} IS NOT NULL AND {table}.{c} IS DISTINCT FROM {src}.{c})")
+    return ", ".join(sets), " OR ".join(guards)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pass 1 and reference resolution (read-only).
+
+
+def _last_wins(items: list[tuple[int, dict]], key) -> dict:
+    out = {}
+    for lineno, rec in items:
+        out[key(rec)] = (lineno, rec)
+    return out
+
+
+class _Plan:
+    """Everything pass 2 needs, worked out without writing: deduplicated records and resolved references."""
+
+    def __init__(self, bulk: _Bulk, batches: dict[str, list], errors: list):
+        self.bulk = bulk
+        self.batches = batches
+        self.errors = errors
+
+    def err(self, lineno: int, msg: str) -> None:
+        self.errors.append((lineno, msg))
+
+    def resolve(self) -> None:
+        b, conn = self.batches, self.bulk.conn
+        self.stores = _last_wins(b["store"], lambda r: r["code"])
+        known_stores = set(self.stores) | {r[0] for r in conn.execute(text("SELECT code FROM stores"))}
+        self.guides = _last_wins(b["guide"], lambda r: r["userid"])
+        for lineno, rec in self.guides.values():
+            if rec["store"] is not None and rec["store"] not in known_stores:
+                self.err(lineno, f"guide: unknown store code {rec['store']!r}")
+        known_guides = set(self.guides) | {r[0] for r in conn.execute(text("SELECT userid FROM guides"))}
+        self.tags = _last_wins(b["tag"], lambda r: (r["group"], r["name"]))
+        known_tags = set(self.tags) | {
+            (r[0], r[1]) for r in conn.execute(text(
+                "SELECT g.name, t.name FROM tags t JOIN tag_groups g ON g.id = t.group_id"))
+        }
+        self.products = _last_wins(b["product"], lambda r: r["sku"])
+        self._resolve_customers()
+
+        self.follows = {}
+        for lineno, rec in b["follow"]:
+            ok = True
+            if rec["userid"] not in known_guides:
+                self.err(lineno, f"follow: unknown guide userid {rec['userid']!r}")
+                ok = False
+            token = self.key_token.get(("external_userid", rec["external_userid"]))
+            if token is None:
+                self.err(lineno, f"follow: unknown customer external_userid {rec['external_userid']!r}")
+                ok = False
+            if ok:
+                self.follows[(rec["userid"], token)] = (lineno, rec, token)
+
+        self.customer_tags = {}
+        for lineno, rec in b["customer_tag"]:
+            ok = True
+            token = self.key_token.get(("external_userid", rec["external_userid"]))
+            if token is None:
+                self.err(lineno, f"customer_tag: unknown customer external_userid {rec['external_userid']!r}")
+                ok = False
+            if (rec["group"], rec["name"]) not in known_tags:
+                self.err(lineno, f"customer_tag: unknown tag {rec['group'] + '/' + rec['name']!r}")
+                ok = False
+            if ok:
+                self.customer_tags[(token, rec["group"], rec["name"])] = lineno
+
+        self.orders = {}
+        for lineno, rec in b["order"]:
+            ok = True
+            if rec["store"] is not None and rec["store"] not in known_stores:
+                self.err(lineno, f"order: unknown store code {rec['store']!r}")
+                ok = False
+            tokens = {}
+            for key in rec["keys"].items():
+                token = self.key_token.get(key)
+                if token is not None:
+                    tokens.setdefault(token, key)
+            if len(tokens) > 1:
+                self.err(lineno, "order: customer keys match different customers: " + self._describe(tokens))
+                ok = False
+            if ok:
+                self.orders[rec["order_no"]] = (lineno, rec, next(iter(tokens), None))
+
+    def _describe(self, tokens: dict) -> str:
+        parts = []
+        for token, (kind, value) in tokens.items():
+            who = f"customer #{token}" if token > 0 else f"the customer of line {self.group_line[token]}"
+            parts.append(f"{who} ({kind}={value})")
+        return " and ".join(parts)
+
+    def _resolve_customers(self) -> None:
+        """One-ID: group the file's customer records by shared keys, match groups to stored customers.
+
+        Tokens name a customer before ids exist: a positive token is a stored customer's id, a negative
+        one a customer this file creates (replaced by a real id when applied)."""
+        records = self.batches["customer"]
+        parent = list(range(len(records)))
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        key_owner: dict[tuple[str, str], int] = {}
+        for i, (_, rec) in enumerate(records):
+            for key in rec["keys"].items():
+                j = key_owner.get(key)
+                if j is None:
+                    key_owner[key] = i
+                else:
+                    a, b = find(i), find(j)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+
+        # Every key the file mentions, looked up in customer_identities by joining a staged table.
+        wanted = set(key_owner)
+        for _, rec in self.batches["follow"]:
+            wanted.add(("external_userid", rec["external_userid"]))
+        for _, rec in self.batches["customer_tag"]:
+            wanted.add(("external_userid", rec["external_userid"]))
+        for _, rec in self.batches["order"]:
+            wanted.update(rec["keys"].items())
+        self.bulk.stage("tmp_keys", [("kind", "text"), ("value", "text")], list(wanted))
+        stored = {
+            (k, v): cid for k, v, cid in self.bulk.conn.execute(text(
+                "SELECT k.kind, k.value, ci.customer_id FROM tmp_keys k "
+                "JOIN customer_identities ci ON ci.kind = k.kind AND ci.value = k.value"))
+        }
+        self.stored_keys = stored
+
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(records)):
+            groups[find(i)].append(i)
+        self.groups = []  # [(token, merged record, keys to add)]
+        self.group_line = {}
+        key_token: dict[tuple[str, str], int] = dict(stored)
+        next_new = -1
+        for members in groups.values():
+            matched: dict[int, tuple] = {}
+            bad = False
+            for i in members:
+                lineno, rec = records[i]
+                own = {}
+                for key in rec["keys"].items():
+                    if key in stored:
+                        own.setdefault(stored[key], key)
+                if len(own) > 1:
+                    self.err(lineno, "customer: keys match two different customers: " + " and ".join(
+                        f"#{cid} ({k}={v})" for cid, (k, v) in own.items()))
+                    bad = True
+                for cid, key in own.items():
+                    matched.setdefault(cid, key)
+            if not bad and len(matched) > 1:
+                lines = ", ".join(str(records[i][0]) for i in members)
+                names = " and ".join(f"#{cid} ({k}={v})" for cid, (k, v) in matched.items())
+                for i in members:
+                    if any(key in stored for key in records[i][1]["keys"].items()):
+                        self.err(records[i][0], f"customer: records sharing keys (lines {lines}) match two "
+                                                f"different customers: {names}")
+                bad = True
+            if bad:
+                continue
+            if matched:
+                token = next(iter(matched))
+            else:
+                token = next_new
+                next_new -= 1
+                self.group_line[token] = records[members[0]][0]
+            merged: dict = {}
+            keys: dict[tuple[str, str], None] = {}
+            for i in sorted(members, key=lambda i: records[i][0]):
+                rec = records[i][1]
+                for field, value in rec.items():
+                    if field != "keys" and value is not None:
+                        merged[field] = value
+                for key in rec["keys"].items():
+                    keys[key] = None
+                    key_token[key] = token
+            self.groups.append((token, merged, [k for k in keys if k not in stored]))
+        self.key_token = key_token
+        self.new_customers = -next_new - 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pass 2: apply per type.
+
+
+def _apply(plan: _Plan, bulk: _Bulk, steps) -> None:
+    now = utcnow()
+
+    if plan.stores:
+        bulk.stage("tmp_store", [("code", "text"), ("name", "text"), ("city", "text")],
+                   [(r["code"], r["name"], r["city"]) for _, r in plan.stores.values()])
+        sets, guard = _changed("stores", replace=["name"], keep=["city"])
+        bulk.run(f"""INSERT INTO stores (code, name, city, created_at)
+            SELECT code, name, city, :now FROM tmp_store WHERE true
+            ON CONFLICT (code) DO UPDATE SET {sets} WHERE {guard}""", now=now)
+    steps.update()
+
+    if plan.guides:
+        bulk.stage("tmp_guide", [("userid", "text"), ("name", "text"), ("store", "text"), ("role", "text")],
+                   [(r["userid"], r["name"], r["store"], r["role"]) for _, r in plan.guides.values()])
+        sets, guard = _changed("guides", replace=["name", "role"], keep=["store_id"])
+        bulk.run(f"""INSERT INTO guides (userid, name, store_id, role, status, created_at)
+            SELECT t.userid, t.name, s.id, t.role, 'active', :now
+            FROM tmp_guide t LEFT JOIN stores s ON s.code = t.store WHERE true
+            ON CONFLICT (userid) DO UPDATE SET {sets} WHERE {guard}""", now=now)
+    steps.update()
+
+    if plan.tags:
+        bulk.stage("tmp_tag", [("grp", "text"), ("name", "text")], list(plan.tags))
+        bulk.run("""INSERT INTO tag_groups (name, "order", deleted)
+            SELECT DISTINCT grp, 0, false FROM tmp_tag WHERE true
+            ON CONFLICT (name) DO UPDATE SET deleted = false WHERE tag_groups.deleted""")
+        bulk.run("""INSERT INTO tags (group_id, name, "order", deleted)
+            SELECT g.id, t.name, 0, false FROM tmp_tag t JOIN tag_groups g ON g.name = t.grp WHERE true
+            ON CONFLICT (group_id, name) DO UPDATE SET deleted = false WHERE tags.deleted""")
+    steps.update()
+
+    if plan.products:
+        bulk.stage("tmp_product", [("sku", "text"), ("name", "text"), ("category", "text"), ("price", "num"),
+                                   ("attributes", "json")],
+                   [(r["sku"], r["name"], r["category"], r["price"], r["attributes"] or "{}")
+                    for _, r in plan.products.values()])
+        sets, guard = _changed("products", replace=["name", "category", "price", "attributes"])
+        bulk.run(f"""INSERT INTO products (sku, name, category, price, attributes, created_at)
+            SELECT sku, name, category, price, attributes, :now FROM tmp_product WHERE true
+            ON CONFLICT (sku) DO UPDATE SET {sets} WHERE {guard}""", now=now)
+    steps.update()
+
+    # Customers: tokens become ids (new ones allocated up front), then one UPDATE and one INSERT.
+    new_ids = bulk.allocate_ids("customers", plan.new_customers)
+    ids = {-(i + 1): cid for i, cid in enumerate(new_ids)}
+
+    def cid(token: int) -> int:
+        return token if token > 0 else ids[token]
+
+    if plan.groups:
+        fields = ["name", "gender", "birthday", "baby_birthday", "due_date", "member_level", "points"]
+        kinds = ["text", "int", "date", "date", "date", "text", "int"]
+        bulk.stage("tmp_customer", [("id", "int"), ("is_new", "int")] + list(zip(fields, kinds)),
+                   [(cid(token), 1 if token < 0 else 0, *(m.get(f) for f in fields)) for token, m, _ in plan.groups])
+        sets, guard = _changed("customers", replace=["name"], keep=fields[1:], src="t")
+        bulk.run(f"""UPDATE customers SET {sets}, updated_at = :now FROM tmp_customer t
+            WHERE customers.id = t.id AND t.is_new = 0 AND ({guard})""", now=now)
+        bulk.run("""INSERT INTO customers (id, name, gender, birthday, baby_birthday, due_date, member_level,
+                points, order_count, total_spend, created_at, updated_at)
+            SELECT id, name, COALESCE(gender, 0), birthday, baby_birthday, due_date, member_level,
+                COALESCE(points, 0), 0, 0, :now, :now FROM tmp_customer WHERE is_new = 1""", now=now)
+        bulk.stage("tmp_ident", [("customer_id", "int"), ("kind", "text"), ("value", "text")],
+                   [(cid(token), k, v) for token, _, keys in plan.groups for k, v in keys])
+        bulk.run("""INSERT INTO customer_identities (customer_id, kind, value, created_at)
+            SELECT customer_id, kind, value, :now FROM tmp_ident WHERE true
+            ON CONFLICT (kind, value) DO NOTHING""", now=now)
+    steps.update()
+
+    if plan.follows:
+        bulk.stage("tmp_follow", [("userid", "text"), ("customer_id", "int"), ("added_at", "ts"),
+                                  ("state", "text"), ("remark", "text")],
+                   [(r["userid"], cid(token), r["added_at"], r["state"], r["remark"])
+                    for _, r, token in plan.follows.values()])
+        sets, guard = _changed("follows", replace=["added_at"], keep=["state", "remark"])
+        bulk.run(f"""INSERT INTO follows (guide_id, customer_id, added_at, state, remark)
+            SELECT g.id, t.customer_id, t.added_at, t.state, t.remark
+            FROM tmp_follow t JOIN guides g ON g.userid = t.userid WHERE true
+            ON CONFLICT (guide_id, customer_id) DO UPDATE SET {sets} WHERE {guard}""")
+        # Binding guide: the earliest-added follow still in force; first_added_at: the earliest of all.
+        sets, guard = _changed("customers", replace=["binding_guide_id", "first_added_at"], src="x")
+        bulk.run(f"""UPDATE customers SET {sets}, updated_at = :now FROM (
+                SELECT a.customer_id, a.first_added_at, b.guide_id AS binding_guide_id
+                FROM (SELECT customer_id, MIN(added_at) AS first_added_at FROM follows
+                      WHERE customer_id IN (SELECT customer_id FROM tmp_follow) GROUP BY customer_id) a
+                LEFT JOIN (SELECT customer_id, guide_id,
+                                  ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY added_at, id) AS rn
+                           FROM follows WHERE ended_at IS NULL
+                           AND customer_id IN (SELECT customer_id FROM tmp_follow)) b
+                       ON b.customer_id = a.customer_id AND b.rn = 1
+            ) x WHERE customers.id = x.customer_id AND ({guard})""", now=now)
+    steps.update()
+
+    if plan.customer_tags:
+        bulk.stage("tmp_ctag", [("customer_id", "int"), ("grp", "text"), ("name", "text")],
+                   [(cid(token), g, n) for token, g, n in plan.customer_tags])
+        bulk.run("""INSERT INTO customer_tags (customer_id, tag_id, source, created_at)
+            SELECT t.customer_id, tg.id, 'import', :now FROM tmp_ctag t
+            JOIN tag_groups g ON g.name = t.grp JOIN tags tg ON tg.group_id = g.id AND tg.name = t.name
+            WHERE true ON CONFLICT (customer_id, tag_id) DO NOTHING""", now=now)
+    steps.update()
+
+    if plan.orders:
+        _apply_orders(plan, bulk, cid, now)
+    steps.update()
+
+
+def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
+    dumps = json.dumps
+    order_rows, line_rows, affected = [], [], set()
+    for order_no, (_, r, token) in plan.orders.items():
+        customer_id = cid(token) if token is not None else None
+        if customer_id is not None:
+            affected.add(customer_id)
+        keys = dumps(r["keys"], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        payload = '{"amount":%s,"items":%d}' % (r["amount"], len(r["items"]))
+        order_rows.append((order_no, r["channel"], r["store"], customer_id, r["paid_at"], r["amount"], keys,
+                           len(r["items"]), payload))
+        for n, (sku, name, category, qty, price) in enumerate(r["items"], 1):
+            line_rows.append((order_no, n, sku, name, category, qty, price))
+    bulk.stage("tmp_order", [("order_no", "text"), ("channel", "text"), ("store", "text"), ("customer_id", "int"),
+                             ("paid_at", "ts"), ("amount", "num"), ("customer_keys", "json"), ("n_lines", "int"),
+                             ("payload", "json")], order_rows)
+    del order_rows
+    # Customers whose orders move away also need their figures recomputed.
+    affected.update(r[0] for r in bulk.conn.execute(text(
+        "SELECT DISTINCT o.customer_id FROM orders o JOIN tmp_order t ON t.order_no = o.order_no "
+        "WHERE o.customer_id IS NOT NULL")))
+    sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "guide_id", "paid_at",
+                                              "amount", "customer_keys"])
+    bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, paid_at, amount,
+            customer_keys, created_at)
+        SELECT t.order_no, t.channel, s.id, t.customer_id, c.binding_guide_id, t.paid_at, t.amount,
+            t.customer_keys, :now
+        FROM tmp_order t LEFT JOIN stores s ON s.code = t.store LEFT JOIN customers c ON c.id = t.customer_id
+        WHERE true ON CONFLICT (order_no) DO UPDATE SET {sets} WHERE {guard}""", now=now)
+
+    bulk.stage("tmp_line", [("order_no", "text"), ("line_no", "int"), ("sku", "text"), ("name", "text"),
+                            ("category", "text"), ("qty", "int"), ("price", "num")], line_rows)
+    del line_rows
+    sets, guard = _changed("order_lines", replace=["sku", "name", "category", "qty", "price"])
+    bulk.run(f"""INSERT INTO order_lines (order_id, line_no, sku, name, category, qty, price)
+        SELECT o.id, t.line_no, t.sku, t.name, t.category, t.qty, t.price
+        FROM tmp_line t JOIN orders o ON o.order_no = t.order_no WHERE true
+        ON CONFLICT (order_id, line_no) DO UPDATE SET {sets} WHERE {guard}""")
+    bulk.run("""DELETE FROM order_lines WHERE EXISTS (
+        SELECT 1 FROM orders o JOIN tmp_order t ON t.order_no = o.order_no
+        WHERE o.id = order_lines.order_id AND order_lines.line_no > t.n_lines)""")
+
+    # One trajectory event per matched order; (type, ref) is unique, so a re-import adds none.
+    bulk.run("""INSERT INTO events (customer_id, type, occurred_at, channel, guide_id, payload, ref)
+        SELECT o.customer_id, 'order', o.paid_at, o.channel, o.guide_id, t.payload, o.order_no
+        FROM tmp_order t JOIN orders o ON o.order_no = t.order_no WHERE o.customer_id IS NOT NULL
+        ON CONFLICT (type, ref) DO NOTHING""")
+
+    bulk.stage("tmp_affected", [("id", "int")], [(c,) for c in affected])
+    sets, guard = _changed("customers", replace=["last_order_at", "order_count", "total_spend"], src="a")
+    bulk.run(f"""UPDATE customers SET {sets}, updated_at = :now FROM (
+            SELECT x.id AS customer_id, MAX(o.paid_at) AS last_order_at, COUNT(o.id) AS order_count,
+                   COALESCE(SUM(o.amount), 0) AS total_spend
+            FROM tmp_affected x LEFT JOIN orders o ON o.customer_id = x.id GROUP BY x.id
+        ) a WHERE customers.id = a.customer_id AND ({guard})""", now=now)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Public API.
+
+
+def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
+                   dry_run: bool = False) -> dict[str, int]:
+    """Validate and apply records [(line number, record)] in one transaction; counts per type.
+
+    Raises ImportRejected listing every bad line, with nothing written. `dry_run` validates and applies,
+    then rolls back."""
+    gc_enabled = gc.isenabled()
+    gc.disable()  # millions of small objects, no cycles: the collector would only slow pass 1 down
+    try:
+        errors: list[tuple[int, str]] = []
+        batches: dict[str, list] = {t: [] for t in TYPE_ORDER}
+        for lineno, raw in tqdm(lines, desc="reading", unit=" rec", disable=not progress, file=sys.stderr,
+                                mininterval=0.5):
+            if isinstance(raw, BadLine):
+                errors.append((lineno, str(raw)))
+                continue
+            try:
+                rtype, rec = parse_record(raw)
+            except RecordError as exc:
+                errors.append((lineno, str(exc)))
+                continue
+            batches[rtype].append((lineno, rec))
+        counts = {t: len(v) for t, v in batches.items() if v}
+
+        session = db.session
+        try:
+            bulk = _Bulk(session.connection())
+            plan = _Plan(bulk, batches, errors)
+            plan.resolve()
+            if errors:
+                raise ImportRejected(errors)
+            del batches
+            with tqdm(total=len(TYPE_ORDER), desc="applying", unit=" type", disable=not progress,
+                      file=sys.stderr) as steps:
+                _apply(plan, bulk, steps)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return counts
+    finally:
+        if gc_enabled:
+            gc.enable()
+
+
+def read_jsonl(path: Path, default_type: str | None = None):
+    """(line number, record) for each non-blank line; a line that is not JSON yields a BadLine."""
+    loads = json.loads
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = loads(line, parse_float=Decimal)
+            except ValueError as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                col = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+                yield lineno, BadLine(f"JSON syntax error: {msg}{col}")
+                continue
+            if default_type and isinstance(rec, dict) and "type" not in rec:
+                rec["type"] = default_type
+            yield lineno, rec
+
+
+def read_csv(path: Path, record_type: str):
+    """(line number, record) per row; the header row names the fields; empty cells are absent."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        reader.fieldnames  # reads the header row
+        lineno = reader.line_num
+        for row in reader:
+            rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
+            rec["type"] = record_type
+            yield lineno + 1, rec
+            lineno = reader.line_num
+
+
+def csv_type_from_name(path: Path) -> str | None:
+    stem = path.stem.lower().replace("-", "_")
+    for candidate in (stem, stem.removesuffix("s")):
+        if candidate in CSV_TYPES:
+            return candidate
+    matches = [t for t in CSV_TYPES if stem.startswith(t)]
+    return max(matches, key=len) if matches else None
+
+
+def import_file(path, *, record_type: str | None = None, progress: bool = False,
+                dry_run: bool = False) -> dict[str, int]:
+    """Import a .jsonl (one record per line, each with a `type`) or a .csv of one record type (from
+    `record_type` or the file name, e.g. stores.csv)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        rtype = record_type or csv_type_from_name(path)
+        if rtype is None:
+            raise ImportRejected([(0, f"cannot tell the record type of {path.name}: name it after the type "
+                                      f"(e.g. stores.csv) or pass --type ({', '.join(CSV_TYPES)})")])
+        if rtype not in CSV_TYPES:
+            raise ImportRejected([(0, f"{rtype} records cannot come from CSV (nested fields): use JSONL")])
+        lines = read_csv(path, rtype)
+    else:
+        lines = read_jsonl(path, record_type)
+    return import_records(lines, progress=progress, dry_run=dry_run)
+
+
+__all__ = ["ImportRejected", "import_records", "import_file", "read_jsonl", "read_csv"]
