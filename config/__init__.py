@@ -59,7 +59,7 @@ def load_settings(environ: dict | None = None) -> dict:
             "WELCOME_TEXT",
             "您好{name}，我是{guide}，您的专属育儿顾问～宝宝喂养、用品选择、门店活动都可以随时问我哦！",
         ),
-        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
         "QUEUE_MODE": env.get("QUEUE_MODE"),  # "rq" | "inline"; derived below when unset
         "INGEST_HMAC_KEY": env.get("INGEST_HMAC_KEY"),
     }
