@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from flask import current_app
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
@@ -108,13 +108,20 @@ def dedup_key(fields: dict) -> str:
     return "evt:" + ":".join(parts)
 
 
+# Built once, parameters bound at execution, so SQLAlchemy's compiled-statement cache is used.
+_INSERT_STATEMENTS = {
+    is_pg: insert(CallbackInbox).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(CallbackInbox.id)
+    for is_pg, insert in ((True, pg_insert), (False, sqlite_insert))
+}
+
+
 def accept(fields: dict) -> int | None:
     """Store the callback; returns the inbox id, or None when it is a retry of one already stored."""
     key = dedup_key(fields)
     redis_key = f"wecom:callback:{key}"
     if not rstore.client.set(redis_key, 1, nx=True, ex=DEDUP_TTL):
         return None
-    stmt = insert(CallbackInbox).values(
+    values = dict(
         dedup_key=key,
         msg_type=fields.get("MsgType", ""),
         event=fields.get("Event") or None,
@@ -123,17 +130,14 @@ def accept(fields: dict) -> int | None:
         received_at=utcnow(),
         status="pending",
         attempts=0,
-    ).returning(CallbackInbox.id)
+    )
+    # One autocommitted statement: a single round trip on the hot path; the unique key settles retries
+    # whose Redis key expired or was lost.
     try:
-        inbox_id = db.session.execute(stmt).scalar_one()
-        db.session.commit()
-    except IntegrityError:
-        # The Redis key expired or was lost, but the database remembers: still a duplicate.
-        db.session.rollback()
-        return None
+        with db.autocommit_engine.connect() as conn:
+            inbox_id = conn.execute(_INSERT_STATEMENTS[db.is_postgres], values).scalar()
     except Exception:
         # Not stored: forget the fast-path key so WeCom's retry is accepted.
-        db.session.rollback()
         rstore.client.delete(redis_key)
         raise
     return inbox_id

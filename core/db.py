@@ -13,6 +13,7 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.autocommit_engine: Engine | None = None
         self.session = scoped_session(sessionmaker(expire_on_commit=False))
 
     def init_app(self, app) -> None:
@@ -25,6 +26,11 @@ class Database:
                 url = "postgresql+psycopg://" + url[len("postgresql://"):]
             self.engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
             # No pre-ping: it costs a round trip per checkout on the callback hot path; recycle instead.
+        # A small pool of permanently autocommitting connections for single-statement hot paths
+        # (the callback inbox): one round trip, no BEGIN/COMMIT, no per-checkout isolation switch.
+        self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
+            if url.startswith("sqlite") else create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800,
+                                                           isolation_level="AUTOCOMMIT")
         self.session.configure(bind=self.engine)
         app.extensions["db"] = self
         app.teardown_appcontext(lambda exc: self.session.remove())
