@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import sys
@@ -253,6 +254,8 @@ def main() -> None:
     from imports.operations import import_file, read_jsonl
     from models import Base
 
+    logging.basicConfig(format="  %(message)s")
+    logging.getLogger("imports.operations").setLevel(logging.DEBUG)
     app = create_app({"DATABASE_URL": args.database_url, "DEMO": True, "REDIS_URL": None})
     progress = sys.stderr.isatty()
     with tempfile.TemporaryDirectory() as tmp, app.app_context():

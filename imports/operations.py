@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import logging
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
@@ -27,6 +29,9 @@ from tqdm import tqdm
 from core.db import db
 from core.timeutil import utcnow
 from imports.records import CSV_TYPES, TYPE_ORDER, RecordError, parse_record
+
+
+log = logging.getLogger(__name__)
 
 
 class ImportRejected(Exception):
@@ -69,6 +74,7 @@ class _Bulk:
 
     def stage(self, name: str, columns: list[tuple[str, str]], rows: list[tuple]) -> None:
         """Create TEMP table `name` with `columns` [(name, kind)] and load `rows` into it."""
+        t0 = time.perf_counter()
         types = _PG_TYPES if self.pg else _SQLITE_TYPES
         cols = ", ".join(c for c, _ in columns)
         self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
@@ -92,6 +98,7 @@ class _Bulk:
                                 (tuple(adapt(v) for v in row) for row in rows))
             finally:
                 cur.close()
+        log.debug("  staged %d rows into %s in %.1f s", len(rows), name, time.perf_counter() - t0)
 
     def allocate_ids(self, table: str, n: int) -> list[int]:
         """n fresh primary keys for `table`, so inserted rows need no id look-up afterwards."""
@@ -107,7 +114,9 @@ class _Bulk:
         return list(range(start, start + n))
 
     def run(self, sql: str, **params) -> int:
+        t0 = time.perf_counter()
         result = self.conn.execute(text(sql), {k: self.value(v) for k, v in params.items()})
+        log.debug("  %d rows in %.1f s: %s", result.rowcount, time.perf_counter() - t0, " ".join(sql.split()[:4]))
         return result.rowcount
 
 
@@ -312,8 +321,22 @@ class _Plan:
 # Pass 2: apply per type.
 
 
-def _apply(plan: _Plan, bulk: _Bulk, steps) -> None:
+class _Steps:
+    """Advances the progress bar one type at a time and logs how long each type took (DEBUG)."""
+
+    def __init__(self, bar):
+        self.bar, self.i, self.t0 = bar, 0, time.perf_counter()
+
+    def update(self) -> None:
+        now = time.perf_counter()
+        log.debug("applied %s in %.1f s", TYPE_ORDER[self.i], now - self.t0)
+        self.bar.update()
+        self.i, self.t0 = self.i + 1, now
+
+
+def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
     now = utcnow()
+    steps = _Steps(bar)
 
     if plan.stores:
         bulk.stage("tmp_store", [("code", "text"), ("name", "text"), ("city", "text")],
@@ -440,6 +463,7 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     affected.update(r[0] for r in bulk.conn.execute(text(
         "SELECT DISTINCT o.customer_id FROM orders o JOIN tmp_order t ON t.order_no = o.order_no "
         "WHERE o.customer_id IS NOT NULL")))
+    # Rows go in key order (ORDER BY): the unique indexes then grow at their right edge, not at random.
     sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "guide_id", "paid_at",
                                               "amount", "customer_keys"])
     bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, paid_at, amount,
@@ -447,7 +471,7 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
         SELECT t.order_no, t.channel, s.id, t.customer_id, c.binding_guide_id, t.paid_at, t.amount,
             t.customer_keys, :now
         FROM tmp_order t LEFT JOIN stores s ON s.code = t.store LEFT JOIN customers c ON c.id = t.customer_id
-        WHERE true ON CONFLICT (order_no) DO UPDATE SET {sets} WHERE {guard}""", now=now)
+        WHERE true ORDER BY t.order_no ON CONFLICT (order_no) DO UPDATE SET {sets} WHERE {guard}""", now=now)
 
     bulk.stage("tmp_line", [("order_no", "text"), ("line_no", "int"), ("sku", "text"), ("name", "text"),
                             ("category", "text"), ("qty", "int"), ("price", "num")], line_rows)
@@ -455,7 +479,7 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     sets, guard = _changed("order_lines", replace=["sku", "name", "category", "qty", "price"])
     bulk.run(f"""INSERT INTO order_lines (order_id, line_no, sku, name, category, qty, price)
         SELECT o.id, t.line_no, t.sku, t.name, t.category, t.qty, t.price
-        FROM tmp_line t JOIN orders o ON o.order_no = t.order_no WHERE true
+        FROM tmp_line t JOIN orders o ON o.order_no = t.order_no WHERE true ORDER BY o.id, t.line_no
         ON CONFLICT (order_id, line_no) DO UPDATE SET {sets} WHERE {guard}""")
     bulk.run("""DELETE FROM order_lines WHERE EXISTS (
         SELECT 1 FROM orders o JOIN tmp_order t ON t.order_no = o.order_no
@@ -465,7 +489,7 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     bulk.run("""INSERT INTO events (customer_id, type, occurred_at, channel, guide_id, payload, ref)
         SELECT o.customer_id, 'order', o.paid_at, o.channel, o.guide_id, t.payload, o.order_no
         FROM tmp_order t JOIN orders o ON o.order_no = t.order_no WHERE o.customer_id IS NOT NULL
-        ON CONFLICT (type, ref) DO NOTHING""")
+        ORDER BY o.order_no ON CONFLICT (type, ref) DO NOTHING""")
 
     bulk.stage("tmp_affected", [("id", "int")], [(c,) for c in affected])
     sets, guard = _changed("customers", replace=["last_order_at", "order_count", "total_spend"], src="a")
@@ -487,6 +511,7 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
     Raises ImportRejected listing every bad line, with nothing written. `dry_run` validates and applies,
     then rolls back."""
     gc_enabled = gc.isenabled()
+    started = time.perf_counter()
     gc.disable()  # millions of small objects, no cycles: the collector would only slow pass 1 down
     try:
         errors: list[tuple[int, str]] = []
@@ -503,22 +528,27 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
                 continue
             batches[rtype].append((lineno, rec))
         counts = {t: len(v) for t, v in batches.items() if v}
+        log.debug("read and parsed %d records in %.1f s", sum(counts.values()), time.perf_counter() - started)
 
         session = db.session
         try:
             bulk = _Bulk(session.connection())
             plan = _Plan(bulk, batches, errors)
+            t0 = time.perf_counter()
             plan.resolve()
+            log.debug("resolved references in %.1f s", time.perf_counter() - t0)
             if errors:
                 raise ImportRejected(errors)
             del batches
             with tqdm(total=len(TYPE_ORDER), desc="applying", unit=" type", disable=not progress,
                       file=sys.stderr) as steps:
                 _apply(plan, bulk, steps)
+            t0 = time.perf_counter()
             if dry_run:
                 session.rollback()
             else:
                 session.commit()
+            log.debug("committed in %.1f s", time.perf_counter() - t0)
         except BaseException:
             session.rollback()
             raise
@@ -563,9 +593,9 @@ def read_csv(path: Path, record_type: str):
 def csv_type_from_name(path: Path) -> str | None:
     stem = path.stem.lower().replace("-", "_")
     for candidate in (stem, stem.removesuffix("s")):
-        if candidate in CSV_TYPES:
+        if candidate in TYPE_ORDER:
             return candidate
-    matches = [t for t in CSV_TYPES if stem.startswith(t)]
+    matches = [t for t in TYPE_ORDER if stem.startswith(t)]
     return max(matches, key=len) if matches else None
 
 

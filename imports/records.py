@@ -252,4 +252,11 @@ def parse_record(rec) -> tuple[str, dict]:
 
 
 def _canonical_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    # JSON numbers were read as Decimal (exact money); inside free-form attributes they are plain numbers.
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def _plain(value):
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    return str(value)

@@ -23,7 +23,7 @@ RECORDS = [
     {"type": "guide", "userid": "zhangsan", "name": "张三", "store": "S01", "role": "guide"},
     {"type": "guide", "userid": "lisi", "name": "李四", "store": "S02", "role": "manager"},
     {"type": "product", "sku": "MILK-1", "name": "奶粉 1 段", "category": "formula", "price": "238.50",
-     "attributes": {"stage": 1, "days_of_use": 10}},
+     "attributes": {"stage": 1, "days_of_use": 10, "weight_kg": 0.8}},
     {"type": "tag", "group": "宝宝阶段", "name": "0-6月"},
     {"type": "customer", "external_userid": "wmEXT1", "name": "王女士", "gender": 2, "baby_birthday": "2024-01-15"},
     # Same person from the membership system: shares the unionid-free key set only through the mobile line.
@@ -97,7 +97,7 @@ def test_full_file_builds_one_id_profile(app, runner, tmp_path):
     tag = s.scalar(select(CustomerTag).where(CustomerTag.customer_id == wang.id))
     assert tag.source == "import" and tag.tag.name == "0-6月"
     product = s.scalar(select(Product).where(Product.sku == "MILK-1"))
-    assert product.price == Decimal("238.50") and product.attributes == {"stage": 1, "days_of_use": 10}
+    assert product.price == Decimal("238.50") and product.attributes == {"stage": 1, "days_of_use": 10, "weight_kg": 0.8}
     assert s.scalar(select(Guide.role).where(Guide.userid == "lisi")) == "manager"
 
 
