@@ -12,9 +12,11 @@ from models.customers import (
     TagGroup,
 )
 from models.inbox import CallbackInbox
+from models.knowledge import CONTENT_KINDS, Content, Script, ScriptSend, Vocabulary
 from models.org import Guide, Store
 
 __all__ = [
     "Base", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
     "Event", "Product", "Order", "OrderLine", "CallbackInbox", "IDENTITY_KINDS",
+    "Script", "Content", "Vocabulary", "ScriptSend", "CONTENT_KINDS",
 ]

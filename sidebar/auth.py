@@ -1,0 +1,114 @@
+"""Who is asking, and what they may see.
+
+A guide is identified once (WeCom OAuth2, or the demo picker) into Flask's signed, HttpOnly, SameSite
+session cookie. `login_required` answers 401 with a re-login path when that session is missing, expired or
+forged; `csrf_required` guards state-changing calls; `visible_customer` answers 404 for any customer the
+guide may not see, so the answer gives no hint that the customer exists.
+
+Access: a guide sees the customers they follow (a live relation); a store manager, the customers followed
+by anyone in their store; an admin, everyone.
+"""
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+import time
+
+from flask import abort, g, jsonify, request, session, url_for
+from sqlalchemy import exists, select
+
+from core.db import db
+from models import Customer, CustomerIdentity, Follow, Guide
+
+SESSION_MAX_AGE = 12 * 3600  # a working day; then WeCom OAuth again (silent inside WeCom)
+
+
+def sign_in(guide: Guide) -> None:
+    session.clear()
+    session["guide_id"] = guide.id
+    session["signed_in_at"] = int(time.time())
+    session["csrf"] = secrets.token_urlsafe(24)
+    session.permanent = False
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def current_guide() -> Guide | None:
+    if "current_guide" in g:
+        return g.current_guide
+    guide = None
+    gid, at = session.get("guide_id"), session.get("signed_in_at")
+    if gid and at and time.time() - at < SESSION_MAX_AGE:
+        guide = db.session.get(Guide, gid)
+        if guide is not None and guide.status != "active":
+            guide = None
+    g.current_guide = guide
+    return guide
+
+
+def _login_path() -> str:
+    try:
+        return url_for("sidebar.login", next=request.full_path.rstrip("?"))
+    except Exception:  # the sidebar pages are not registered (e.g. an API-only deployment)
+        return "/sidebar/login"
+
+
+def login_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_guide() is None:
+            resp = jsonify(error="登录已过期，请重新进入侧边栏", login_url=_login_path())
+            resp.status_code = 401
+            return resp
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def csrf_required(view):
+    """State-changing calls carry the session's token in the X-CSRF-Token header (or a csrf_token field)."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token") or ""
+        expected = session.get("csrf") or ""
+        if not expected or not hmac.compare_digest(sent, expected):
+            resp = jsonify(error="页面已过期，请刷新后再试（CSRF 校验失败）")
+            resp.status_code = 403
+            return resp
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def visible_customers(guide: Guide):
+    """A SQL condition on Customer: the customers `guide` may see."""
+    if guide.role == "admin":
+        return Customer.id.is_not(None)
+    if guide.role == "manager" and guide.store_id is not None:
+        return exists().where(Follow.customer_id == Customer.id, Follow.ended_at.is_(None),
+                              Follow.guide_id.in_(select(Guide.id).where(Guide.store_id == guide.store_id)))
+    return exists().where(Follow.customer_id == Customer.id, Follow.guide_id == guide.id,
+                          Follow.ended_at.is_(None))
+
+
+def visible_customer(guide: Guide, external_userid: str | None) -> Customer:
+    """The customer with this WeCom external_userid if `guide` may see them; 404 otherwise."""
+    if not external_userid:
+        abort(404)
+    customer = db.session.scalar(
+        select(Customer).join(CustomerIdentity)
+        .where(CustomerIdentity.kind == "external_userid", CustomerIdentity.value == external_userid,
+               visible_customers(guide)))
+    if customer is None:
+        abort(404)
+    return customer
