@@ -34,10 +34,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     from core.health import bp as health_bp
     from demo.cli import demo_cli
     from imports.cli import data_cli
+    from knowledge.cli import knowledge_cli
+    from knowledge.views import bp as knowledge_api_bp
     from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wecom_bp)
+    app.register_blueprint(knowledge_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -45,6 +48,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(bot_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(wecom_cli)
+    app.cli.add_command(knowledge_cli)
     return app
 
 

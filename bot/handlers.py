@@ -2,6 +2,7 @@
 straight from the decrypted XML (see ../shared/docs/wecom-notes.md)."""
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import current_app
@@ -10,16 +11,23 @@ from sqlalchemy import select
 from bot.wecom_client import WeComError, get_wecom
 from customers import operations as ops
 from core.db import db
+from core.redis_store import rstore
 from models import Customer, Guide, Tag, TagGroup
 
 log = logging.getLogger(__name__)
 
 HELP_TEXT = (
     "我是导购助手，可以这样用：\n"
-    "1. 把顾客的问题发给我，我推荐最合适的话术；\n"
-    "2. 发送「任务」查看今天的待办；\n"
-    "3. 发送「帮助」再看一次本说明。"
+    "1. 把顾客的原话发给我（例如「宝宝最近老是吐奶怎么办」），我回复最合适的3条话术；\n"
+    "2. 回复话术前的序号（1、2、3），记为已使用，以后推荐会更准；\n"
+    "3. 发送「任务」查看今天的待办；\n"
+    "4. 发送「帮助」再看一次本说明。"
 )
+HELP_WORDS = {"帮助", "help", "?", "？", "怎么用", "菜单"}
+TASK_WORDS = {"任务", "待办", "今日任务", "红点"}
+BOT_TOP = 3
+LAST_ANSWER_TTL = 30 * 60  # a guide picks a number within half an hour of asking
+MAX_REPLY_BYTES = 2000  # WeCom's text message limit is 2048 bytes
 
 
 def find(fields: dict):
@@ -156,10 +164,70 @@ def sync_tag_library(fields: dict | None = None, *, ref: str | None = None) -> d
 
 
 def answer_guide_text(fields: dict, *, ref: str) -> dict:
+    """A guide wrote to the app: help, today's tasks, a pick of an earlier answer, or a customer's question
+    answered with the best three scripts."""
     userid = fields.get("FromUserName", "")
-    reply = HELP_TEXT
-    get_wecom().send_text_to_members(userid, reply)
-    return {"reply": reply}
+    text = (fields.get("Content") or "").strip()
+    guide = _guide(userid)
+    if not text or text.lower() in HELP_WORDS:
+        reply, result = HELP_TEXT, {"kind": "help"}
+    elif text in TASK_WORDS:
+        reply, result = tasks_reply(guide), {"kind": "tasks"}
+    elif text.isdigit() and len(text) <= 2:
+        reply, result = _pick(guide, int(text))
+    else:
+        reply, result = _answer_question(guide, text)
+    get_wecom().send_text_to_members(userid, _fit(reply))
+    return {**result, "reply": reply}
+
+
+def tasks_reply(guide: Guide) -> str:
+    """Today's red dots for the chat-bot's 任务 command."""
+    return "今天暂时没有待办任务。"
+
+
+def _answer_question(guide: Guide, text: str) -> tuple[str, dict]:
+    from knowledge import service
+
+    try:
+        scripts = service.suggest(text, guide=guide, top=BOT_TOP, with_content=False)["scripts"]
+    except service.EmptyQuery:
+        return HELP_TEXT, {"kind": "help"}
+    if not scripts:
+        return ("没有找到合适的话术，换个说法试试，或在侧边栏的话术库里按分类查找。",
+                {"kind": "answer", "scripts": []})
+    rstore.client.set(f"bot:last:{guide.id}", json.dumps({"query": text[:500], "scripts": [
+        s["external_id"] for s in scripts]}), ex=LAST_ANSWER_TTL)
+    lines = [f"推荐话术（回复序号记为已使用）："]
+    for i, s in enumerate(scripts, 1):
+        lines.append(f"{i}.【{s['title']}】{s['body']}")
+    return "\n\n".join(lines), {"kind": "answer", "scripts": [s["external_id"] for s in scripts]}
+
+
+def _pick(guide: Guide, number: int) -> tuple[str, dict]:
+    from knowledge import service
+
+    raw = rstore.client.get(f"bot:last:{guide.id}")
+    if not raw:
+        return "请先把顾客的问题发给我，再回复话术序号。", {"kind": "pick", "picked": None}
+    last = json.loads(raw)
+    if not 1 <= number <= len(last["scripts"]):
+        return f"请回复 1 到 {len(last['scripts'])} 之间的序号。", {"kind": "pick", "picked": None}
+    eid = last["scripts"][number - 1]
+    try:
+        service.record_send(guide, eid, query=last["query"], source="chatbot")
+    except LookupError:
+        return "这条话术已被删除，请重新提问。", {"kind": "pick", "picked": None}
+    rstore.client.delete(f"bot:last:{guide.id}")  # one pick per answer: a repeated number is not learned twice
+    return f"已记录第{number}条，谢谢！以后类似的问题会优先推荐它。", {"kind": "pick", "picked": eid}
+
+
+def _fit(reply: str) -> str:
+    """Cut a reply to WeCom's text limit on a character boundary."""
+    data = reply.encode("utf-8")
+    if len(data) <= MAX_REPLY_BYTES:
+        return reply
+    return data[:MAX_REPLY_BYTES - 3].decode("utf-8", errors="ignore") + "…"
 
 
 CONTACT_CHANGES = {

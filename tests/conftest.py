@@ -57,6 +57,7 @@ def _clean_state(request):
     from models import Base
 
     rstore.client.flushdb()
+    application.extensions.pop("knowledge_library", None)  # built from the previous test's tables
     with application.app_context():
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         with db.engine.begin() as conn:

@@ -1,0 +1,79 @@
+"""`flask --app app knowledge import|export|suggest|relearn`: the library from the command line."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+from flask.cli import AppGroup
+
+from knowledge import operations, service
+
+knowledge_cli = AppGroup("knowledge", help="The script and content library, and suggestions from it.")
+
+
+@knowledge_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check every record, then roll back: nothing is kept.")
+def import_cmd(path, dry_run):
+    """Import FILE (.jsonl, .csv or .xlsx): scripts, content, synonyms, words. All or nothing."""
+    started = time.perf_counter()
+    try:
+        counts = operations.import_library(operations.read_library_file(path), dry_run=dry_run)
+    except operations.LibraryRejected as exc:
+        for where, reason in exc.errors:
+            click.echo(f"{where}: {reason}", err=True)
+        click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
+        sys.exit(1)
+    verb = "checked (dry run, nothing kept)" if dry_run else "imported"
+    click.echo(f"{sum(counts.values())} records {verb} in {time.perf_counter() - started:.1f} s")
+    for kind, n in counts.items():
+        click.echo(f"  {kind:<9}{n:>7}")
+
+
+@knowledge_cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def export_cmd(path):
+    """Write the whole library to PATH (.jsonl, .csv or .xlsx); the file imports back unchanged."""
+    try:
+        counts = operations.export_library(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{sum(counts.values())} records written to {path}")
+
+
+@knowledge_cli.command("suggest")
+@click.argument("text", required=False)
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, service.MAX_TOP))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def suggest_cmd(text, top, as_json):
+    """Ranked scripts for TEXT; without TEXT, one query per line from standard input, one JSON line each."""
+    if text is None:
+        for record in service.suggest_many([line.rstrip("\r\n") for line in sys.stdin], top=top):
+            click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    try:
+        result = service.suggest(text, top=top)
+    except service.EmptyQuery:
+        raise click.UsageError("the query is empty: give the customer's words") from None
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    if not result["scripts"]:
+        click.echo("no matching script")
+    for rank, s in enumerate(result["scripts"], 1):
+        click.echo(f"{rank}. [{s['external_id']}] {s['title']}  ({s['category'] or '-'}, {s['score']:.3f})")
+        click.echo(f"   {s['body']}")
+    for c in result["content"]:
+        click.echo(f"素材: [{c['external_id']}] {c['title']}")
+    for p in result["products"]:
+        click.echo(f"商品: [{p['sku']}] {p['name']} ¥{p['price']}")
+
+
+@knowledge_cli.command("relearn")
+@click.option("--days", default=365, show_default=True, type=click.IntRange(1, 3650))
+def relearn_cmd(days):
+    """Rebuild the learned (query terms → script) pairs in Redis from the stored sends."""
+    n = service.relearn(days)
+    click.echo(f"re-learned from {n} sends")

@@ -1,0 +1,408 @@
+"""Suggestions from the library: what the sidebar, the chat-bot and the CLI ask.
+
+Each process keeps the built indexes (scripts, content, products) in memory and checks the library's
+version token in Redis on every suggestion, in the same round trip that fetches the learned pairs; when an
+import (in any process) changed the library, the token differs and the indexes are rebuilt before
+answering. So an edit reaches every worker without a restart, and a disabled script is never suggested.
+
+Learning: when a guide sends a script, each of the query's terms gets evidence for that script, chain-wide
+and for the guide's store, in Redis hashes (`kb:learn:<scope>:<term>`), and the send is stored in
+`script_sends` (which can rebuild Redis: `flask knowledge relearn`). Evidence decays with a half-life of
+HALF_LIFE_DAYS: it is stored scaled by 2^(t/half-life) and read back divided by 2^(now/half-life), so no
+job ever has to age it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from core.db import db
+from core.redis_store import rstore
+from core.timeutil import local_today, utcnow
+from customers.segments import LIFECYCLE_LABELS, baby_age, lifecycle_stage
+from knowledge.engine import Doc, EngineConfig, SuggestionIndex
+from models import (Content, Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Script,
+                    ScriptSend, Tag, TagGroup, Vocabulary)
+
+log = logging.getLogger(__name__)
+logging.getLogger("jieba").setLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to log
+
+VERSION_KEY = "kb:version"
+LEARN_PREFIX = "kb:learn:"
+HALF_LIFE_DAYS = 30.0
+LEARN_EPOCH = 1767225600.0  # 2026-01-01T00:00:00Z; any fixed instant works
+LEARN_TTL = 400 * 24 * 3600
+STORE_WEIGHT = 1.0  # a store's own sends count on top of the chain-wide ones
+MAX_TOP = 20
+RECENT_PURCHASE_DAYS = 90
+# Learned evidence may add up to 80 % of the best textual score: about three sends of a script for the same
+# question put it on top of a clearly better textual match; one send only re-orders close calls.
+ENGINE_CONFIG = dataclasses.replace(EngineConfig(), learned_cap=0.8)
+
+
+class EmptyQuery(ValueError):
+    """The message has no text to search for."""
+
+
+# ------------------------------------------------------------------------------------------- the indexes
+
+
+@dataclass
+class _Item:
+    external_id: str
+    valid_from: date | None
+    valid_to: date | None
+    data: dict
+    match: frozenset[str] = frozenset()  # tags, keywords, category: what customer context can meet
+
+
+@dataclass
+class Library:
+    version: str | None
+    scripts: SuggestionIndex
+    content: SuggestionIndex
+    products: SuggestionIndex
+    script_items: dict[str, _Item]
+    content_items: dict[str, _Item]
+    product_items: dict[str, _Item]
+    windowed: list[_Item] = field(default_factory=list)  # items with a valid window, checked per day
+
+    def out_of_window(self, today: date) -> dict[str, float]:
+        """external_id -> 0 for items whose valid window does not cover `today` (a boost that hides them)."""
+        return {i.external_id: 0.0 for i in self.windowed
+                if (i.valid_from and today < i.valid_from) or (i.valid_to and today > i.valid_to)}
+
+
+def _build() -> Library:
+    started = time.perf_counter()
+    vocab = db.session.execute(select(Vocabulary.term, Vocabulary.variants)).all()
+    synonyms = {t: list(v) for t, v in vocab if v}
+    words = [t for t, v in vocab] + [w for _, v in vocab for w in v]
+
+    def index(docs):
+        return SuggestionIndex(docs, extra_synonyms=synonyms, extra_words=words, config=ENGINE_CONFIG)
+
+    script_items, docs = {}, []
+    for s in db.session.scalars(select(Script).where(Script.enabled.is_(True))):
+        docs.append(Doc(s.external_id, s.title, s.body, s.category, s.tags or [], s.keywords or []))
+        script_items[s.external_id] = _Item(
+            s.external_id, s.valid_from, s.valid_to,
+            {"external_id": s.external_id, "title": s.title, "category": s.category, "body": s.body,
+             "tags": list(s.tags or [])},
+            frozenset([*(s.tags or []), *(s.keywords or []), s.category]))
+    scripts = index(docs)
+
+    content_items, docs = {}, []
+    for c in db.session.scalars(select(Content).where(Content.enabled.is_(True))):
+        docs.append(Doc(c.external_id, c.title, c.summary, c.category, c.tags or [], c.keywords or []))
+        content_items[c.external_id] = _Item(
+            c.external_id, c.valid_from, c.valid_to,
+            {"external_id": c.external_id, "kind": c.kind, "title": c.title, "summary": c.summary,
+             "url": c.url, "media_id": c.media_id, "cover_url": c.cover_url, "tags": list(c.tags or []),
+             "target_tags": list(c.target_tags or []), "target_stages": list(c.target_stages or [])},
+            frozenset([*(c.tags or []), *(c.keywords or []), c.category]))
+    content = index(docs)
+
+    product_items, docs = {}, []
+    for p in db.session.scalars(select(Product)):
+        attrs = p.attributes or {}
+        extra = [str(v) for k, v in attrs.items() if k in ("brand", "stage", "size", "series") and v]
+        docs.append(Doc(p.sku, p.name, "", p.category, extra, []))
+        product_items[p.sku] = _Item(p.sku, None, None, {"sku": p.sku, "name": p.name, "category": p.category,
+                                                         "price": str(p.price)},
+                                     frozenset([p.category, *extra]))
+    products = index(docs)
+
+    windowed = [i for i in (*script_items.values(), *content_items.values()) if i.valid_from or i.valid_to]
+    lib = Library(None, scripts, content, products, script_items, content_items, product_items, windowed)
+    log.info("knowledge indexes built: %d scripts, %d content, %d products in %.2f s",
+             len(script_items), len(content_items), len(product_items), time.perf_counter() - started)
+    return lib
+
+
+_build_lock = threading.Lock()
+
+
+def _cached() -> Library | None:
+    return current_app.extensions.get("knowledge_library")
+
+
+def library(version: str | None = ..., *, check: bool = True) -> Library:
+    """The current indexes, rebuilt when the library's version token changed (or was never built)."""
+    if version is ... and check:
+        raw = rstore.client.get(VERSION_KEY)
+        version = raw.decode() if isinstance(raw, bytes) else raw
+    lib = _cached()
+    if lib is not None and (not check or lib.version == version):
+        return lib
+    with _build_lock:
+        lib = _cached()
+        if lib is None or (check and lib.version != version):
+            lib = _build()
+            lib.version = version
+            current_app.extensions["knowledge_library"] = lib
+    return lib
+
+
+def library_changed() -> None:
+    """Call after committing a change to scripts, content, vocabulary or products: every process rebuilds."""
+    rstore.client.set(VERSION_KEY, uuid.uuid4().hex)
+    current_app.extensions.pop("knowledge_library", None)
+
+
+# ------------------------------------------------------------------------------------------- learning
+
+
+def _scale(at: float) -> float:
+    return 2.0 ** ((at - LEARN_EPOCH) / (HALF_LIFE_DAYS * 86400))
+
+
+def _scopes(store_id: int | None) -> list[str]:
+    return ["chain"] + ([f"store:{store_id}"] if store_id else [])
+
+
+def _learn(pipe, terms: list[str], script_eid: str, store_id: int | None, at: float) -> None:
+    if not terms:
+        return
+    amount = _scale(at) / len(terms)  # one send is worth 1 in all, shared by its terms
+    for scope in _scopes(store_id):
+        for term in terms:
+            key = f"{LEARN_PREFIX}{scope}:{term}"
+            pipe.hincrbyfloat(key, script_eid, amount)
+            pipe.expire(key, LEARN_TTL)
+
+
+def _learned(raw_hashes: list[dict], now: float) -> dict[str, dict[str, float]]:
+    """Sum the chain and store hashes per term (already fetched, in `_scopes` order per term)."""
+    factor = 1.0 / _scale(now)
+    out: dict[str, dict[str, float]] = {}
+    for term, hashes in raw_hashes:
+        merged: dict[str, float] = {}
+        for i, h in enumerate(hashes):
+            weight = 1.0 if i == 0 else STORE_WEIGHT
+            for eid, value in h.items():
+                eid = eid.decode() if isinstance(eid, bytes) else eid
+                merged[eid] = merged.get(eid, 0.0) + weight * float(value) * factor
+        if merged:
+            out[term] = merged
+    return out
+
+
+# ------------------------------------------------------------------------------------------- context
+
+
+def customer_context(customer: Customer, today: date | None = None) -> set[str]:
+    """Words describing the customer that scripts and content may be tagged with: their tags, the baby's
+    stage, the lifecycle stage, and the categories they bought in the last 90 days."""
+    today = today or local_today()
+    words: set[str] = set()
+    for group, name in db.session.execute(
+            select(TagGroup.name, Tag.name).join(Tag, Tag.group_id == TagGroup.id)
+            .join(CustomerTag, CustomerTag.tag_id == Tag.id).where(CustomerTag.customer_id == customer.id)):
+        words.update((name, f"{group}/{name}"))
+    age = baby_age(customer, today)
+    if age:
+        words.add(age.stage)
+    following = db.session.scalar(select(func.count()).select_from(Follow).where(
+        Follow.customer_id == customer.id, Follow.ended_at.is_(None))) > 0
+    stage = lifecycle_stage(customer, today, following=following)
+    words.update((stage, LIFECYCLE_LABELS[stage]))
+    since = utcnow() - timedelta(days=RECENT_PURCHASE_DAYS)
+    words.update(db.session.scalars(
+        select(OrderLine.category).join(Order, Order.id == OrderLine.order_id)
+        .where(Order.customer_id == customer.id, Order.paid_at >= since).distinct()))
+    return words
+
+
+def _context_boosts(items: dict[str, _Item], context: set[str]) -> dict[str, float]:
+    """A script or product tagged with what describes the customer moves up a little (ties and close calls
+    only: at most +25 %)."""
+    if not context:
+        return {}
+    out = {}
+    for eid, item in items.items():
+        hits = len(item.match & context)
+        if hits:
+            out[eid] = min(1.0 + 0.1 * hits, 1.25)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- suggest
+
+
+def _prepare(text: str | None) -> str:
+    if text is None or not str(text).strip():
+        raise EmptyQuery("请输入顾客的问题或关键词")
+    return str(text)
+
+
+def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None = None, top: int = 5,
+            with_content: bool = True, today: date | None = None) -> dict:
+    """Ranked scripts, related content and products for a customer's message.
+
+    `customer` shifts the ranking towards what describes them (tags, baby's stage, recent purchases);
+    `guide` selects the store whose guides' sends count on top of the chain's."""
+    text = _prepare(text)
+    top = max(1, min(int(top), MAX_TOP))
+    today = today or local_today()
+    lib = library(check=False) if _cached() is not None else library()
+    try:
+        terms = lib.scripts.query_terms(text)
+    except ValueError:
+        raise EmptyQuery("请输入顾客的问题或关键词") from None
+    scopes = _scopes(guide.store_id if guide else None)
+    with rstore.client.pipeline(transaction=False) as pipe:
+        pipe.get(VERSION_KEY)
+        for term in terms:
+            for scope in scopes:
+                pipe.hgetall(f"{LEARN_PREFIX}{scope}:{term}")
+        results = pipe.execute()
+    version = results[0].decode() if isinstance(results[0], bytes) else results[0]
+    if version != lib.version:
+        lib = library(version)
+    n = len(scopes)
+    learned = _learned([(t, results[1 + i * n:1 + (i + 1) * n]) for i, t in enumerate(terms)], time.time())
+
+    context = customer_context(customer, today) if customer is not None else set()
+    hidden = lib.out_of_window(today)
+    boosts = {**_context_boosts(lib.script_items, context), **hidden}
+    scripts = [dict(lib.script_items[eid].data, score=round(score, 4))
+               for eid, score in lib.scripts.search(text, top, boosts=boosts, learned=learned)]
+    out = {"query": text, "scripts": scripts, "content": [], "products": []}
+    if with_content:
+        boosts = {**_context_boosts(lib.content_items, context), **hidden}
+        out["content"] = [dict(lib.content_items[eid].data, score=round(score, 4))
+                          for eid, score in lib.content.search(text, 3, boosts=boosts)]
+        boosts = _context_boosts(lib.product_items, context)
+        out["products"] = [dict(lib.product_items[sku].data, score=round(score, 4))
+                           for sku, score in lib.products.search(text, 3, boosts=boosts)]
+    return out
+
+
+def suggest_many(texts: list[str], *, top: int = 5) -> list[dict]:
+    """Scripts only, for many queries (the CLI's batch mode): one library check, no per-query context.
+    An empty query gets `"error": "empty query"` in its place, so answers stay aligned with the input."""
+    lib = library()
+    hidden = lib.out_of_window(local_today())
+    out = []
+    for text in texts:
+        record = {"query": text, "results": []}
+        try:
+            results = lib.scripts.search(_prepare(text), top, boosts=hidden)
+        except ValueError:
+            record["error"] = "empty query"
+        else:
+            record["results"] = [{"external_id": eid, "title": lib.script_items[eid].data["title"],
+                                  "score": round(score, 4)} for eid, score in results]
+        out.append(record)
+    return out
+
+
+def record_send(guide: Guide, script_external_id: str, *, query: str | None = None,
+                customer: Customer | None = None, source: str = "suggested", edited: bool = False) -> ScriptSend:
+    """A guide sent a script: stored (flushed; the caller commits) and learned from at once."""
+    script = db.session.scalar(select(Script).where(Script.external_id == script_external_id))
+    if script is None:
+        raise LookupError(f"no script {script_external_id!r}")
+    terms: list[str] = []
+    if query and query.strip():
+        try:
+            terms = library().scripts.query_terms(query)
+        except ValueError:
+            terms = []
+    send = ScriptSend(script_id=script.id, guide_id=guide.id, store_id=guide.store_id,
+                      customer_id=customer.id if customer else None, source=source,
+                      query=(query or "")[:500] or None, terms=terms, edited=edited, sent_at=utcnow())
+    db.session.add(send)
+    db.session.flush()
+    with rstore.client.pipeline(transaction=False) as pipe:
+        _learn(pipe, terms, script.external_id, guide.store_id, send.sent_at.timestamp())
+        pipe.execute()
+    return send
+
+
+def relearn(days: int = 365) -> int:
+    """Rebuild the learned pairs in Redis from `script_sends` (after Redis lost them). Returns sends used."""
+    client = rstore.client
+    for key in client.scan_iter(match=f"{LEARN_PREFIX}*", count=1000):
+        client.delete(key)
+    since = utcnow() - timedelta(days=days)
+    rows = db.session.execute(
+        select(ScriptSend.terms, Script.external_id, ScriptSend.store_id, ScriptSend.sent_at)
+        .join(Script, Script.id == ScriptSend.script_id).where(ScriptSend.sent_at >= since)
+        .execution_options(yield_per=5000))
+    n = 0
+    pipe = client.pipeline(transaction=False)
+    for terms, eid, store_id, sent_at in rows:
+        _learn(pipe, list(terms or []), eid, store_id, sent_at.timestamp())
+        n += 1
+        if n % 1000 == 0:
+            pipe.execute()
+    pipe.execute()
+    return n
+
+
+# ------------------------------------------------------------------------------------------- browsing
+
+
+def script_categories() -> list[dict]:
+    """Categories of the scripts a guide can use today, with how many each holds."""
+    lib = library()
+    hidden = lib.out_of_window(local_today())
+    counts: dict[str, int] = {}
+    for eid, item in lib.script_items.items():
+        if eid not in hidden:
+            cat = item.data["category"] or "其他"
+            counts[cat] = counts.get(cat, 0) + 1
+    return [{"category": c, "count": n} for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def scripts_in(category: str, *, top: int = 50) -> list[dict]:
+    lib = library()
+    hidden = lib.out_of_window(local_today())
+    items = [i.data for eid, i in lib.script_items.items()
+             if eid not in hidden and (i.data["category"] or "其他") == category]
+    return sorted(items, key=lambda d: d["external_id"])[:top]
+
+
+def content_for(customer: Customer, *, top: int = 10, today: date | None = None) -> list[dict]:
+    """Content meant for this customer: its target tags meet the customer's, and its target stages (if any)
+    include theirs. Content aimed at the customer's tags comes before content for everyone."""
+    today = today or local_today()
+    lib = library()
+    hidden = lib.out_of_window(today)
+    context = customer_context(customer, today)
+    ranked = []
+    for eid, item in lib.content_items.items():
+        if eid in hidden:
+            continue
+        d = item.data
+        if d["target_stages"] and not (set(d["target_stages"]) & context):
+            continue
+        hits = len(set(d["target_tags"]) & context)
+        if d["target_tags"] and not hits:
+            continue
+        tag_hits = len(item.match & context)
+        ranked.append((hits, tag_hits, eid, d))
+    ranked.sort(key=lambda r: (-r[0], -r[1], r[2]))
+    return [dict(d, matched=hits) for hits, _, _, d in ranked[:top]]
+
+
+def opening_scripts(customer: Customer, *, guide: Guide | None = None, top: int = 3) -> list[dict]:
+    """Scripts for a chat just opened, before the guide types anything: searched with the words that
+    describe the customer (baby's stage, tags, recent purchase categories)."""
+    context = sorted(w for w in customer_context(customer) if "/" not in w and not w.isascii())
+    if not context:
+        return []
+    try:
+        return suggest(" ".join(context), guide=guide, customer=customer, top=top, with_content=False)["scripts"]
+    except EmptyQuery:
+        return []
