@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask.cli import AppGroup
@@ -11,6 +12,10 @@ from core.db import db
 from demo.data import build_records, demo_corp_seed
 from imports.operations import ImportRejected, import_records
 from imports.records import TYPE_ORDER
+from knowledge.operations import import_library, read_library_file
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_LIBRARY = [ROOT / "benchmarks" / "data" / "kb_baby.jsonl", ROOT / "demo" / "content.jsonl"]
 
 __all__ = ["demo_cli", "demo_corp_seed", "seed"]
 
@@ -24,7 +29,18 @@ def seed(*, if_empty: bool = False) -> dict[str, int] | None:
     if if_empty and db.session.scalar(select(func.count()).select_from(Customer)):
         return None
     records = build_records()
-    return import_records(enumerate(records, 1), progress=sys.stderr.isatty())
+    counts = import_records(enumerate(records, 1), progress=sys.stderr.isatty())
+    counts.update(seed_library())
+    return counts
+
+
+def seed_library() -> dict[str, int]:
+    """The demo chain's knowledge library: the maternal & baby scripts (also the evaluation set of
+    benchmarks/suggest_quality.py) and the demo content and vocabulary."""
+    lines = []
+    for path in DEMO_LIBRARY:
+        lines.extend(read_library_file(path))
+    return import_library(lines)
 
 
 @demo_cli.command("seed")
@@ -42,6 +58,6 @@ def seed_command(if_empty):
         click.echo("customers already exist: demo seed skipped")
         return
     click.echo(f"demo data seeded: {sum(counts.values())} records")
-    for rtype in TYPE_ORDER:
+    for rtype in (*TYPE_ORDER, "script", "content", "synonym"):
         if rtype in counts:
             click.echo(f"  {rtype:<13}{counts[rtype]:>6}")

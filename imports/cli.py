@@ -28,6 +28,10 @@ def import_cmd(path, record_type, dry_run):
             click.echo(f"line {lineno}: {reason}" if lineno else reason, err=True)
         click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
         sys.exit(1)
+    if not dry_run and "product" in counts:
+        from knowledge.service import library_changed
+
+        library_changed()  # products are suggested too: every process re-reads them
     seconds = time.perf_counter() - started
     total = sum(counts.values())
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"

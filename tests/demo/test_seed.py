@@ -105,3 +105,16 @@ def test_generator_is_deterministic_and_matches_the_corp():
     assert set(corp["members"]) == {r["userid"] for r in records if r["type"] == "guide"}
     follows = {(r["userid"], r["external_userid"]) for r in records if r["type"] == "follow"}
     assert {(f["userid"], ext) for ext, c in corp["contacts"].items() for f in c["follow_user"]} == follows
+
+
+def test_seed_brings_the_demo_library(app, runner):
+    from knowledge import service
+    from models import Content, Script
+
+    _seed(runner)
+    _seed(runner)
+    assert db.session.scalar(select(func.count()).select_from(Script)) == 40
+    assert db.session.scalar(select(func.count()).select_from(Content)) == 10
+    result = service.suggest("星飞帆一段的宝宝便秘了要换奶吗")
+    assert result["scripts"] and result["products"]
+    assert any("飞鹤" in p["name"] for p in result["products"])
