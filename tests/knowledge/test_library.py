@@ -197,3 +197,12 @@ def test_content_follows_the_customer_and_text(app, tmp_path):
     assert [c["external_id"] for c in service.content_for(customer)] == ["c-zhuannai", "c-all"]
     result = service.suggest("怎么转奶不拉肚子", customer=customer)
     assert result["content"][0]["external_id"] == "c-zhuannai"
+
+
+def test_the_documented_example_file_imports(app, runner):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "library-example.jsonl"
+    result = runner.invoke(args=["knowledge", "import", str(example)])
+    assert result.exit_code == 0, result.output
+    assert db.session.scalar(select(Script.enabled).where(Script.external_id == "s003")) is False
