@@ -19,6 +19,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     if overrides:
         settings.update(overrides)
     check_settings(settings)
+    _check_rule_settings(settings)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # WeCom callbacks are small; bigger bodies get 413
     if settings["DATABASE_URL"].startswith("sqlite"):
@@ -36,11 +37,15 @@ def create_app(overrides: dict | None = None) -> Flask:
     from imports.cli import data_cli
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
+    from scheduler.cli import scheduler_command
+    from tasks.cli import tasks_cli
+    from tasks.views import bp as tasks_api_bp
     from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wecom_bp)
     app.register_blueprint(knowledge_api_bp)
+    app.register_blueprint(tasks_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -49,7 +54,18 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(worker_command)
     app.cli.add_command(wecom_cli)
     app.cli.add_command(knowledge_cli)
+    app.cli.add_command(tasks_cli)
+    app.cli.add_command(scheduler_command)
     return app
+
+
+def _check_rule_settings(settings: dict) -> None:
+    from tasks.settings import RuleSettingsError, load_rule_settings
+
+    try:
+        load_rule_settings(settings.get("TASK_RULES"))
+    except RuleSettingsError as exc:
+        raise ConfigError(f"TASK_RULES: {exc}") from None
 
 
 def _build_module_app() -> Flask:
@@ -71,4 +87,9 @@ if __name__ == "__main__":
         from wecom_standin.cli import start_embedded_standin
 
         start_embedded_standin(app)
+    if rstore.embedded or os.environ.get("EMBEDDED_SCHEDULER"):
+        # The embedded default has no separate scheduler process (a deployment runs `flask scheduler`).
+        from scheduler.runner import start as start_scheduler
+
+        start_scheduler(app, blocking=False)
     app.run(host="127.0.0.1", port=port, threaded=True)

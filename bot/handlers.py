@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.wecom_client import WeComError, get_wecom
 from customers import operations as ops
 from core.db import db
 from core.redis_store import rstore
-from models import Customer, Guide, Tag, TagGroup
+from core.timeutil import to_local
+from models import Customer, Follow, Guide, Tag, TagGroup
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,23 @@ def _relation_ended(fields: dict, *, ref: str, ended_by: str, event_type: str) -
     ops.end_follow(guide, customer, ended_at=when, ended_by=ended_by)
     ops.record_event(customer, event_type, occurred_at=when, channel="wecom", guide=guide, ref=ref,
                      payload={"source": fields.get("Source")} if fields.get("Source") else {})
+    if ended_by != "transfer":
+        _watch_mass_loss(guide, when)
     return {"customer_id": customer.id}
+
+
+def _watch_mass_loss(guide: Guide, when) -> None:
+    """Alert the store manager at once when a guide loses many customers in one day."""
+    from bot.pushes import alert_mass_loss
+    from tasks.rules import start_of
+    from tasks.settings import rule_settings
+
+    day = to_local(when).date()
+    lost = db.session.scalar(select(func.count()).select_from(Follow).where(
+        Follow.guide_id == guide.id, Follow.ended_by.in_(("customer", "guide")),
+        Follow.ended_at >= start_of(day), Follow.ended_at < start_of(day + timedelta(days=1))))
+    if lost >= rule_settings()["rules"]["lost_contact"]["alert_threshold"]:
+        alert_mass_loss(guide, day, lost)
 
 
 def customer_deleted_guide(fields: dict, *, ref: str) -> dict:
@@ -182,8 +200,19 @@ def answer_guide_text(fields: dict, *, ref: str) -> dict:
 
 
 def tasks_reply(guide: Guide) -> str:
-    """Today's red dots for the chat-bot's 任务 command."""
-    return "今天暂时没有待办任务。"
+    """Today's red dots for the chat-bot's 任务 command: the same list the 09:00 push announces."""
+    from core.timeutil import local_today
+    from tasks.operations import list_tasks
+
+    tasks = [t for t in list_tasks(local_today(), guide=guide, include_more=False) if t["status"] == "open"]
+    if not tasks:
+        return "今天没有待办任务，去侧边栏看看素材吧～"
+    lines = [f"今日待办 {len(tasks)} 项："]
+    for i, t in enumerate(tasks[:10], 1):
+        lines.append(f"{i}. [{t['rule_label']}] {t['customer_name'] or '顾客'}：{t['reason']}")
+    if len(tasks) > 10:
+        lines.append(f"……其余 {len(tasks) - 10} 项请在侧边栏「任务」查看")
+    return "\n".join(lines)
 
 
 def _answer_question(guide: Guide, text: str) -> tuple[str, dict]:

@@ -62,6 +62,7 @@ def load_settings(environ: dict | None = None) -> dict:
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
         "QUEUE_MODE": env.get("QUEUE_MODE"),  # "rq" | "inline"; derived below when unset
         "INGEST_HMAC_KEY": env.get("INGEST_HMAC_KEY"),
+        "TASK_RULES": env.get("TASK_RULES"),  # rule parameters: JSON, or a JSON/YAML file (tasks/settings.py)
     }
     for key in WECOM_KEYS:
         settings[key] = env.get(key, DEMO_WECOM[key] if demo else None)

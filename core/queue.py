@@ -50,12 +50,21 @@ class AppWorker(SimpleWorker):
 class JobQueue:
     def __init__(self) -> None:
         self.queue: Queue | None = None
+        self.embedded_worker: threading.Thread | None = None
 
     def init_app(self, app) -> None:
         self.queue = Queue("default", connection=rstore.client, default_timeout=120)
         app.extensions["queue"] = self
 
     def enqueue(self, func, *args, retry: Retry | None = DEFAULT_RETRY, **kwargs):
+        if rstore.embedded and self.embedded_worker is None:
+            # The in-process Redis stand-in, and no worker in this process (a CLI command of the embedded
+            # default): a queued job would vanish with the process, so it runs here and now.
+            try:
+                return func(*args, **kwargs)
+            except Exception:
+                log.exception("job %s failed (run inline)", getattr(func, "__name__", func))
+                return None
         # One pipelined round trip instead of RQ's separate transactions: this sits on the callback's hot path.
         with rstore.client.pipeline() as pipe:
             job = self.queue.enqueue_call(func, args=args, kwargs=kwargs, retry=retry, pipeline=pipe)
@@ -73,6 +82,7 @@ class JobQueue:
             daemon=True,
         )
         thread.start()
+        self.embedded_worker = thread
         log.info("embedded job worker started")
         return thread
 

@@ -35,6 +35,7 @@ class Corp:
         self.msg_templates: list[dict] = []
         self.oauth_codes: dict[str, dict] = {}  # code -> {userid, expires_at}
         self.transfers: list[dict] = []  # {kind, handover_userid, takeover_userid, external_userid, status, ...}
+        self.faults: dict[str, list[int]] = {}  # path -> errcodes the next calls answer (see add_fault)
         self.token_ttl = 7200
         self._seed: dict | None = None
 
@@ -64,13 +65,23 @@ class Corp:
     def reset(self, *, reseed: bool = True) -> None:
         """Forget everything (tokens, calls, contacts…) and re-apply the original seed."""
         with self.lock:
-            for attr in ("members", "contacts", "tokens", "welcome_codes", "oauth_codes"):
+            for attr in ("members", "contacts", "tokens", "welcome_codes", "oauth_codes", "faults"):
                 getattr(self, attr).clear()
             for attr in ("tag_groups", "calls", "welcome_sent", "messages_sent", "msg_templates", "transfers"):
                 getattr(self, attr).clear()
             if reseed and self._seed:
                 seed = self._seed
                 self.seed(seed)
+
+    def add_fault(self, path: str, errcode: int, times: int = 1) -> None:
+        """The next `times` calls to /cgi-bin/<path> answer `errcode` (e.g. 45009, 40014, -1)."""
+        with self.lock:
+            self.faults.setdefault(path.strip("/"), []).extend([errcode] * times)
+
+    def take_fault(self, path: str) -> int | None:
+        with self.lock:
+            queue = self.faults.get(path.strip("/"))
+            return queue.pop(0) if queue else None
 
     def expire_tokens(self) -> None:
         with self.lock:

@@ -13,6 +13,7 @@ valid access_token (else errcode 40014, as WeCom answers). Control endpoints (JS
     POST /_standin/tag_change {id?, tag_type?, change_type?}               + change_external_tag callback
     POST /_standin/text_message {userid, content}                          + a text message to the app
     POST /_standin/oauth_code {userid}                                     → {"code": …} for auth/getuserinfo
+    POST /_standin/fault {path, errcode, times?}        the next `times` (1) calls to /cgi-bin/<path> answer errcode
     GET  /_standin/state                                                   members, contacts, tags, sent messages
 
 Callback-firing controls answer {"callback": {"status": …, "body": …}} (status null when no callback URL is
@@ -149,6 +150,9 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
             if not request.args.get("access_token"):
                 return _err(41001, "access_token missing")
             return _err(40014, "invalid access_token")
+        fault = corp.take_fault(path)
+        if fault is not None:
+            return _err(fault, "fault injected by /_standin/fault")
         return None
 
     @app.get("/cgi-bin/gettoken")
@@ -411,6 +415,12 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
             return jsonify({"error": "userid is required"}), 400
         fields = text_message_fields(data["userid"], data.get("content", ""), corp.agent_id)
         return jsonify({"msg_id": fields["MsgId"], "callback": fire(fields, data)})
+
+    @app.post("/_standin/fault")
+    def fault():
+        data = request.get_json(force=True, silent=True) or {}
+        corp.add_fault(str(data["path"]).strip("/"), int(data["errcode"]), int(data.get("times", 1)))
+        return jsonify(OK)
 
     @app.post("/_standin/oauth_code")
     def oauth_code():

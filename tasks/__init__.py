@@ -1,0 +1,1 @@
+"""Daily red-dot tasks, SOP playbooks, and the protection of customers from too many messages."""

@@ -1,0 +1,254 @@
+"""SOP playbooks: an operations manager's multi-step journey for a segment, each step a red dot on its day.
+
+A playbook (JSONL, one per line, or YAML, a list) looks like
+
+    key: new_mom                  # a-z, 0-9, _ and -; upserted by key
+    name: 新手妈妈30天
+    segment: {tags: [0-6月], baby_stages: [孕期, 0-6月], lifecycle: [new]}   # all optional; empty = everyone
+    steps:
+      - {day: 0, title: 欢迎并介绍门店服务, script: b01, kind: service}   # day N after the customer was added
+      - {day: 3, title: 喂养小贴士, content: dc01}
+      - {date: 2026-11-11, phase: 爆发, title: 提醒下单}               # or a fixed date (a promotion's phases)
+
+Steps are `marketing` unless they say `kind: service`; marketing steps respect the customer's touch caps and
+do-not-disturb like the marketing rules do.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import yaml
+from sqlalchemy import and_, exists, func, or_, select
+
+from core.db import db
+from models import Customer, CustomerTag, Playbook, Tag
+from tasks.rules import Candidate, _bound, marketing_allowed, start_of
+
+BABY_STAGES = ("孕期", "0-6月", "6-12月", "1-3岁", "3岁以上")
+LIFECYCLES = ("new", "active", "dormant", "lost")
+KEY_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
+DEFAULT_PRIORITY = 65
+
+
+class PlaybookRejected(Exception):
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__(f"{len(errors)} bad playbook(s)")
+
+
+def _words(value, name: str, allowed=None) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise ValueError(f"{name} must be a list")
+    out = [str(v).strip() for v in value if str(v).strip()]
+    if allowed:
+        bad = [v for v in out if v not in allowed]
+        if bad:
+            raise ValueError(f"{name}: {bad[0]!r} is not one of {'、'.join(allowed)}")
+    return out
+
+
+def parse_playbook(rec) -> dict:
+    if not isinstance(rec, dict):
+        raise ValueError("a playbook must be an object")
+    key = rec.get("key")
+    if not isinstance(key, str) or not KEY_RE.match(key):
+        raise ValueError(f"key must be 1–40 of a-z 0-9 _ -, not {key!r}")
+    name = rec.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise ValueError("name is missing or longer than 100 characters")
+    seg = rec.get("segment") or {}
+    if not isinstance(seg, dict):
+        raise ValueError("segment must be an object")
+    unknown = set(seg) - {"tags", "baby_stages", "lifecycle"}
+    if unknown:
+        raise ValueError(f"segment.{sorted(unknown)[0]} is not known (tags, baby_stages, lifecycle)")
+    segment = {"tags": _words(seg.get("tags"), "segment.tags"),
+               "baby_stages": _words(seg.get("baby_stages"), "segment.baby_stages", BABY_STAGES),
+               "lifecycle": _words(seg.get("lifecycle"), "segment.lifecycle", LIFECYCLES)}
+    steps = rec.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ValueError("steps must be a non-empty list")
+    out, seen = [], set()
+    for i, step in enumerate(steps, 1):
+        where = f"steps[{i}]"
+        if not isinstance(step, dict):
+            raise ValueError(f"{where} must be an object")
+        if ("day" in step) == ("date" in step):
+            raise ValueError(f"{where} needs either day (days after adding) or date")
+        clean = {}
+        if "day" in step:
+            day = step["day"]
+            if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= 365:
+                raise ValueError(f"{where}.day must be a whole number 0–365, not {day!r}")
+            clean["day"] = day
+            when = ("day", day)
+        else:
+            raw = step["date"]
+            try:
+                d = raw if isinstance(raw, date) else date.fromisoformat(str(raw))
+            except ValueError:
+                raise ValueError(f"{where}.date is not a date: {raw!r}") from None
+            clean["date"] = d.isoformat()
+            when = ("date", d.isoformat())
+        if when in seen:
+            raise ValueError(f"{where}: two steps on the same {when[0]} {when[1]}")
+        seen.add(when)
+        title = step.get("title")
+        if not isinstance(title, str) or not title.strip() or len(title) > 60:
+            raise ValueError(f"{where}.title is missing or longer than 60 characters")
+        clean["title"] = title.strip()
+        kind = step.get("kind", "marketing")
+        if kind not in ("marketing", "service"):
+            raise ValueError(f"{where}.kind must be marketing or service, not {kind!r}")
+        clean["kind"] = kind
+        for ref in ("script", "content", "coupon", "phase"):
+            if step.get(ref) is not None:
+                if not isinstance(step[ref], str) or len(step[ref]) > 64:
+                    raise ValueError(f"{where}.{ref} must be a short text")
+                clean[ref] = step[ref]
+        if step.get("priority") is not None:
+            pr = step["priority"]
+            if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= 100:
+                raise ValueError(f"{where}.priority must be 0–100")
+            clean["priority"] = pr
+        out.append(clean)
+    return {"key": key, "name": name.strip(), "segment": segment, "steps": out,
+            "enabled": bool(rec.get("enabled", True))}
+
+
+def read_playbooks(path) -> list[tuple[str, object]]:
+    path = Path(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise PlaybookRejected([("file", f"YAML syntax error: {exc}")]) from None
+        if isinstance(data, dict) and "playbooks" in data:
+            data = data["playbooks"]
+        if not isinstance(data, list):
+            raise PlaybookRejected([("file", "a YAML file holds a list of playbooks")])
+        return [(f"playbook {i}", rec) for i, rec in enumerate(data, 1)]
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((f"line {n}", json.loads(line)))
+            except ValueError as exc:
+                out.append((f"line {n}", ValueError(f"JSON syntax error: {exc}")))
+    return out
+
+
+def import_playbooks(items: list[tuple[str, object]]) -> int:
+    errors, parsed = [], {}
+    for where, rec in items:
+        try:
+            if isinstance(rec, Exception):
+                raise rec
+            values = parse_playbook(rec)
+        except ValueError as exc:
+            errors.append((where, str(exc)))
+            continue
+        if values["key"] in parsed:
+            errors.append((where, f"key {values['key']!r} appears twice"))
+            continue
+        parsed[values["key"]] = values
+    if not parsed and not errors:
+        errors.append(("file", "no playbooks"))
+    if errors:
+        raise PlaybookRejected(errors)
+    existing = {p.key: p for p in db.session.scalars(select(Playbook).where(Playbook.key.in_(list(parsed))))}
+    for key, values in parsed.items():
+        row = existing.get(key)
+        if row is None:
+            db.session.add(Playbook(**values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+    db.session.commit()
+    return len(parsed)
+
+
+# ------------------------------------------------------------------------------------------ segment SQL
+
+
+def _months_before(d: date, months: int) -> date:
+    y, m = divmod(d.year * 12 + d.month - 1 - months, 12)
+    m += 1
+    for day in (d.day, 30, 29, 28):
+        try:
+            return date(y, m, day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def baby_stage_sql(stage: str, D: date):
+    born = Customer.baby_birthday
+    if stage == "孕期":
+        return and_(Customer.due_date >= D, or_(born.is_(None), born > D))
+    bounds = {"0-6月": (6, 0), "6-12月": (12, 6), "1-3岁": (36, 12), "3岁以上": (None, 36)}[stage]
+    older, younger = bounds
+    cond = [born <= (_months_before(D, younger) if younger else D)]
+    if older:
+        cond.append(born > _months_before(D, older))
+    return and_(born.is_not(None), *cond)
+
+
+def lifecycle_sql(stage: str, D: date):
+    """Mirrors customers.segments.lifecycle_stage in SQL."""
+    added = func.coalesce(Customer.first_added_at, Customer.created_at)
+    anchor = func.coalesce(Customer.last_order_at, added)
+    new = and_(added >= start_of(D - timedelta(days=29)), Customer.order_count <= 1)
+    lost = or_(Customer.binding_guide_id.is_(None), anchor < start_of(D - timedelta(days=179)))
+    dormant = and_(anchor < start_of(D - timedelta(days=29)))
+    return {"new": new, "lost": and_(~new, lost), "dormant": and_(~new, ~lost, dormant),
+            "active": and_(~new, ~lost, ~dormant)}[stage]
+
+
+def segment_sql(segment: dict, D: date):
+    conds = []
+    if segment.get("tags"):
+        names = [t.split("/", 1)[-1] for t in segment["tags"]]
+        conds.append(exists().where(CustomerTag.customer_id == Customer.id, CustomerTag.tag_id == Tag.id,
+                                    Tag.name.in_(names)))
+    if segment.get("baby_stages"):
+        conds.append(or_(*[baby_stage_sql(s, D) for s in segment["baby_stages"]]))
+    if segment.get("lifecycle"):
+        conds.append(or_(*[lifecycle_sql(s, D) for s in segment["lifecycle"]]))
+    return and_(True, *conds)
+
+
+def candidates(D: date, settings: dict) -> list[Candidate]:
+    out = []
+    for pb in db.session.scalars(select(Playbook).where(Playbook.enabled.is_(True)).order_by(Playbook.key)):
+        for step in pb.steps:
+            if "day" in step:
+                added_on = D - timedelta(days=step["day"])
+                when = and_(Customer.first_added_at >= start_of(added_on),
+                            Customer.first_added_at < start_of(added_on + timedelta(days=1)))
+                label = step.get("phase") or f"第{step['day']}天"
+            elif step["date"] == D.isoformat():
+                when = True
+                label = step.get("phase") or step["date"]
+            else:
+                continue
+            conds = [when, segment_sql(pb.segment or {}, D)]
+            marketing = step.get("kind", "marketing") == "marketing"
+            if marketing:
+                conds.append(marketing_allowed(D, settings))
+            for cid, gid, spend in db.session.execute(_bound().where(*conds)):
+                out.append(Candidate(gid, cid, f"sop:{pb.key}", step.get("priority", DEFAULT_PRIORITY), spend,
+                                     f"{pb.name}·{label}：{step['title']}"[:200], {"playbook": pb.key},
+                                     script=step.get("script"), content=step.get("content"),
+                                     coupon=step.get("coupon"), marketing=marketing))
+    return out
+
+
+def list_playbooks() -> list[dict]:
+    return [{"key": p.key, "name": p.name, "enabled": p.enabled, "segment": p.segment, "steps": p.steps}
+            for p in db.session.scalars(select(Playbook).order_by(Playbook.key))]
