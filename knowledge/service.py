@@ -323,6 +323,10 @@ def record_send(guide: Guide, script_external_id: str, *, query: str | None = No
                       query=(query or "")[:500] or None, terms=terms, edited=edited, sent_at=utcnow())
     db.session.add(send)
     db.session.flush()
+    if customer is not None:  # a reply is a service touch: never capped, and it closes today's tasks
+        from tasks.quota import record_touch
+
+        record_touch(customer, guide, kind="service", channel="script", ref=script.external_id)
     with rstore.client.pipeline(transaction=False) as pipe:
         _learn(pipe, terms, script.external_id, guide.store_id, send.sent_at.timestamp())
         pipe.execute()

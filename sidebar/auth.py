@@ -15,7 +15,7 @@ import hmac
 import secrets
 import time
 
-from flask import abort, g, jsonify, request, session, url_for
+from flask import abort, jsonify, request, session, url_for
 from sqlalchemy import exists, select
 
 from core.db import db
@@ -37,15 +37,16 @@ def sign_out() -> None:
 
 
 def current_guide() -> Guide | None:
-    if "current_guide" in g:
-        return g.current_guide
+    cached = getattr(request, "_current_guide", False)  # per request, not per app context
+    if cached is not False:
+        return cached
     guide = None
     gid, at = session.get("guide_id"), session.get("signed_in_at")
     if gid and at and time.time() - at < SESSION_MAX_AGE:
         guide = db.session.get(Guide, gid)
         if guide is not None and guide.status != "active":
             guide = None
-    g.current_guide = guide
+    request._current_guide = guide
     return guide
 
 

@@ -1,0 +1,74 @@
+"""SOP playbooks: a journey's steps become tasks on their day, for the customers of its segment."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+
+from core.db import db
+from models import Playbook, RedDot
+from tasks import operations as ops
+from tests.tasks import factories as f
+from tests.tasks.factories import D
+
+YAML = """
+- key: new_mom
+  name: 新手妈妈30天
+  segment: {baby_stages: [0-6月], lifecycle: [new, active]}
+  steps:
+    - {day: 0, title: 欢迎并介绍门店服务, kind: service, script: b01}
+    - {day: 3, title: 喂养小贴士, content: dc01}
+    - {day: 7, title: 送新客券, coupon: NEW50}
+- key: double11
+  name: 双11大促
+  segment: {tags: [VIP]}
+  steps:
+    - {date: 2026-06-15, phase: 预热, title: 预告会员专享价}
+    - {date: 2026-06-18, phase: 爆发, title: 提醒下单}
+"""
+
+
+def test_steps_become_tasks_on_their_day(app, runner, tmp_path):
+    path = tmp_path / "playbooks.yaml"
+    path.write_text(YAML, encoding="utf-8")
+    result = runner.invoke(args=["tasks", "playbooks", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    listing = runner.invoke(args=["tasks", "playbooks", "list"]).output
+    assert "new_mom: 新手妈妈30天" in listing and "第3天" in listing and "预热预告会员专享价" in listing
+
+    g = f.guide()
+    mom = f.customer(g, added=D - timedelta(days=3), baby_birthday=D - timedelta(days=40))
+    older = f.customer(g, added=D - timedelta(days=3), baby_birthday=D - timedelta(days=400))  # not 0-6月
+    today = f.customer(g, added=D, baby_birthday=D - timedelta(days=10))
+    vip = f.customer(g)
+    f.tag(vip, "VIP")
+    db.session.commit()
+    ops.generate(D)
+    tasks = {(t.customer_id, t.rule): t for t in db.session.scalars(select(RedDot))}
+    step3 = tasks[(mom.id, "sop:new_mom")]
+    assert step3.reason == "新手妈妈30天·第3天：喂养小贴士" and step3.content_external_id == "dc01"
+    assert (older.id, "sop:new_mom") not in tasks
+    assert tasks[(today.id, "sop:new_mom")].script_external_id == "b01"
+    assert tasks[(vip.id, "sop:double11")].reason == "双11大促·预热：预告会员专享价"
+    assert len(tasks) == 3
+
+
+def test_a_bad_playbook_file_imports_nothing(app, runner, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([
+        '{"key": "ok", "name": "好的", "steps": [{"day": 1, "title": "第一步"}]}',
+        '{"key": "Bad Key", "name": "x", "steps": [{"day": 1, "title": "t"}]}',
+        '{"key": "nosteps", "name": "x", "steps": []}',
+        '{"key": "both", "name": "x", "steps": [{"day": 1, "date": "2026-01-01", "title": "t"}]}',
+        '{"key": "stage", "name": "x", "segment": {"baby_stages": ["5岁"]}, "steps": [{"day": 1, "title": "t"}]}',
+        '{"key": "far", "name": "x", "steps": [{"day": 999, "title": "t"}]}',
+    ]), encoding="utf-8")
+    result = runner.invoke(args=["tasks", "playbooks", "import", str(path)])
+    assert result.exit_code == 1
+    out = result.output
+    assert "line 2: key must be 1–40 of a-z 0-9 _ -" in out
+    assert "line 3: steps must be a non-empty list" in out
+    assert "line 4: steps[1] needs either day" in out
+    assert "line 5: segment.baby_stages: '5岁' is not one of" in out
+    assert "line 6: steps[1].day must be a whole number 0–365" in out
+    assert db.session.scalar(select(func.count()).select_from(Playbook)) == 0
