@@ -72,3 +72,12 @@ def test_a_bad_playbook_file_imports_nothing(app, runner, tmp_path):
     assert "line 5: segment.baby_stages: '5岁' is not one of" in out
     assert "line 6: steps[1].day must be a whole number 0–365" in out
     assert db.session.scalar(select(func.count()).select_from(Playbook)) == 0
+
+
+def test_the_documented_example_imports(app, runner):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "playbooks.yaml"
+    result = runner.invoke(args=["tasks", "playbooks", "import", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "2 playbook(s) imported" in result.output
