@@ -37,17 +37,17 @@ INSERT INTO products (id, sku, name, category, price, attributes, created_at)
 INSERT INTO customers (id, name, gender, birthday, baby_birthday, due_date, points, binding_guide_id,
                        first_added_at, last_order_at, order_count, total_spend, created_at, updated_at)
   SELECT c, '顾客' || c, 2,
-         CASE WHEN c % 3 = 0 THEN DATE '1985-01-01' + (c * 7919) % 5000 END,
-         CASE WHEN c % 2 = 0 THEN CAST(:d AS date) - (c * 104729) % 1100 END,
+         CASE WHEN c % 3 = 0 THEN DATE '1985-01-01' + CAST((CAST(c AS bigint) * 7919) % 5000 AS int) END,
+         CASE WHEN c % 2 = 0 THEN CAST(:d AS date) - CAST((CAST(c AS bigint) * 104729) % 1100 AS int) END,
          CASE WHEN c % 11 = 0 THEN CAST(:d AS date) + (c % 200) END,
          0, :stores + 1 + c % (:guides - :stores),
-         CAST(:d AS date) - ((c * 31) % 700) * interval '1 day' - interval '3 hours',
-         CASE WHEN c % 5 < 3 THEN CAST(:d AS date) - ((c * 13) % 400) * interval '1 day' + interval '2 hours' END,
+         CAST(:d AS date) - (CAST((CAST(c AS bigint) * 31) % 700 AS int)) * interval '1 day' - interval '3 hours',
+         CASE WHEN c % 5 < 3 THEN CAST(:d AS date) - (CAST((CAST(c AS bigint) * 13) % 400 AS int)) * interval '1 day' + interval '2 hours' END,
          CASE WHEN c % 5 < 3 THEN 1 + c % 6 ELSE 0 END,
          CASE WHEN c % 5 < 3 THEN (c % 97) * 37 ELSE 0 END, now(), now()
-  FROM generate_series(1::bigint, :n) c;
+  FROM generate_series(1, :n) c;
 INSERT INTO customer_identities (customer_id, kind, value, created_at)
-  SELECT c, 'external_userid', 'wmB' || c, now() FROM generate_series(1::bigint, :n) c;
+  SELECT c, 'external_userid', 'wmB' || c, now() FROM generate_series(1, :n) c;
 INSERT INTO follows (guide_id, customer_id, added_at, ended_at, ended_by)
   SELECT binding_guide_id, id, first_added_at,
          CASE WHEN id % 500 = 0 THEN CAST(:d AS date) - interval '10 hours' END,
