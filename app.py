@@ -33,10 +33,16 @@ def create_app(overrides: dict | None = None) -> Flask:
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
     from core.health import bp as health_bp
+    from coupons.cli import coupons_cli
+    from coupons.views import bp as coupons_bp
     from demo.cli import demo_cli
     from imports.cli import data_cli
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
+    from orders.cli import commission_cli, orders_cli
+    from orders.views import bp as orders_api_bp
+    from reports.cli import report_cli
+    from reports.views import bp as manager_bp
     from scheduler.cli import scheduler_command
     from tasks.cli import tasks_cli
     from tasks.views import bp as tasks_api_bp
@@ -46,6 +52,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(wecom_bp)
     app.register_blueprint(knowledge_api_bp)
     app.register_blueprint(tasks_api_bp)
+    app.register_blueprint(coupons_bp)
+    app.register_blueprint(orders_api_bp)
+    app.register_blueprint(manager_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -56,6 +65,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(knowledge_cli)
     app.cli.add_command(tasks_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(coupons_cli)
+    app.cli.add_command(commission_cli)
+    app.cli.add_command(orders_cli)
+    app.cli.add_command(report_cli)
     return app
 
 

@@ -66,8 +66,11 @@ def open_follow(guide: Guide, customer: Customer, *, added_at: datetime, state=N
         select(Follow).where(Follow.guide_id == guide.id, Follow.customer_id == customer.id)
     )
     if follow is None:
+        from reports.leaderboard import bump
+
         follow = Follow(guide_id=guide.id, customer_id=customer.id, added_at=added_at)
         db.session.add(follow)
+        bump(guide.id, added_at, new_customers=1)
     elif follow.ended_at is not None:
         # Re-added after a deletion: the relation is live again; the first added_at stays for the binding rule.
         follow.ended_at = None
