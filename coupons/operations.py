@@ -222,11 +222,16 @@ def export_templates(path) -> int:
 def value_text(t: CouponTemplate) -> str:
     """满199减30 / 9折 / 赠：湿巾一包 — what the coupon is worth, as a guide says it."""
     if t.kind == "amount_off":
-        return f"满{t.threshold:g}减{t.amount:g}" if t.threshold else f"立减{t.amount:g}元"
+        return f"满{_n(t.threshold)}减{_n(t.amount)}" if t.threshold else f"立减{_n(t.amount)}元"
     if t.kind == "percent_off":
-        off = Decimal(100 - t.percent) / 10
-        return (f"{off:g}折" if not t.threshold else f"满{t.threshold:g}享{off:g}折")
+        off = _n(Decimal(100 - t.percent) / 10)
+        return f"{off}折" if not t.threshold else f"满{_n(t.threshold)}享{off}折"
     return f"赠：{t.gift}"
+
+
+def _n(d: Decimal) -> str:
+    """199.00 → 199, 29.90 → 29.9."""
+    return f"{Decimal(d).normalize():f}"
 
 
 def _local_date(dt: datetime) -> date:
@@ -341,6 +346,12 @@ def issue(template_external_id: str, customer: Customer, guide: Guide, *, now: d
     reason = _window_refusal(t, today)
     if reason:
         raise CouponRefused("not_valid", reason)
+    # Cheap checks first, the lasting reasons before the passing one (the touch caps); repeated under the lock.
+    if t.total_stock is not None and t.issued_count >= t.total_stock:
+        raise CouponRefused("out_of_stock", "这张券已经发完了")
+    held = customer_count(t.id, customer.id)
+    if held >= t.per_customer_limit:
+        raise CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
     q = quota.quota(customer, now)
     if not q["allowed"]:
         raise CouponRefused("quota", q["reason"])
