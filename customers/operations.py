@@ -24,8 +24,11 @@ def ensure_identity(customer: Customer, kind: str, value: str | None) -> None:
         select(CustomerIdentity.customer_id).where(CustomerIdentity.kind == kind, CustomerIdentity.value == value)
     )
     if holder is None:
+        from orders.operations import match_for_identity
+
         db.session.add(CustomerIdentity(customer_id=customer.id, kind=kind, value=value))
         db.session.flush()
+        match_for_identity(kind, value)  # orders that arrived before this identity was known
 
 
 def upsert_from_wecom(contact: dict) -> Customer:

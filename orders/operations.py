@@ -174,14 +174,27 @@ def receipt(order: Order, coupons: list[dict] | None = None) -> dict:
 
 
 def match_pending(limit: int = 10000) -> dict:
-    """Match stored orders whose customer was unknown, now that the identity may exist. Flushes."""
+    """Match stored orders whose customer was unknown, now that the identity may exist (the hourly job).
+    Flushes."""
     pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None))
                                  .order_by(Order.id).limit(limit)).all()
+    return {"pending": len(pending), "matched": _match(pending)}
+
+
+def match_for_identity(kind: str, value: str) -> int:
+    """A customer just gained this identity: match the unmatched orders that carry it, at once. One query on
+    the partial index of unmatched orders when there is nothing to match. Flushes."""
+    pending = db.session.scalars(select(Order).where(
+        Order.customer_id.is_(None), Order.customer_keys[kind].as_string() == value).order_by(Order.id)).all()
+    return _match(pending) if pending else 0
+
+
+def _match(pending: list[Order]) -> int:
     matched = 0
     for order in pending:
         if not order.customer_keys:
             continue
-        customer_id, problem = match_customer(order.customer_keys)
+        customer_id, _ = match_customer(order.customer_keys)
         if customer_id is None:
             continue
         order.customer_id = customer_id
@@ -190,7 +203,7 @@ def match_pending(limit: int = 10000) -> dict:
         db.session.flush()
         _settle(order)
         matched += 1
-    return {"pending": len(pending), "matched": matched}
+    return matched
 
 
 def month_figures(guide: Guide, D) -> dict:

@@ -28,7 +28,6 @@ def red_dots(D: date) -> dict:
 
 def daily_ranking(D: date) -> dict:
     from bot.pushes import queue_pushes
-
     from reports.leaderboard import rebuild
 
     rebuild("day", D)  # the 20:00 ranking is reconciled from the database before it is pushed
@@ -46,7 +45,7 @@ def coupon_expire(D: date) -> dict:
 
 
 def orders_match(D: date) -> dict:
-    """Match orders whose customer was unknown when they arrived (meant to run hourly)."""
+    """Match orders whose customer was unknown when they arrived."""
     from core.db import db
     from orders.operations import match_pending
 
@@ -91,9 +90,8 @@ JOBS = [
     Job("morning_brief", 8, 0, morning_brief, "08:00 早安：今日素材与工具"),
     Job("red_dots", 9, 0, red_dots, "09:00 生成并推送今日红点任务"),
     Job("daily_ranking", 20, 0, daily_ranking, "20:00 推送团队当日排行"),
-    # After 08:00 so that the first slot of the day stays the morning brief; an expired coupon is refused by
-    # its expires_at at once anyway, the job only records the state change.
-    Job("coupon_expire", 8, 30, coupon_expire, "08:30 过期优惠券"),
-    Job("orders_match", 8, 40, orders_match, "08:40 匹配未识别顾客的订单（应每小时一次）"),
-    Job("leaderboard_reconcile", 8, 50, leaderboard_reconcile, "08:50 从数据库重建昨日与今日排行"),
+    # An expired coupon is refused by its expires_at at once anyway; the job records the state change.
+    Job.every("coupon_expire", 60, coupon_expire, "每小时：过期优惠券"),
+    Job.every("orders_match", 60, orders_match, "每小时：匹配未识别顾客的订单"),
+    Job.every("leaderboard_reconcile", 60, leaderboard_reconcile, "每小时：从数据库重建昨日与今日排行"),
 ]

@@ -121,18 +121,31 @@ def test_unknown_customer_and_sku_are_stored_flagged_then_matched_later(app, cli
     stored = db.session.scalar(select(Order).where(Order.order_no == "POS-1"))
     assert stored.customer_id is None and [l.category for l in stored.lines] == ["奶粉", "未知"]
 
-    # The member joins WeCom later; the hourly job finds the order and credits it.
+    # The member's card is linked to her WeCom profile later: the order is matched and credited at once.
     c = f.customer(g, added=local_today() - timedelta(days=30))
     ensure_identity(c, "member_no", "M-777")
     db.session.commit()
-    result = runner.invoke(args=["orders", "match"])
-    assert "1 of 1 unmatched orders matched" in result.output
     db.session.expire_all()
     stored = db.session.scalar(select(Order).where(Order.order_no == "POS-1"))
     assert stored.customer_id == c.id and stored.guide_id == g.id and stored.attribution == "binding"
     assert [x["flag"] for x in stored.flags] == ["unknown_sku", "matched_later"]
     assert db.session.get(Customer, c.id).order_count == 1
     assert "0 of 0" in runner.invoke(args=["orders", "match"]).output
+
+
+def test_the_hourly_job_matches_identities_that_arrived_without_the_hook(app, client, ingest_key, runner):
+    g = f.guide("guide01")
+    db.session.commit()
+    post_order(client, order(keys={"unionid": "oUNION-1"}))
+    post_order(client, order("POS-2", keys={"unionid": "oNOBODY"}))
+    c = f.customer(g, added=local_today() - timedelta(days=30))
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="unionid", value="oUNION-1"))  # e.g. a bulk import
+    db.session.commit()
+    result = runner.invoke(args=["orders", "match"])
+    assert "1 of 2 unmatched orders matched" in result.output
+    db.session.expire_all()
+    assert db.session.scalar(select(Order.guide_id).where(Order.order_no == "POS-1")) == g.id
+    assert db.session.scalar(select(Order.customer_id).where(Order.order_no == "POS-2")) is None
 
 
 def test_binding_at_paid_time_and_last_touch_mode(app, client, ingest_key, monkeypatch):
