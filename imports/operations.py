@@ -464,14 +464,19 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
         "SELECT DISTINCT o.customer_id FROM orders o JOIN tmp_order t ON t.order_no = o.order_no "
         "WHERE o.customer_id IS NOT NULL")))
     # Rows go in key order (ORDER BY): the unique indexes then grow at their right edge, not at random.
-    sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "paid_at",
-                                              "amount", "customer_keys"])
-    bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, paid_at, amount,
-            customer_keys, created_at)
-        SELECT t.order_no, t.channel, s.id, t.customer_id, c.binding_guide_id, t.paid_at, t.amount,
-            t.customer_keys, :now
-        FROM tmp_order t LEFT JOIN stores s ON s.code = t.store LEFT JOIN customers c ON c.id = t.customer_id
-        WHERE true ORDER BY t.order_no ON CONFLICT (order_no) DO UPDATE SET {sets} WHERE {guard}""", now=now)
+    # Each order is credited as it is written: the binding guide at paid time (orders/attribution.py).
+    from orders.attribution import attribute, binding_sql, set_commission, settings as attribution_settings
+
+    sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "guide_id", "attribution",
+                                              "paid_at", "amount", "customer_keys"])
+    bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, attribution, paid_at,
+            amount, customer_keys, created_at)
+        SELECT x.order_no, x.channel, x.store_id, x.customer_id, x.guide_id,
+            CASE WHEN x.guide_id IS NULL THEN 'none' ELSE 'binding' END, x.paid_at, x.amount, x.customer_keys, :now
+        FROM (SELECT t.order_no, t.channel, s.id AS store_id, t.customer_id, t.paid_at, t.amount, t.customer_keys,
+                     {binding_sql("t.customer_id", "t.paid_at")} AS guide_id
+              FROM tmp_order t LEFT JOIN stores s ON s.code = t.store) x
+        WHERE true ORDER BY x.order_no ON CONFLICT (order_no) DO UPDATE SET {sets} WHERE {guard}""", now=now)
 
     bulk.stage("tmp_line", [("order_no", "text"), ("line_no", "int"), ("sku", "text"), ("name", "text"),
                             ("category", "text"), ("qty", "int"), ("price", "num")], line_rows)
@@ -485,11 +490,10 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
         SELECT 1 FROM orders o JOIN tmp_order t ON t.order_no = o.order_no
         WHERE o.id = order_lines.order_id AND order_lines.line_no > t.n_lines)""")
 
-    # Credit each order to the guide who served the customer when it was paid, and price its commission:
-    # the same rule as the orders API (orders/attribution.py).
-    from orders.attribution import attribute
-
-    attribute("o.order_no IN (SELECT order_no FROM tmp_order)")
+    # In last_touch mode a recent touch overrides the binding guide; then the commission (needs the lines).
+    if attribution_settings()[0] != "binding":
+        attribute("o.order_no IN (SELECT order_no FROM tmp_order)")
+    set_commission("o.order_no IN (SELECT order_no FROM tmp_order)")
 
     # One trajectory event per matched order; (type, ref) is unique, so a re-import adds none.
     bulk.run("""INSERT INTO events (customer_id, type, occurred_at, channel, guide_id, payload, ref)

@@ -23,8 +23,13 @@ from core.db import db
 
 MODES = ("binding", "last_touch")
 
-_BINDING = """(SELECT f.guide_id FROM follows f WHERE f.customer_id = o.customer_id AND f.added_at <= o.paid_at
-               AND (f.ended_at IS NULL OR f.ended_at > o.paid_at) ORDER BY f.added_at, f.id LIMIT 1)"""
+def binding_sql(customer: str = "o.customer_id", paid_at: str = "o.paid_at") -> str:
+    """SQL: the binding guide of `customer` at `paid_at` (the earliest-added guide whose relation was live)."""
+    return (f"(SELECT f.guide_id FROM follows f WHERE f.customer_id = {customer} AND f.added_at <= {paid_at} "
+            f"AND (f.ended_at IS NULL OR f.ended_at > {paid_at}) ORDER BY f.added_at, f.id LIMIT 1)")
+
+
+_BINDING = binding_sql()
 _LAST_TOUCH = """(SELECT t.guide_id FROM touches t WHERE t.customer_id = o.customer_id AND t.guide_id IS NOT NULL
                   AND t.at <= o.paid_at AND t.at > {since} ORDER BY t.at DESC, t.id DESC LIMIT 1)"""
 
@@ -64,12 +69,15 @@ def attribute(where: str, params: dict | None = None) -> int:
 
 
 def set_commission(where: str, params: dict | None = None) -> int:
-    rate = ("COALESCE(r.rate, (SELECT d.rate FROM commission_rates d WHERE d.category = '*'), 0)")
+    """Price the orders matching `where` (one grouped join, so a bulk import pays hash joins, not a
+    subquery per order); rewrites only orders whose commission changes."""
     return db.session.execute(text(f"""
         UPDATE orders SET commission = x.commission
-        FROM (SELECT o.id, CASE WHEN o.guide_id IS NULL THEN 0 ELSE COALESCE((
-                  SELECT ROUND(SUM(l.price * l.qty * {rate}) * o.amount / SUM(l.price * l.qty), 2)
-                  FROM order_lines l LEFT JOIN commission_rates r ON r.category = l.category
-                  WHERE l.order_id = o.id HAVING SUM(l.price * l.qty) > 0), 0) END AS commission
-              FROM orders o WHERE {where}) x
+        FROM (SELECT o.id, CASE WHEN o.guide_id IS NULL OR COALESCE(SUM(l.price * l.qty), 0) <= 0 THEN 0
+                     ELSE ROUND(SUM(l.price * l.qty * COALESCE(r.rate, d.rate, 0)) * o.amount
+                                / SUM(l.price * l.qty), 2) END AS commission
+              FROM orders o LEFT JOIN order_lines l ON l.order_id = o.id
+                   LEFT JOIN commission_rates r ON r.category = l.category
+                   LEFT JOIN commission_rates d ON d.category = '*'
+              WHERE {where} GROUP BY o.id, o.guide_id, o.amount) x
         WHERE orders.id = x.id AND orders.commission IS DISTINCT FROM x.commission"""), params or {}).rowcount
