@@ -7,7 +7,7 @@ import csv
 import io
 from datetime import date
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
 from core.timeutil import local_today
 from reports import leaderboard as lb
@@ -53,8 +53,11 @@ def _rankings(guide, period, D, metric):
 
 
 @bp.get("/")
-@login_required
 def page():
+    if current_guide() is None:  # a page, not an API: send the browser to sign in
+        from sidebar.auth import _login_path
+
+        return redirect(_login_path())
     guide = _manager()
     period, D, metric = _params()
     rows, stores = _rankings(guide, period, D, metric)

@@ -109,9 +109,13 @@ def test_manager_page_roles_and_csv(app, client, ingest_key, rates):
     manager = f.guide("boss1", role="manager", name="店长")
     admin = f.guide("hq", role="admin", store_code="HQ")
     db.session.commit()
+    anonymous = client.get("/manager/")
+    assert anonymous.status_code == 302 and "/sidebar/login" in anonymous.headers["Location"]
+    assert client.get("/manager/export.csv").status_code == 401
     guide = db.session.scalar(select(Guide).where(Guide.userid == "guide_a"))
     sign_in(client, guide)
     assert client.get("/manager/").status_code == 403
+    assert client.get("/manager/export.csv").status_code == 403
     sign_in(client, manager)
     page = client.get("/manager/?period=week")
     html = page.get_data(as_text=True)
