@@ -29,6 +29,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     rstore.init_app(app)
     jobs.init_app(app)
 
+    from bot.tasks import relay_inbox
+
+    jobs.add_feeder("callback inbox", relay_inbox)
+
     from bot.cli import bot_cli, worker_command
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
