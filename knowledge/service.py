@@ -245,7 +245,7 @@ def _prepare(text: str | None) -> str:
 
 
 def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None = None, top: int = 5,
-            with_content: bool = True, today: date | None = None) -> dict:
+            with_content: bool = True, today: date | None = None, context: set[str] | None = None) -> dict:
     """Ranked scripts, related content and products for a customer's message.
 
     `customer` shifts the ranking towards what describes them (tags, baby's stage, recent purchases);
@@ -271,7 +271,8 @@ def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None 
     n = len(scopes)
     learned = _learned([(t, results[1 + i * n:1 + (i + 1) * n]) for i, t in enumerate(terms)], time.time())
 
-    context = customer_context(customer, today) if customer is not None else set()
+    if context is None:  # a caller that already described the customer passes it (one set of queries, not two)
+        context = customer_context(customer, today) if customer is not None else set()
     hidden = lib.out_of_window(today)
     boosts = {**_context_boosts(lib.script_items, context), **hidden}
     scripts = [dict(lib.script_items[eid].data, score=round(score, 4))
@@ -403,10 +404,12 @@ def content_for(customer: Customer, *, top: int = 10, today: date | None = None)
 def opening_scripts(customer: Customer, *, guide: Guide | None = None, top: int = 3) -> list[dict]:
     """Scripts for a chat just opened, before the guide types anything: searched with the words that
     describe the customer (baby's stage, tags, recent purchase categories)."""
-    context = sorted(w for w in customer_context(customer) if "/" not in w and not w.isascii())
+    described = customer_context(customer)
+    context = sorted(w for w in described if "/" not in w and not w.isascii())
     if not context:
         return []
     try:
-        return suggest(" ".join(context), guide=guide, customer=customer, top=top, with_content=False)["scripts"]
+        return suggest(" ".join(context), guide=guide, customer=customer, top=top, with_content=False,
+                       context=described)["scripts"]
     except EmptyQuery:
         return []

@@ -6,6 +6,8 @@ Pages: `/sidebar/` (the tabs; `?customer=<external_userid>` renders the first sc
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
 from urllib.parse import quote, urlsplit
 
@@ -22,9 +24,29 @@ from sidebar import operations as ops
 from sidebar.auth import (csrf_required, csrf_token, current_guide, login_required, sign_in, visible_customer,
                           visible_customers)
 
-pages = Blueprint("sidebar", __name__, url_prefix="/sidebar", template_folder="templates",
-                  static_folder="static", static_url_path="/static")
+ASSET_MAX_AGE = 30 * 24 * 3600
+_asset_versions: dict[str, str] = {}
+
+
+class _Pages(Blueprint):
+    def get_send_file_max_age(self, filename):
+        # Asset URLs carry a content hash (asset_url), so the webview may keep them for long.
+        return ASSET_MAX_AGE
+
+
+def asset_url(filename: str) -> str:
+    """The URL of a static file with its content hash, so a new release is fetched at once."""
+    version = _asset_versions.get(filename)
+    if version is None:
+        with open(os.path.join(pages.static_folder, filename), "rb") as f:
+            version = _asset_versions[filename] = hashlib.sha1(f.read()).hexdigest()[:10]
+    return url_for("sidebar.static", filename=filename, v=version)
+
+
+pages = _Pages("sidebar", __name__, url_prefix="/sidebar", template_folder="templates",
+               static_folder="static", static_url_path="/static")
 api = Blueprint("sidebar_api", __name__, url_prefix="/api")
+pages.add_app_template_global(asset_url, "sidebar_asset")
 
 # The tabs, in order: (key, label, enabled). A new tab is one entry here, one partial
 # (templates/sidebar/tabs/<key>.html) and one function in static/sidebar.js (tabs.<key>).
