@@ -222,17 +222,35 @@ def customer_context(customer: Customer, today: date | None = None) -> set[str]:
     return words
 
 
+_word_indexes: dict[int, tuple[dict, dict[str, list[str]]]] = {}
+
+
+def _word_index(items: dict[str, _Item]) -> dict[str, list[str]]:
+    """word -> ids of the items whose `match` holds it; built once per library (items dict)."""
+    hit = _word_indexes.get(id(items))
+    if hit is not None and hit[0] is items:
+        return hit[1]
+    index: dict[str, list[str]] = {}
+    for eid, item in items.items():
+        for word in item.match:
+            index.setdefault(word, []).append(eid)
+    if len(_word_indexes) > 16:  # old libraries' indexes
+        _word_indexes.clear()
+    _word_indexes[id(items)] = (items, index)
+    return index
+
+
 def _context_boosts(items: dict[str, _Item], context: set[str]) -> dict[str, float]:
     """A script or product tagged with what describes the customer moves up a little (ties and close calls
-    only: at most +25 %)."""
+    only: at most +25 %). Looked up word by word, not item by item: a 10,000-script library costs microseconds."""
     if not context:
         return {}
-    out = {}
-    for eid, item in items.items():
-        hits = len(item.match & context)
-        if hits:
-            out[eid] = min(1.0 + 0.1 * hits, 1.25)
-    return out
+    index = _word_index(items)
+    hits: dict[str, int] = {}
+    for word in context:
+        for eid in index.get(word, ()):
+            hits[eid] = hits.get(eid, 0) + 1
+    return {eid: min(1.0 + 0.1 * n, 1.25) for eid, n in hits.items()}
 
 
 # ------------------------------------------------------------------------------------------- suggest
