@@ -70,16 +70,22 @@ def _iso(dt) -> str | None:
 
 
 def _event_text(ev: Event) -> str:
-    p = ev.payload or {}
+    """One short line from the event's payload, whatever shape its source gave it."""
+    p = ev.payload if isinstance(ev.payload, dict) else {}
     if ev.type == "order":
-        amount = p.get("amount")
-        items = p.get("items") or p.get("lines") or []
-        names = "、".join(str(i.get("name") or i.get("sku")) for i in items[:3] if isinstance(i, dict))
-        parts = [f"¥{amount}" if amount not in (None, "") else "", names]
+        parts = []
+        if p.get("amount") not in (None, ""):
+            parts.append(f"¥{p['amount']}")
+        items = p.get("items") or p.get("lines")
+        if isinstance(items, int):
+            parts.append(f"{items}件")
+        elif isinstance(items, list):
+            names = [str(i.get("name") or i.get("sku")) for i in items[:3] if isinstance(i, dict)]
+            parts.append("、".join(n for n in names if n))
         return " ".join(x for x in parts if x)
     if ev.type in ("tag_added", "tag_removed", "content_sent"):
         return str(p.get("tag") or p.get("title") or "")
-    return str(p.get("note") or p.get("reason") or "")
+    return str(p.get("note") or p.get("reason") or p.get("remark") or "")
 
 
 def timeline(customer: Customer, limit: int = TIMELINE_SIZE) -> list[dict]:

@@ -231,3 +231,17 @@ def test_audit_cli(app, client, chain, runner):
     rows = [json.loads(x) for x in result.output.strip().splitlines()]
     assert [(r["guide"], r["customer"], r["customer_name"]) for r in rows] == [("guide01", ext, "张女士")]
     assert runner.invoke(args=["sidebar", "audit", "--since", "not-a-date"]).exit_code != 0
+
+
+def test_timeline_reads_every_payload_shape(app, client, chain):
+    from datetime import datetime, timezone
+
+    for i, payload in enumerate(({"amount": 258.0, "items": 1}, {"amount": "99", "items": [{"name": "湿巾"}]},
+                                 {"items": "?"}, {})):
+        db.session.add(Event(customer_id=chain.mine.id, type="order", channel="pos", payload=payload,
+                             occurred_at=datetime(2026, 11, 30, 10, i, tzinfo=timezone.utc)))
+    db.session.commit()
+    sign_in(client, chain.guide)
+    timeline = client.get(f"/api/sidebar/customers/{chain.ext[chain.mine.id]}/profile").json["timeline"]
+    assert [(e["label"], e["channel"], e["text"]) for e in timeline[:4]] == [
+        ("下单", "门店", ""), ("下单", "门店", ""), ("下单", "门店", "¥99 湿巾"), ("下单", "门店", "¥258.0 1件")]
