@@ -23,6 +23,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     _check_rule_settings(settings)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # WeCom callbacks are small; bigger bodies get 413
+    # The sidebar's session cookie: signed (SECRET_KEY), HttpOnly, SameSite; Secure behind HTTPS.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings["PUBLIC_BASE_URL"].startswith("https://"))
     if settings["DATABASE_URL"].startswith("sqlite"):
         os.makedirs(app.instance_path, exist_ok=True)
 
@@ -44,6 +47,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
     from scheduler.cli import scheduler_command
+    from sidebar.cli import sidebar_cli
+    from sidebar.views import api as sidebar_api_bp
+    from sidebar.views import pages as sidebar_pages_bp
     from tasks.cli import tasks_cli
     from tasks.views import bp as tasks_api_bp
     from wecom_standin.cli import wecom_cli
@@ -52,6 +58,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(wecom_bp)
     app.register_blueprint(knowledge_api_bp)
     app.register_blueprint(tasks_api_bp)
+    app.register_blueprint(sidebar_pages_bp)
+    app.register_blueprint(sidebar_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -62,6 +70,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(knowledge_cli)
     app.cli.add_command(tasks_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(sidebar_cli)
     return app
 
 

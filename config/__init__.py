@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = ROOT / "instance"
 
 WECOM_DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
+WECOM_DEFAULT_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
+# wx.config needs jweixin; wx.agentConfig (what a sidebar uses) needs jwxwork after it.
+WECOM_DEFAULT_JSSDK_URLS = ("https://res.wx.qq.com/open/js/jweixin-1.2.0.js",
+                            "https://open.work.weixin.qq.com/wwopen/js/jwxwork-1.0.0.js")
 
 # Demo credentials for the local WeCom stand-in. They are public on purpose: they protect nothing.
 DEMO_WECOM = {
@@ -66,6 +70,9 @@ def load_settings(environ: dict | None = None) -> dict:
         # "off": the callback inbox's insert does not wait for its WAL flush (PostgreSQL only; see
         # docs/callbacks.md for what a database crash can then lose). Everything else stays durable.
         "CALLBACK_SYNC_COMMIT": env.get("CALLBACK_SYNC_COMMIT", "on").strip().lower(),
+        # The sidebar: WeCom's OAuth2 authorize page and the JS-SDK files the WeCom webview loads.
+        "WECOM_OAUTH_URL": env.get("WECOM_OAUTH_URL", WECOM_DEFAULT_OAUTH_URL),
+        "WECOM_JSSDK_URLS": env.get("WECOM_JSSDK_URLS", " ".join(WECOM_DEFAULT_JSSDK_URLS)).split(),
     }
     for key in WECOM_KEYS:
         settings[key] = env.get(key, DEMO_WECOM[key] if demo else None)

@@ -14,11 +14,12 @@ from models.customers import (
 from models.inbox import CallbackInbox
 from models.knowledge import CONTENT_KINDS, Content, Script, ScriptSend, Vocabulary
 from models.org import Guide, Store
+from models.sidebar import ProfileView
 from models.tasks import GuidePush, JobRun, Playbook, RedDot, Touch
 
 __all__ = [
     "Base", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
     "Event", "Product", "Order", "OrderLine", "CallbackInbox", "IDENTITY_KINDS",
     "Script", "Content", "Vocabulary", "ScriptSend", "CONTENT_KINDS",
-    "RedDot", "Touch", "Playbook", "GuidePush", "JobRun",
+    "RedDot", "Touch", "Playbook", "GuidePush", "JobRun", "ProfileView",
 ]

@@ -227,6 +227,37 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
             follow["tags"] = [t for t in follow["tags"] if t.get("tag_id") not in remove]
         return jsonify(OK)
 
+    @app.post("/cgi-bin/externalcontact/add_corp_tag")
+    def add_corp_tag():
+        """Add tags to a group (by group_id, or by group_name, created when new); 40071 for a name taken."""
+        data = body_json()
+        tags = [t for t in (data.get("tag") or []) if isinstance(t, dict) and t.get("name")]
+        if not tags:
+            return _err(40058, "tag is required")
+        if any(len(t["name"]) > 30 for t in tags):
+            return _err(40058, "tag name too long")
+        with corp.lock:
+            if data.get("group_id"):
+                group = next((g for g in corp.tag_groups if g["group_id"] == data["group_id"]), None)
+                if group is None:
+                    return _err(40068, "invalid tag group id")
+            else:
+                group = next((g for g in corp.tag_groups if g["group_name"] == data.get("group_name")), None)
+            if group is not None and any(t["name"] in {x["name"] for x in group["tag"]} for t in tags):
+                return _err(40071, "UserTag Name Already Exist")
+            if group is None:
+                if not data.get("group_name"):
+                    return _err(40058, "group_id or group_name is required")
+                group = corp.add_tag_group(data["group_name"], [], order=int(data.get("order") or 0))
+            added = []
+            for t in tags:
+                tag = {"id": "et" + secrets.token_hex(10), "name": t["name"], "create_time": int(time.time()),
+                       "order": int(t.get("order") or 0), "deleted": False}
+                group["tag"].append(tag)
+                added.append(tag)
+            out = {k: group[k] for k in ("group_id", "group_name", "create_time", "order")}
+        return jsonify({**OK, "tag_group": {**out, "tag": added}})
+
     @app.post("/cgi-bin/externalcontact/send_welcome_msg")
     def send_welcome_msg():
         data = body_json()
