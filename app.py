@@ -42,10 +42,16 @@ def create_app(overrides: dict | None = None) -> Flask:
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
     from core.health import bp as health_bp
+    from coupons.cli import coupons_cli
+    from coupons.views import bp as coupons_bp
     from demo.cli import demo_cli
     from imports.cli import data_cli
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
+    from orders.cli import commission_cli, orders_cli
+    from orders.views import bp as orders_api_bp
+    from reports.cli import report_cli
+    from reports.views import bp as manager_bp
     from scheduler.cli import scheduler_command
     from sidebar.cli import sidebar_cli
     from sidebar.views import api as sidebar_api_bp
@@ -60,6 +66,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(tasks_api_bp)
     app.register_blueprint(sidebar_pages_bp)
     app.register_blueprint(sidebar_api_bp)
+    app.register_blueprint(coupons_bp)
+    app.register_blueprint(orders_api_bp)
+    app.register_blueprint(manager_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -71,6 +80,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(tasks_cli)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(sidebar_cli)
+    app.cli.add_command(coupons_cli)
+    app.cli.add_command(commission_cli)
+    app.cli.add_command(orders_cli)
+    app.cli.add_command(report_cli)
     return app
 
 

@@ -1,6 +1,7 @@
 """SQLAlchemy models, split by area. Importing this package registers every table on `Base.metadata`."""
 from models.base import Base
-from models.commerce import Order, OrderLine, Product
+from models.commerce import (COUPON_KINDS, CommissionRate, Coupon, CouponEvent, CouponTemplate, Order, OrderLine,
+                             Product)
 from models.customers import (
     IDENTITY_KINDS,
     Customer,
@@ -19,7 +20,8 @@ from models.tasks import GuidePush, JobRun, Playbook, RedDot, Touch
 
 __all__ = [
     "Base", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
-    "Event", "Product", "Order", "OrderLine", "CallbackInbox", "IDENTITY_KINDS",
+    "Event", "Product", "Order", "OrderLine", "CouponTemplate", "Coupon", "CouponEvent", "CommissionRate",
+    "COUPON_KINDS", "CallbackInbox", "IDENTITY_KINDS",
     "Script", "Content", "Vocabulary", "ScriptSend", "CONTENT_KINDS",
     "RedDot", "Touch", "Playbook", "GuidePush", "JobRun", "ProfileView",
 ]
