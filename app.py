@@ -40,6 +40,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from scheduler.cli import scheduler_command
     from tasks.cli import tasks_cli
     from tasks.views import bp as tasks_api_bp
+    from guides.cli import guides_cli
+    from guides.views import bp as guides_admin_bp
     from tracking.cli import report_cli
     from tracking.views import bp as tracking_bp
     from wecom_standin.cli import wecom_cli
@@ -49,6 +51,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(knowledge_api_bp)
     app.register_blueprint(tasks_api_bp)
     app.register_blueprint(tracking_bp)
+    app.register_blueprint(guides_admin_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -60,6 +63,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(tasks_cli)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(report_cli)
+    app.cli.add_command(guides_cli)
     return app
 
 
