@@ -42,6 +42,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from tasks.views import bp as tasks_api_bp
     from guides.cli import guides_cli
     from guides.views import bp as guides_admin_bp
+    from recommend.cli import recommend_cli
+    from recommend.views import bp as recommend_api_bp
     from tracking.cli import report_cli
     from tracking.views import bp as tracking_bp
     from wecom_standin.cli import wecom_cli
@@ -52,6 +54,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(tasks_api_bp)
     app.register_blueprint(tracking_bp)
     app.register_blueprint(guides_admin_bp)
+    app.register_blueprint(recommend_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -64,6 +67,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(scheduler_command)
     app.cli.add_command(report_cli)
     app.cli.add_command(guides_cli)
+    app.cli.add_command(recommend_cli)
     return app
 
 
