@@ -5,10 +5,9 @@ from datetime import date
 
 
 def poll_transfers(D: date | None = None) -> dict:
-    """Hourly: settle the waiting resigned-customer transfers from WeCom's results. Idempotent."""
-    from core.db import db
+    """Hourly: settle the waiting resigned-customer transfers from WeCom's results. Idempotent; the scheduler
+    commits."""
     from guides.operations import poll_transfers as poll
 
     result = poll()
-    db.session.commit()
     return result

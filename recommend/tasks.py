@@ -5,10 +5,9 @@ from datetime import date
 
 
 def rebuild_pairs(D: date | None = None) -> dict:
-    """Nightly: recompute products bought together from the orders. Idempotent (replaces the table)."""
-    from core.db import db
+    """Nightly: recompute products bought together from the orders. Idempotent (replaces the table); the
+    scheduler commits."""
     from recommend.operations import rebuild_pairs as rebuild
 
     result = rebuild()
-    db.session.commit()
     return result

@@ -32,6 +32,18 @@ def daily_ranking(D: date) -> dict:
     return {"queued": queue_pushes("daily_ranking", D)}
 
 
+def recommend_pairs(D: date) -> dict:
+    from recommend.tasks import rebuild_pairs
+
+    return rebuild_pairs(D)
+
+
+def transfer_results(D: date) -> dict:
+    from guides.tasks import poll_transfers
+
+    return poll_transfers(D)
+
+
 @dataclass(frozen=True)
 class Job:
     key: str
@@ -56,4 +68,6 @@ JOBS = [
     Job("morning_brief", 8, 0, morning_brief, "08:00 早安：今日素材与工具"),
     Job("red_dots", 9, 0, red_dots, "09:00 生成并推送今日红点任务"),
     Job("daily_ranking", 20, 0, daily_ranking, "20:00 推送团队当日排行"),
+    Job("product_pairs", 23, 30, recommend_pairs, "23:30 重算商品关联（常一起买）"),
+    Job.every("transfer_results", 60, transfer_results, "每小时查询离职继承结果"),
 ]
