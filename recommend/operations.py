@@ -228,9 +228,12 @@ def _stage(cat: Catalog, rules: dict, customer: Customer, bought: list[Bought], 
             fit = 1.0 if p.category in bought_categories else 0.6
             out.append(Candidate(p.sku, SOURCE_WEIGHT["stage"] * fit * (1 - 0.05 * i),
                                  rule["reason"].format(age=age.label if age else "", product=p.name), "stage"))
+    latest: dict[str, Bought] = {}  # the latest purchase per category: a later stage supersedes
+    for b in bought:
+        latest[b.category] = b
     for rule in rules.get("after_purchase", []):
         since = now - timedelta(days=rule.get("within_days", 90))
-        trigger = next((b for b in reversed(bought) if b.paid_at >= since and b.sku in cat.products
+        trigger = next((b for b in latest.values() if b.paid_at >= since and b.sku in cat.products
                         and _matches(cat.products[b.sku], rule["when"])), None)
         if trigger is None:
             continue
