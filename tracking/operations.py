@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core.db import db
 from core.timeutil import local_today, utcnow
+from customers.operations import record_event
 from models import Content, Customer, Guide, LinkOpen, Script, TrackedLink
 
 TOKEN_BYTES = 16  # 128 bits: token_urlsafe gives 22 characters
@@ -57,10 +58,18 @@ def record_open(token: str, *, user_agent: str | None = None, now: datetime | No
     link = find_link(token)
     if link is None:
         return None
+    now = now or utcnow()
     db.session.add(LinkOpen(link_id=link.id, customer_id=link.customer_id, guide_id=link.guide_id,
-                            content_id=link.content_id, opened_at=now or utcnow(),
+                            content_id=link.content_id, opened_at=now,
                             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None))
     db.session.flush()
+    # The first open goes on the customer's trajectory (the guide sees what she read); repeats only count.
+    customer = db.session.get(Customer, link.customer_id)
+    content = db.session.get(Content, link.content_id) if link.content_id else None
+    record_event(customer, "link_opened", occurred_at=now, channel="link",
+                 guide=db.session.get(Guide, link.guide_id), ref=f"link:{link.id}",
+                 payload={"content": content.external_id if content else None,
+                          "title": content.title if content else None, "coupon": link.coupon_ref})
     return link
 
 

@@ -143,3 +143,18 @@ def test_cli_offboard_and_bad_input(app, runner, wecom):
     assert json.loads(out.output)["accepted"] == 1
     out = runner.invoke(args=["guides", "transfers", "leaver"])
     assert "等待接替" in out.output and "企业微信拒绝了转接请求" in out.output
+
+
+def test_a_failed_wecom_call_leaves_its_batch_for_a_re_run(app, wecom):
+    manager, leaver, receiver, customers = team(wecom, 120, stranger=False)
+    control(wecom, "fault", path="externalcontact/resigned/transfer_customer", errcode=45009, times=1)
+    result = ops.offboard("leaver", "receiver")
+    db.session.commit()
+    assert (result["calls"], result["accepted"], len(result["failed"])) == (2, 20, 100)
+    assert all(x["errcode"] == 45009 for x in result["failed"])
+    assert db.session.scalar(select(func.count()).select_from(RedDot).where(RedDot.guide_id == manager.id)) == 0
+    again = ops.offboard("leaver", "receiver")
+    db.session.commit()
+    assert (again["customers"], again["accepted"], again["failed"]) == (100, 100, [])
+    assert db.session.scalar(select(func.count()).select_from(Follow).where(
+        Follow.guide_id == receiver.id, Follow.ended_at.is_(None))) == 120

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from core.db import db
 from core.timeutil import local_today
-from models import Content, LinkOpen, Script, ScriptSend, TrackedLink, Touch
+from models import Content, Event, LinkOpen, Script, ScriptSend, TrackedLink, Touch
 from tests.knowledge.test_api import sign_in
 from tests.tasks import factories as f
 from tests.tasks.factories import TZ
@@ -53,6 +53,10 @@ def test_open_is_recorded_with_who_and_what_then_redirects(app, client):
     assert len(opens) == 2
     assert {(o.customer_id, o.guide_id, o.content_id) for o in opens} == {(c.id, g.id, item.id)}
     assert "MicroMessenger" in opens[0].user_agent
+    events = db.session.scalars(select(Event).where(Event.type == "link_opened")).all()
+    assert len(events) == 1 and events[0].payload["title"] == "转奶七日法图解"  # the first open, on her trajectory
+    assert client.head(f"/c/{link.token}").status_code == 302  # a link preview: not an open
+    assert db.session.scalar(select(func.count()).select_from(LinkOpen)) == 2
 
 
 def test_unknown_token_gets_a_friendly_chinese_404_and_records_nothing(app, client):
