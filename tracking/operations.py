@@ -113,3 +113,12 @@ def find_link(token: str) -> TrackedLink | None:
     if not token or len(token) > 64:
         return None
     return db.session.scalar(select(TrackedLink).where(TrackedLink.token == token))
+
+
+def tracked_url(guide: Guide, customer: Customer, content: Content) -> str | None:
+    """The sidebar's hook (sidebar/links.py): the tracked address for sending `content` to `customer`, or None
+    when the content has no http(s) link. Flushes the new link; the request commits it with the send."""
+    try:
+        return create_tracked_link(guide, customer, content).url
+    except TrackingInputError:
+        return None

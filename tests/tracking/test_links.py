@@ -79,6 +79,8 @@ def test_tokens_are_unique_and_links_without_a_target_are_refused(app):
         except ops.TrackingInputError as exc:
             assert "链接" in str(exc)
     assert db.session.scalar(select(func.count()).select_from(TrackedLink)) == 50
+    assert ops.tracked_url(g, c, bad) is None  # the sidebar's hook: no link, no card
+    assert ops.tracked_url(g, c, item).startswith(app.config["PUBLIC_BASE_URL"].rstrip("/") + "/c/")
 
 
 def test_funnel_by_content_and_guide_counts_opens_and_conversions_within_7_days(app):
