@@ -20,10 +20,10 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from core.db import db
-from models import Content, Guide, LinkOpen, Order, Script, ScriptSend, TrackedLink
+from models import Content, Guide, LinkOpen, Order, Script, ScriptSend, Store, TrackedLink
 
 CONVERSION_DAYS = 7
-GROUPINGS = ("content", "guide", "script")
+GROUPINGS = ("content", "guide", "store", "script")
 
 
 def _orders_by_customer(customer_ids: set[int], since: datetime | None) -> dict[int, list[tuple]]:
@@ -59,13 +59,18 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def funnel(by: str = "content", *, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+def funnel(by: str = "content", *, since: datetime | None = None, until: datetime | None = None,
+           store_id: int | None = None) -> list[dict]:
     """Rows {key, label, sent, opened, opens, converted, orders, gmv, open_rate, conversion_rate}, most sent
-    first. `since`/`until` select the links by when they were sent."""
+    first. `since`/`until` select the links by when they were sent; `store_id` only links sent by that
+    store's guides (a store is the guide's store now)."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
-    q = select(TrackedLink.id, TrackedLink.customer_id, TrackedLink.guide_id, TrackedLink.content_id,
-               TrackedLink.script_id, TrackedLink.created_at)
+    q = (select(TrackedLink.id, TrackedLink.customer_id, TrackedLink.guide_id, TrackedLink.content_id,
+                TrackedLink.script_id, TrackedLink.created_at, Guide.store_id)
+         .join(Guide, Guide.id == TrackedLink.guide_id))
+    if store_id is not None:
+        q = q.where(Guide.store_id == store_id)
     if since is not None:
         q = q.where(TrackedLink.created_at >= since)
     if until is not None:
@@ -82,7 +87,8 @@ def funnel(by: str = "content", *, since: datetime | None = None, until: datetim
 
     groups: dict = defaultdict(lambda: {"sent": 0, "opened": 0, "opens": 0, "converted": 0, "orders": {}})
     for link in links:
-        key = {"content": link.content_id, "guide": link.guide_id, "script": link.script_id}[by]
+        key = {"content": link.content_id, "guide": link.guide_id, "store": link.store_id,
+               "script": link.script_id}[by]
         g = groups[key]
         g["sent"] += 1
         link_opens = opens.get(link.id, [])
@@ -114,6 +120,8 @@ def _labels(by: str, ids: list[int]) -> dict[int, tuple[str, str]]:
         q = select(Content.id, Content.external_id, Content.title).where(Content.id.in_(ids))
     elif by == "script":
         q = select(Script.id, Script.external_id, Script.title).where(Script.id.in_(ids))
+    elif by == "store":
+        q = select(Store.id, Store.code, Store.name).where(Store.id.in_(ids))
     else:
         q = select(Guide.id, Guide.userid, Guide.name).where(Guide.id.in_(ids))
     return {i: (k, label) for i, k, label in db.session.execute(q)}

@@ -1,12 +1,19 @@
-"""`GET /c/<token>` (public: the customer's tap on a tracked link) and the sidebar's
-`POST /api/customers/<external_userid>/links` (a content item as a news card with a tracked link)."""
+"""`GET /c/<token>` (public: the customer's tap on a tracked link), the sidebar's
+`POST /api/customers/<external_userid>/links` (a content item as a news card with a tracked link), and
+`GET /api/reports/funnel` for managers and head office."""
 from __future__ import annotations
 
+from datetime import date, datetime, time
+
 from flask import Blueprint, jsonify, redirect, request
+from sqlalchemy import select
 
 from core.db import db
+from core.timeutil import app_tz
+from models import Store
 from sidebar.auth import csrf_required, current_guide, login_required, visible_customer
 from tasks import quota
+from tracking import funnels
 from tracking import operations as ops
 
 bp = Blueprint("tracking", __name__)
@@ -67,3 +74,31 @@ def send_content(external_userid: str):
         return _error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
     db.session.commit()
     return jsonify(card), 201
+
+
+@bp.get("/api/reports/funnel")
+@login_required
+def funnel_report():
+    """The funnel for managers (their own store) and head office (everyone, or ?store=CODE)."""
+    guide = current_guide()
+    if guide.role not in ("manager", "admin"):
+        return _error(403, "需要店长或总部权限")
+    by = request.args.get("by", "content")
+    if by not in funnels.GROUPINGS:
+        return _error(400, f"by 只能是 {'、'.join(funnels.GROUPINGS)} 之一")
+    bounds = {}
+    for name in ("since", "until"):
+        value = request.args.get(name)
+        if value:
+            try:
+                bounds[name] = datetime.combine(date.fromisoformat(value), time.min, tzinfo=app_tz())
+            except ValueError:
+                return _error(400, f"{name} 不是有效日期（YYYY-MM-DD）")
+    store_id = guide.store_id if guide.role == "manager" else None
+    if guide.role == "admin" and request.args.get("store"):
+        store_id = db.session.scalar(select(Store.id).where(Store.code == request.args["store"]))
+        if store_id is None:
+            return _error(404, "门店不存在")
+    if guide.role == "manager" and store_id is None:
+        return _error(403, "店长账号没有所属门店")
+    return jsonify(by=by, rows=funnels.funnel(by, store_id=store_id, **bounds))

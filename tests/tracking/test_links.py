@@ -201,3 +201,27 @@ def test_sidebar_send_access_and_bad_input(app, client):
     assert resp.status_code == 400 and "已停用" in resp.json["error"]
     assert db.session.scalar(select(func.count()).select_from(TrackedLink)) == 0
     assert db.session.scalar(select(func.count()).select_from(Touch)) == 0
+
+
+def test_funnel_api_for_managers_of_their_store_and_head_office(app, client):
+    a, b = f.guide("a", store_code="S1"), f.guide("b", store_code="S2")
+    boss = f.guide("boss", role="manager", store_code="S1")
+    hq = f.guide("hq", role="admin", store_code="S1")
+    item = content()
+    for g in (a, b, b):
+        link = ops.create_tracked_link(g, f.customer(g), item, now=noon(3))
+        ops.record_open(link.token, now=noon(3))
+    db.session.commit()
+    sign_in(client, a)
+    assert client.get("/api/reports/funnel").status_code == 403
+    sign_in(client, boss)
+    rows = client.get("/api/reports/funnel", query_string={"by": "guide"}).json["rows"]
+    assert [(r["key"], r["sent"], r["opened"]) for r in rows] == [("a", 1, 1)]  # own store only
+    assert client.get("/api/reports/funnel", query_string={"by": "colour"}).status_code == 400
+    assert client.get("/api/reports/funnel", query_string={"since": "soon"}).status_code == 400
+    sign_in(client, hq)
+    rows = client.get("/api/reports/funnel", query_string={"by": "store"}).json["rows"]
+    assert [(r["key"], r["sent"]) for r in rows] == [("S2", 2), ("S1", 1)]
+    rows = client.get("/api/reports/funnel", query_string={"store": "S2"}).json["rows"]
+    assert rows[0]["key"] == "c-zhuannai" and rows[0]["sent"] == 2
+    assert client.get("/api/reports/funnel", query_string={"store": "S9"}).status_code == 404
