@@ -26,17 +26,16 @@ CONVERSION_DAYS = 7
 GROUPINGS = ("content", "guide", "store", "script")
 
 
-def _orders_by_customer(customer_ids: set[int], since: datetime | None) -> dict[int, list[tuple]]:
-    """{customer_id: [(paid_at, order_id, amount)] sorted by time}."""
+def _orders_by_customer(customers, since: datetime | None) -> dict[int, list[tuple]]:
+    """{customer_id: [(paid_at, order_id, amount)] sorted by time} for the customers a subquery selects
+    (a subquery, not a parameter list: periods hold hundreds of thousands of customers)."""
     out: dict[int, list[tuple]] = defaultdict(list)
-    ids = sorted(customer_ids)
-    for i in range(0, len(ids), 5000):
-        q = select(Order.customer_id, Order.paid_at, Order.id, Order.amount).where(
-            Order.customer_id.in_(ids[i:i + 5000]))
-        if since is not None:
-            q = q.where(Order.paid_at >= since)
-        for cid, paid_at, oid, amount in db.session.execute(q):
-            out[cid].append((paid_at, oid, amount))
+    q = select(Order.customer_id, Order.paid_at, Order.id, Order.amount).where(
+        Order.customer_id.in_(customers))
+    if since is not None:
+        q = q.where(Order.paid_at >= since)
+    for cid, paid_at, oid, amount in db.session.execute(q):
+        out[cid].append((paid_at, oid, amount))
     for rows in out.values():
         rows.sort()
     return out
@@ -66,36 +65,38 @@ def funnel(by: str = "content", *, since: datetime | None = None, until: datetim
     store's guides (a store is the guide's store now)."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, not {by!r}")
-    q = (select(TrackedLink.id, TrackedLink.customer_id, TrackedLink.guide_id, TrackedLink.content_id,
-                TrackedLink.script_id, TrackedLink.created_at, Guide.store_id)
-         .join(Guide, Guide.id == TrackedLink.guide_id))
-    if store_id is not None:
-        q = q.where(Guide.store_id == store_id)
+    period = []
     if since is not None:
-        q = q.where(TrackedLink.created_at >= since)
+        period.append(TrackedLink.created_at >= since)
     if until is not None:
-        q = q.where(TrackedLink.created_at < until)
-    links = db.session.execute(q).all()
+        period.append(TrackedLink.created_at < until)
+    if store_id is not None:
+        period.append(TrackedLink.guide_id.in_(select(Guide.id).where(Guide.store_id == store_id)))
+    q = (select(TrackedLink.id, TrackedLink.customer_id, TrackedLink.guide_id, TrackedLink.content_id,
+                TrackedLink.script_id, Guide.store_id, LinkOpen.opened_at)
+         .join(Guide, Guide.id == TrackedLink.guide_id)
+         .outerjoin(LinkOpen, LinkOpen.link_id == TrackedLink.id).where(*period))
+    links: dict[int, tuple] = {}
     opens: dict[int, list[datetime]] = defaultdict(list)
-    link_ids = [link.id for link in links]
-    for i in range(0, len(link_ids), 5000):
-        for lid, at in db.session.execute(select(LinkOpen.link_id, LinkOpen.opened_at).where(
-                LinkOpen.link_id.in_(link_ids[i:i + 5000]))):
-            opens[lid].append(at)
+    for lid, cid, gid, content_id, script_id, sid, opened_at in db.session.execute(q):
+        links[lid] = (cid, gid, content_id, script_id, sid)
+        if opened_at is not None:
+            opens[lid].append(opened_at)
     first_open = min((min(v) for v in opens.values()), default=None)
-    orders = _orders_by_customer({link.customer_id for link in links if opens.get(link.id)}, first_open)
+    opened_customers = (select(TrackedLink.customer_id).join(LinkOpen, LinkOpen.link_id == TrackedLink.id)
+                        .where(*period).distinct())
+    orders = _orders_by_customer(opened_customers, first_open) if opens else {}
 
     groups: dict = defaultdict(lambda: {"sent": 0, "opened": 0, "opens": 0, "converted": 0, "orders": {}})
-    for link in links:
-        key = {"content": link.content_id, "guide": link.guide_id, "store": link.store_id,
-               "script": link.script_id}[by]
-        g = groups[key]
+    position = {"guide": 1, "content": 2, "script": 3, "store": 4}[by]
+    for lid, link in links.items():
+        g = groups[link[position]]
         g["sent"] += 1
-        link_opens = opens.get(link.id, [])
+        link_opens = opens.get(lid, [])
         if link_opens:
             g["opened"] += 1
             g["opens"] += len(link_opens)
-            hits = _orders_within(orders.get(link.customer_id, []), link_opens)
+            hits = _orders_within(orders.get(link[0], []), link_opens)
             if hits:
                 g["converted"] += 1
                 for o in hits:
@@ -131,14 +132,16 @@ def script_stats(*, since: datetime | None = None, until: datetime | None = None
     """Each script's sends and the orders that followed: rows {external_id, title, category, sends,
     customers, converted, orders, gmv, conversion_rate} (converted: sends to a known customer followed by an
     order of theirs within 7 days), most converting first; scripts never sent are left out."""
-    q = select(ScriptSend.script_id, ScriptSend.customer_id, ScriptSend.sent_at)
+    period = []
     if since is not None:
-        q = q.where(ScriptSend.sent_at >= since)
+        period.append(ScriptSend.sent_at >= since)
     if until is not None:
-        q = q.where(ScriptSend.sent_at < until)
-    sends = db.session.execute(q).all()
+        period.append(ScriptSend.sent_at < until)
+    sends = db.session.execute(select(ScriptSend.script_id, ScriptSend.customer_id, ScriptSend.sent_at)
+                               .where(*period)).all()
     earliest = min((s.sent_at for s in sends), default=None)
-    orders = _orders_by_customer({s.customer_id for s in sends if s.customer_id}, earliest)
+    orders = _orders_by_customer(select(ScriptSend.customer_id).where(
+        *period, ScriptSend.customer_id.is_not(None)).distinct(), earliest) if sends else {}
     groups: dict = defaultdict(lambda: {"sends": 0, "customers": set(), "converted": 0, "orders": {}})
     for s in sends:
         g = groups[s.script_id]
@@ -152,7 +155,8 @@ def script_stats(*, since: datetime | None = None, until: datetime | None = None
             for o in hits:
                 g["orders"][o[1]] = o[2]
     scripts = {sid: (eid, title, cat) for sid, eid, title, cat in db.session.execute(
-        select(Script.id, Script.external_id, Script.title, Script.category).where(Script.id.in_(list(groups))))}
+        select(Script.id, Script.external_id, Script.title, Script.category).where(
+            Script.id.in_(select(ScriptSend.script_id).where(*period).distinct())))}
     rows = []
     for sid, g in groups.items():
         eid, title, cat = scripts.get(sid, (None, "（已删除）", ""))
