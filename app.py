@@ -45,11 +45,15 @@ def create_app(overrides: dict | None = None) -> Flask:
     from coupons.cli import coupons_cli
     from coupons.views import bp as coupons_bp
     from demo.cli import demo_cli
+    from guides.cli import guides_cli
+    from guides.views import bp as guides_admin_bp
     from imports.cli import data_cli
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
     from orders.cli import commission_cli, orders_cli
     from orders.views import bp as orders_api_bp
+    from recommend.cli import recommend_cli
+    from recommend.views import bp as recommend_api_bp
     from reports.cli import report_cli
     from reports.views import bp as manager_bp
     from scheduler.cli import scheduler_command
@@ -58,6 +62,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from sidebar.views import pages as sidebar_pages_bp
     from tasks.cli import tasks_cli
     from tasks.views import bp as tasks_api_bp
+    from tracking.views import bp as tracking_bp
     from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
@@ -69,6 +74,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(coupons_bp)
     app.register_blueprint(orders_api_bp)
     app.register_blueprint(manager_bp)
+    app.register_blueprint(tracking_bp)
+    app.register_blueprint(guides_admin_bp)
+    app.register_blueprint(recommend_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -84,6 +92,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(commission_cli)
     app.cli.add_command(orders_cli)
     app.cli.add_command(report_cli)
+    app.cli.add_command(guides_cli)
+    app.cli.add_command(recommend_cli)
     return app
 
 

@@ -16,7 +16,10 @@ from models.inbox import CallbackInbox
 from models.knowledge import CONTENT_KINDS, Content, Script, ScriptSend, Vocabulary
 from models.org import Guide, Store
 from models.sidebar import ProfileView
+from models.recommend import ProductPair
 from models.tasks import GuidePush, JobRun, Playbook, RedDot, Touch
+from models.tracking import LinkOpen, TrackedLink
+from models.transfers import TRANSFER_STATES, CustomerTransfer
 
 __all__ = [
     "Base", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
@@ -24,4 +27,6 @@ __all__ = [
     "COUPON_KINDS", "CallbackInbox", "IDENTITY_KINDS",
     "Script", "Content", "Vocabulary", "ScriptSend", "CONTENT_KINDS",
     "RedDot", "Touch", "Playbook", "GuidePush", "JobRun", "ProfileView",
+    "RedDot", "Touch", "Playbook", "GuidePush", "JobRun",
+    "TrackedLink", "LinkOpen", "ProductPair", "CustomerTransfer", "TRANSFER_STATES",
 ]
