@@ -1,4 +1,4 @@
-"""`flask --app app report leaderboard [...]` and `report leaderboard-rebuild [...]`."""
+"""`flask --app app report …`: leaderboard, leaderboard-rebuild, and funnel (tracking/cli.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 from core.timeutil import local_today, parse_date
 from reports import leaderboard as lb
 
-report_cli = AppGroup("report", help="Leaderboards per guide and per store.")
+report_cli = AppGroup("report", help="Reports for managers and operations: leaderboards and funnels.")
 
 _OPTIONS = [
     click.option("--period", type=click.Choice(lb.PERIODS), default="day", show_default=True),
@@ -82,3 +82,8 @@ def rebuild_cmd(period, day, metric, as_json, store_code, by_store):
     except lb.LeaderboardError as exc:
         raise click.UsageError(str(exc)) from None
     _print(rows, as_json, by_store)
+
+
+from tracking.cli import funnel_command  # noqa: E402 (one `report` group for both areas)
+
+report_cli.add_command(funnel_command)

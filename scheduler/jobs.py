@@ -64,6 +64,16 @@ def leaderboard_reconcile(D: date) -> dict:
         for period in PERIODS:
             rebuild(period, day)
     return {"rebuilt": [str(D - timedelta(days=1)), str(D)]}
+def recommend_pairs(D: date) -> dict:
+    from recommend.tasks import rebuild_pairs
+
+    return rebuild_pairs(D)
+
+
+def transfer_results(D: date) -> dict:
+    from guides.tasks import poll_transfers
+
+    return poll_transfers(D)
 
 
 @dataclass(frozen=True)
@@ -94,4 +104,6 @@ JOBS = [
     Job.every("coupon_expire", 60, coupon_expire, "每小时：过期优惠券"),
     Job.every("orders_match", 60, orders_match, "每小时：匹配未识别顾客的订单"),
     Job.every("leaderboard_reconcile", 60, leaderboard_reconcile, "每小时：从数据库重建昨日与今日排行"),
+    Job("product_pairs", 23, 30, recommend_pairs, "23:30 重算商品关联（常一起买）"),
+    Job.every("transfer_results", 60, transfer_results, "每小时查询离职继承结果"),
 ]

@@ -28,7 +28,8 @@ from tasks.settings import SCRIPT_QUERIES, rule_settings
 log = logging.getLogger(__name__)
 
 RULE_LABELS = {"birthday": "生日", "dormant": "沉睡回访", "post_purchase": "购后回访", "replenish": "补货提醒",
-               "coupon_expiring": "券到期", "new_contact": "新客", "lost_contact": "流失预警", "sop": "SOP"}
+               "coupon_expiring": "券到期", "new_contact": "新客", "lost_contact": "流失预警", "sop": "SOP",
+               "transfer_fail": "离职继承失败"}
 INSERT_BATCH = 5000
 
 
