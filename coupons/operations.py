@@ -264,11 +264,14 @@ def coupon_json(c: Coupon) -> dict:
             "redeemed_at": c.redeemed_at.isoformat() if c.redeemed_at else None, "link": coupon_link(c.code)}
 
 
-def chat_text(c: Coupon) -> str:
-    """The message the guide sends with the coupon."""
+def chat_text(c: Coupon, link: str | None = None) -> str:
+    """The message the guide sends with the coupon (`link`: the tracked address of the coupon page)."""
     t = c.template
-    return (f"送您一张【{t.name}】（{value_text(t)}），{last_valid_day(c):%m月%d日}前有效，"
-            f"券码 {c.code}，到店出示或点击领取：{coupon_link(c.code)}")
+    last = last_valid_day(c)
+    until = f"{last.month}月{last.day}日" if last.year == _local_date(utcnow()).year else \
+        f"{last.year}年{last.month}月{last.day}日"
+    return (f"送您一张【{t.name}】（{value_text(t)}），{until}前有效，"
+            f"券码 {c.code}，到店出示或点击领取：{link or coupon_link(c.code)}")
 
 
 # --------------------------------------------------------------------------------------------- issuing

@@ -42,8 +42,13 @@ def issue_coupon(external_userid: str):
     except ops.CouponRefused as exc:
         db.session.rollback()
         return _error(409, exc.reason, code=exc.code)
+    from tracking.operations import create_tracked_link
+
+    # The link sent is a tracked redirect to the coupon page: its opens count in the funnels (tracking/).
+    link = create_tracked_link(guide, customer, coupon=coupon.code, url=ops.coupon_link(coupon.code)).url
     out = ops.coupon_json(coupon)
-    out["text"] = ops.chat_text(coupon)
+    out["link"], out["page"] = link, ops.coupon_link(coupon.code)
+    out["text"] = ops.chat_text(coupon, link)
     db.session.commit()
     return jsonify(out), 201
 

@@ -51,7 +51,7 @@ pages.add_app_template_global(asset_url, "sidebar_asset")
 # The tabs, in order: (key, label, enabled). A new tab is one entry here, one partial
 # (templates/sidebar/tabs/<key>.html) and one function in static/sidebar.js (tabs.<key>).
 TABS = [("customer", "客户", True), ("tags", "标签", True), ("scripts", "话术", True),
-        ("content", "素材", True), ("tasks", "任务", True), ("coupons", "优惠券", False)]
+        ("content", "素材", True), ("tasks", "任务", True), ("coupons", "优惠券", True)]
 
 
 def _error(status: int, message: str, **extra):

@@ -169,8 +169,49 @@
         box.innerHTML = list.length ? list.map(taskHtml).join("") : '<p class="sb-muted sb-pad">今天没有任务</p>';
       });
     },
-    coupons: function () {}  // filled by the coupons issue
+    coupons: function () { loadCoupons(); }  // reloaded on each open: stock and the caps move
   };
+
+  /* ---------------------------------------------------------------- coupons: list → issue → send */
+
+  function couponPath() { return "/api/customers/" + encodeURIComponent(S.customer) + "/coupons"; }
+
+  function loadCoupons() {
+    api("GET", couponPath()).then(function (r) {
+      var box = $("#sb-coupon-templates");
+      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      var q = r.data.quota || {};
+      $("#sb-coupon-quota").textContent = q.allowed ? "今天还可发 " + q.today_left + " 条营销消息" : (q.reason || "");
+      var list = r.data.templates || [];
+      box.innerHTML = list.length ? list.map(function (t) {
+        var stock = t.stock_left == null ? "" : " · 剩 " + t.stock_left + " 张";
+        return '<div class="sb-coupon" data-coupon="' + esc(t.external_id) + '"><div class="sb-coupon__bd">' +
+          '<div class="sb-coupon__value">' + esc(t.value) + '</div><div class="sb-coupon__name">' + esc(t.name) +
+          '<span class="sb-muted"> · ' + esc(t.kind_label) + stock + "</span></div>" +
+          (t.reason ? '<div class="sb-muted">' + esc(t.reason) + "</div>" : "") + "</div>" +
+          '<button type="button" class="weui-btn weui-btn_mini weui-btn_primary" data-action="coupon-issue"' +
+          ' data-template="' + esc(t.external_id) + '"' + (t.can_issue ? "" : " disabled") + ">发券</button></div>";
+      }).join("") : '<p class="sb-muted sb-pad">暂时没有可发的券</p>';
+      var held = r.data.coupons || [];
+      $("#sb-coupon-held").innerHTML = held.length ? held.map(function (c) {
+        return '<div class="sb-coupon sb-coupon_' + esc(c.status) + '"><div class="sb-coupon__bd">' +
+          '<div class="sb-coupon__name">' + esc(c.name) + ' <span class="sb-muted">' + esc(c.value) + "</span></div>" +
+          '<div class="sb-muted">' + esc(c.status_label) + " · 券码 " + esc(c.code) + " · " + esc(c.valid_until) +
+          " 到期</div></div></div>";
+      }).join("") : '<p class="sb-muted sb-pad">还没有领过券</p>';
+    });
+  }
+
+  function issueCoupon(btn) {
+    btn.disabled = true;
+    api("POST", couponPath(), {template: btn.getAttribute("data-template")}).then(function (r) {
+      if (!r.ok) { btn.disabled = false; toast(r.data.error || "发券失败", true); return; }
+      send({msgtype: "text", enterChat: true, text: {content: r.data.text}}).then(function (sent) {
+        toast(sent ? "券已发出" : "券已生成，请把券码发给顾客：" + r.data.code, !sent);
+        loadCoupons();
+      });
+    });
+  }
 
   var SKIP_REASONS = ["客户已回复", "已线下联系", "暂不合适", "联系不上"];
   function taskHtml(t) {
@@ -289,6 +330,7 @@
       case "task-skip": closeTask(el, "skip"); break;
       case "content-send": sendContent(el); break;
       case "category": showCategory(el); break;
+      case "coupon-issue": issueCoupon(el); break;
     }
   });
   document.addEventListener("submit", function (ev) {

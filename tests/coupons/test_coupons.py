@@ -161,8 +161,13 @@ def test_sidebar_lists_issues_and_refuses_with_reasons(app, client, daytime):
     resp = client.post(f"/api/customers/{ext}/coupons", json={"template": "C-GIFT"}, headers=headers)
     assert resp.status_code == 201, resp.json
     code = resp.json["code"]
-    assert len(code) == 12 and resp.json["link"].endswith(f"/coupons/{code}")
+    assert len(code) == 12 and resp.json["page"].endswith(f"/coupons/{code}")
+    # The link sent is a tracked redirect (its opens count in the funnels) to the coupon's page.
+    assert "/c/" in resp.json["link"] and resp.json["link"] in resp.json["text"]
     assert code in resp.json["text"] and "新客礼" in resp.json["text"]
+    token_path = resp.json["link"][resp.json["link"].index("/c/"):]
+    hop = client.get(token_path)
+    assert hop.status_code in (302, 303) and hop.headers["Location"].endswith(f"/coupons/{code}")
     page = client.get(f"/coupons/{code}")
     assert page.status_code == 200 and code in page.get_data(as_text=True) and "未使用" in page.get_data(as_text=True)
     assert client.get("/coupons/NOSUCHCODE12").status_code == 404

@@ -64,7 +64,7 @@ def test_page_renders_first_screen_and_audits(app, client, chain):
     for text in ("客户", "标签", "话术", "素材", "任务", "优惠券", "138****1234", "重要价值客户", "王丽", "高意向"):
         assert text in html, text
     assert "13812341234" not in html
-    assert 'data-tab="coupons"' in html and "disabled" in html.split('data-tab="coupons"')[1][:80]
+    assert 'data-tab="coupons"' in html and "disabled" not in html.split('data-tab="coupons"')[1][:80]
     views = db.session.scalars(select(ProfileView)).all()
     assert [(v.guide_id, v.entry) for v in views] == [(chain.guide.id, "single_chat_tools")]
     # Not this guide's customer: 404 with no hint, and no audit row.
