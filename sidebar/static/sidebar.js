@@ -160,6 +160,10 @@
       });
     },
     tasks: function (panel, first) {
+      api("GET", "/api/me/month").then(function (r) {  // the guide's month: attributed orders, GMV, commission
+        if (!r.ok) return;
+        $("#sb-my-month").textContent = "本月业绩 ¥" + r.data.gmv + " · 订单 " + r.data.orders + " · 提成 ¥" + r.data.commission;
+      });
       api("GET", "/api/tasks").then(function (r) {
         var box = $("#sb-all-tasks");
         if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }

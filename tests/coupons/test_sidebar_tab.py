@@ -20,6 +20,11 @@ def test_coupon_tab_issues_sends_and_refuses(app, chain, standin, live_server, p
     page.click(f'[data-customer="{ext}"]')
     page.wait_for_selector("#tab-customer.is-active")
 
+    # The guide's month heads the 任务 tab: 张女士's four orders in the factories are not this month's.
+    page.click('.sb-tab[data-tab="tasks"]')
+    page.wait_for_selector('#sb-my-month:has-text("本月业绩")')
+    assert "订单" in page.inner_text("#sb-my-month") and "提成" in page.inner_text("#sb-my-month")
+
     page.click('.sb-tab[data-tab="coupons"]')
     gift = page.locator('.sb-coupon[data-coupon="C-GIFT"]')
     gift.wait_for()
