@@ -1,17 +1,13 @@
-"""`flask --app app report funnel [--by content|guide|script] [--since D] [--until D] [--json]`."""
+"""`flask --app app report funnel [--by content|guide|script] [--since D] [--until D] [--json]` (in reports/cli.py's group)."""
 from __future__ import annotations
 
 import json
 from datetime import date, datetime, time
 
 import click
-from flask.cli import AppGroup
 
 from core.timeutil import app_tz
 from tracking import funnels
-
-report_cli = AppGroup("report", help="Reports for operations and managers.")
-
 
 def day_start(value: str | None, param: str) -> datetime | None:
     """The UTC instant of local midnight starting day `value` (YYYY-MM-DD)."""
@@ -47,5 +43,3 @@ def funnel_command(by, since, until, as_json):
                    f"{r['converted']:>6} {r['open_rate'] * 100:>5.1f}% {r['conversion_rate'] * 100:>5.1f}% "
                    f"{r['gmv']:>10}  {r['label']}")
 
-
-report_cli.add_command(funnel_command)
