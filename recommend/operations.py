@@ -303,11 +303,42 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
         options = [p for p in cat.by_category[category] if p.sku not in viewed] or cat.by_category[category]
         mid = min(options, key=lambda p: (abs(float(p.price) - median), -cat.popularity[p.sku], p.sku))
         top = max(seen, key=lambda p: p.price)
+        extra = {"coupon_hint": f"{category}品类优惠券", "viewed": sorted(viewed)}
+        coupon = coupon_for(customer_id, category, now)
+        if coupon is not None:
+            extra["coupon"] = coupon
+        offer = f"配一张「{coupon['name']}」促成" if coupon else f"配一张{category}优惠券促成"
         out.append(Candidate(mid.sku, SOURCE_WEIGHT["browsing"],
                              f"最近看了{len(seen)}次高价{category}（如{top.name}）还没下单，"
-                             f"可以推荐性价比更高的{mid.name}，配一张{category}优惠券促成", "browsing",
-                             {"coupon_hint": f"{category}品类优惠券", "viewed": sorted(viewed)}))
+                             f"可以推荐性价比更高的{mid.name}，{offer}", "browsing", extra))
     return out
+
+
+def coupon_for(customer_id: int, category: str, now: datetime) -> dict | None:
+    """A coupon template the guide can issue to this customer for `category` now: enabled, in its window,
+    in stock, under the per-customer limit; one naming the category beats one valid for everything."""
+    from models import Coupon, CouponTemplate
+
+    today = to_local(now).date()
+    held = dict(db.session.execute(select(Coupon.template_id, func.count()).where(
+        Coupon.customer_id == customer_id).group_by(Coupon.template_id)).all())
+    best = None
+    for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
+                                .order_by(CouponTemplate.external_id)):
+        if (t.valid_from and today < t.valid_from) or (t.valid_to and today > t.valid_to):
+            continue
+        if t.total_stock is not None and t.issued_count >= t.total_stock:
+            continue
+        if held.get(t.id, 0) >= t.per_customer_limit:
+            continue
+        if t.categories and category not in t.categories:
+            continue
+        rank = 0 if t.categories else 1
+        if best is None or rank < best[0]:
+            best = (rank, t)
+    if best is None:
+        return None
+    return {"template": best[1].external_id, "name": best[1].name}
 
 
 # --------------------------------------------------------------------------------------------- merge
@@ -362,8 +393,9 @@ def recommend(customer: Customer, *, top: int = 5, now: datetime | None = None, 
         row = {"sku": sku, "name": p.name, "category": p.category, "price": str(p.price), "reason": c.reason,
                "source": c.source, "source_label": SOURCE_LABELS[c.source], "score": round(score, 4),
                "also": sorted(m["sources"] - {c.source})}
-        if "coupon_hint" in c.extra:
-            row["coupon_hint"] = c.extra["coupon_hint"]
+        for key in ("coupon_hint", "coupon"):
+            if key in c.extra:
+                row[key] = c.extra[key]
         rows.append(row)
     rows.sort(key=lambda r: (-r["score"], -cat.popularity[r["sku"]], r["sku"]))
     return rows[:top]
