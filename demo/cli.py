@@ -33,6 +33,7 @@ def seed(*, if_empty: bool = False) -> dict[str, int] | None:
     counts = import_records(enumerate(records, 1), progress=sys.stderr.isatty())
     counts.update(seed_library())
     counts.update(seed_coupons())
+    counts.update(seed_tracking())
     return counts
 
 
@@ -91,6 +92,52 @@ def seed_coupons(today=None) -> dict[str, int]:
     return {"coupon": added} if added else {}
 
 
+def seed_tracking(today=None) -> dict[str, int]:
+    """Tracked links with their opens, browsing (product_view events) and script sends from
+    `demo.data.tracking_plan`, so `report funnel`, `knowledge stats` and the browsing recommendation show
+    something in the demo. Fixed tokens: a second seed adds nothing."""
+    from core.timeutil import parse_datetime
+    from customers.operations import find_customer, record_event
+    from demo.data import tracking_plan
+    from models import Content, Guide, LinkOpen, Script, ScriptSend, TrackedLink
+
+    content = {c.external_id: c for c in db.session.scalars(
+        select(Content).where(Content.url.is_not(None)).order_by(Content.external_id))}
+    scripts = {s.external_id: s for s in db.session.scalars(select(Script).order_by(Script.external_id))}
+    if not content or not scripts:
+        return {}
+    plan = tracking_plan(list(content), list(scripts), today)
+    if db.session.scalar(select(TrackedLink.id).where(TrackedLink.token == plan["links"][0]["token"])):
+        return {}
+    guides = {g.userid: g for g in db.session.scalars(select(Guide))}
+    customers = {}
+
+    def customer(ext):
+        if ext not in customers:
+            customers[ext] = find_customer("external_userid", ext)
+        return customers[ext]
+
+    for item in plan["links"]:
+        c, g, piece = customer(item["external_userid"]), guides[item["userid"]], content[item["content"]]
+        link = TrackedLink(token=item["token"], guide_id=g.id, customer_id=c.id, content_id=piece.id,
+                           target_url=piece.url, created_at=parse_datetime(item["sent_at"]))
+        db.session.add(link)
+        db.session.flush()
+        db.session.add_all([LinkOpen(link_id=link.id, customer_id=c.id, guide_id=g.id, content_id=piece.id,
+                                     opened_at=parse_datetime(o), user_agent="demo") for o in item["opens"]])
+    for v in plan["product_views"]:
+        record_event(customer(v["external_userid"]), "product_view", occurred_at=parse_datetime(v["at"]),
+                     channel="miniprogram", payload={"sku": v["sku"]}, ref=v["ref"])
+    for s in plan["script_sends"]:
+        g = guides[s["userid"]]
+        db.session.add(ScriptSend(script_id=scripts[s["script"]].id, guide_id=g.id, store_id=g.store_id,
+                                  customer_id=customer(s["external_userid"]).id, source="suggested",
+                                  terms=[], sent_at=parse_datetime(s["sent_at"])))
+    db.session.commit()
+    return {"tracked_link": len(plan["links"]), "product_view": len(plan["product_views"]),
+            "script_send": len(plan["script_sends"])}
+
+
 def seed_library() -> dict[str, int]:
     """The demo chain's knowledge library: the maternal & baby scripts (also the evaluation set of
     benchmarks/suggest_quality.py) and the demo content and vocabulary."""
@@ -115,6 +162,7 @@ def seed_command(if_empty):
         click.echo("customers already exist: demo seed skipped")
         return
     click.echo(f"demo data seeded: {sum(counts.values())} records")
-    for rtype in (*TYPE_ORDER, "script", "content", "synonym", "coupon"):
+    for rtype in (*TYPE_ORDER, "script", "content", "synonym", "coupon", "tracked_link", "product_view",
+                  "script_send"):
         if rtype in counts:
             click.echo(f"  {rtype:<13}{counts[rtype]:>6}")

@@ -38,7 +38,7 @@ PAIRS_PER_SKU = 20
 MIN_TOGETHER = 2
 BROWSE_DAYS = 30
 BROWSE_MIN_VIEWS = 3
-CATALOG_TTL = 300
+CATALOG_TTL = 900  # products and their 90-day popularity, per process
 SOURCE_WEIGHT = {"replenish": 1.0, "stage": 0.8, "browsing": 0.85, "together": 0.6}
 SOURCE_LABELS = {"replenish": "补货", "stage": "阶段", "browsing": "浏览未购", "together": "常一起买"}
 
@@ -69,17 +69,23 @@ def load_catalog(*, until: datetime | None = None, exclude_order_ids: set[int] |
     for p in products.values():
         db.session.expunge(p)  # kept across requests: detached, read-only
     until = until or utcnow()
-    q = (select(OrderLine.sku, OrderLine.order_id).join(Order, Order.id == OrderLine.order_id)
-         .where(Order.paid_at < until, Order.paid_at >= until - timedelta(days=90)))
+    period = (Order.paid_at < until, Order.paid_at >= until - timedelta(days=90))
     pop: Counter = Counter()
-    for sku, oid in db.session.execute(q):
-        if not exclude_order_ids or oid not in exclude_order_ids:
-            pop[sku] += 1
+    if exclude_order_ids:  # the benchmark's hold-out
+        q = select(OrderLine.sku, OrderLine.order_id).join(Order, Order.id == OrderLine.order_id).where(*period)
+        for sku, oid in db.session.execute(q):
+            if oid not in exclude_order_ids:
+                pop[sku] += 1
+    else:
+        q = (select(OrderLine.sku, func.count()).join(Order, Order.id == OrderLine.order_id).where(*period)
+             .group_by(OrderLine.sku))
+        pop.update(dict(db.session.execute(q).all()))
     return Catalog(products, pop, built_at=time.monotonic())
 
 
 def catalog() -> Catalog:
-    """The process's catalog, rebuilt every CATALOG_TTL seconds."""
+    """The process's catalog, rebuilt every CATALOG_TTL seconds (a new product is recommended within 15
+    minutes; `flask recommend rebuild` in the same process clears it)."""
     app = current_app._get_current_object()
     cached = app.extensions.get("recommend_catalog")
     if cached is None or time.monotonic() - cached.built_at > CATALOG_TTL:
@@ -297,11 +303,42 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
         options = [p for p in cat.by_category[category] if p.sku not in viewed] or cat.by_category[category]
         mid = min(options, key=lambda p: (abs(float(p.price) - median), -cat.popularity[p.sku], p.sku))
         top = max(seen, key=lambda p: p.price)
+        extra = {"coupon_hint": f"{category}品类优惠券", "viewed": sorted(viewed)}
+        coupon = coupon_for(customer_id, category, now)
+        if coupon is not None:
+            extra["coupon"] = coupon
+        offer = f"配一张「{coupon['name']}」促成" if coupon else f"配一张{category}优惠券促成"
         out.append(Candidate(mid.sku, SOURCE_WEIGHT["browsing"],
                              f"最近看了{len(seen)}次高价{category}（如{top.name}）还没下单，"
-                             f"可以推荐性价比更高的{mid.name}，配一张{category}优惠券促成", "browsing",
-                             {"coupon_hint": f"{category}品类优惠券", "viewed": sorted(viewed)}))
+                             f"可以推荐性价比更高的{mid.name}，{offer}", "browsing", extra))
     return out
+
+
+def coupon_for(customer_id: int, category: str, now: datetime) -> dict | None:
+    """A coupon template the guide can issue to this customer for `category` now: enabled, in its window,
+    in stock, under the per-customer limit; one naming the category beats one valid for everything."""
+    from models import Coupon, CouponTemplate
+
+    today = to_local(now).date()
+    held = dict(db.session.execute(select(Coupon.template_id, func.count()).where(
+        Coupon.customer_id == customer_id).group_by(Coupon.template_id)).all())
+    best = None
+    for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
+                                .order_by(CouponTemplate.external_id)):
+        if (t.valid_from and today < t.valid_from) or (t.valid_to and today > t.valid_to):
+            continue
+        if t.total_stock is not None and t.issued_count >= t.total_stock:
+            continue
+        if held.get(t.id, 0) >= t.per_customer_limit:
+            continue
+        if t.categories and category not in t.categories:
+            continue
+        rank = 0 if t.categories else 1
+        if best is None or rank < best[0]:
+            best = (rank, t)
+    if best is None:
+        return None
+    return {"template": best[1].external_id, "name": best[1].name}
 
 
 # --------------------------------------------------------------------------------------------- merge
@@ -356,8 +393,9 @@ def recommend(customer: Customer, *, top: int = 5, now: datetime | None = None, 
         row = {"sku": sku, "name": p.name, "category": p.category, "price": str(p.price), "reason": c.reason,
                "source": c.source, "source_label": SOURCE_LABELS[c.source], "score": round(score, 4),
                "also": sorted(m["sources"] - {c.source})}
-        if "coupon_hint" in c.extra:
-            row["coupon_hint"] = c.extra["coupon_hint"]
+        for key in ("coupon_hint", "coupon"):
+            if key in c.extra:
+                row[key] = c.extra[key]
         rows.append(row)
     rows.sort(key=lambda r: (-r["score"], -cat.popularity[r["sku"]], r["sku"]))
     return rows[:top]
@@ -408,6 +446,7 @@ def rebuild_pairs(*, now: datetime | None = None, exclude_order_ids: set[int] | 
     for i in range(0, len(rows), 5000):
         db.session.execute(insert(ProductPair), rows[i:i + 5000])
     db.session.flush()
+    current_app.extensions.pop("recommend_catalog", None)
     return {"pairs": len(rows), "skus": len(neighbours), "customers": len(per_customer),
             "seconds": round(time.perf_counter() - started, 2)}
 

@@ -1,4 +1,5 @@
-"""`flask --app app report funnel [--by content|guide|script] [--since D] [--until D] [--json]` (in reports/cli.py's group)."""
+"""`flask --app app report funnel [--by content|guide|store|script] [--since D] [--until D] [--json]`
+(registered in reports/cli.py's `report` group)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import click
 
 from core.timeutil import app_tz
 from tracking import funnels
+
 
 def day_start(value: str | None, param: str) -> datetime | None:
     """The UTC instant of local midnight starting day `value` (YYYY-MM-DD)."""

@@ -107,7 +107,7 @@ def funnel(by: str = "content", *, since: datetime | None = None, until: datetim
         rows.append({"key": labels.get(key, (None, None))[0] if key is not None else None,
                      "label": labels.get(key, (None, "（无）"))[1] if key is not None else "（无）",
                      "sent": g["sent"], "opened": g["opened"], "opens": g["opens"], "converted": g["converted"],
-                     "orders": len(g["orders"]), "gmv": str(sum(g["orders"].values(), Decimal("0"))),
+                     "orders": len(g["orders"]), "gmv": str(sum(g["orders"].values(), Decimal("0.00"))),
                      "open_rate": _rate(g["opened"], g["sent"]), "conversion_rate": _rate(g["converted"], g["sent"])})
     rows.sort(key=lambda r: (-r["sent"], -r["converted"], str(r["key"])))
     return rows
@@ -162,7 +162,7 @@ def script_stats(*, since: datetime | None = None, until: datetime | None = None
         eid, title, cat = scripts.get(sid, (None, "（已删除）", ""))
         rows.append({"external_id": eid, "title": title, "category": cat, "sends": g["sends"],
                      "customers": len(g["customers"]), "converted": g["converted"], "orders": len(g["orders"]),
-                     "gmv": str(sum(g["orders"].values(), Decimal("0"))),
+                     "gmv": str(sum(g["orders"].values(), Decimal("0.00"))),
                      "conversion_rate": _rate(g["converted"], g["sends"])})
     rows.sort(key=lambda r: (-r["converted"], -r["sends"], str(r["external_id"])))
     return rows

@@ -3,7 +3,6 @@ results, the transfer_fail callback, the admin API and the CLI."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 from sqlalchemy import func, select
 

@@ -166,3 +166,28 @@ def test_recommendations_api_and_cli(app, client, runner):
     assert json.loads(out.output.splitlines()[0])["reason"]
     out = runner.invoke(args=["recommend", "for", "wmNobody"])
     assert out.exit_code != 0 and "no customer with external_userid 'wmNobody'" in out.output
+
+
+def test_browsing_names_a_coupon_she_can_still_receive(app):
+    from models import Coupon, CouponTemplate
+
+    catalog()
+    g = f.guide()
+    c = f.customer(g)
+    for sku in ("TC-02", "TC-04", "TC-02"):
+        record_event(c, "product_view", occurred_at=ago(2), payload={"sku": sku})
+    everything = CouponTemplate(external_id="all-20", name="全场满200减20", kind="amount_off", amount=20,
+                                threshold=200, categories=[], per_customer_limit=1)
+    used = CouponTemplate(external_id="tc-100", name="推车满1000减100", kind="amount_off", amount=100,
+                          threshold=1000, categories=["推车"], per_customer_limit=1)
+    other = CouponTemplate(external_id="nf-30", name="奶粉立减30", kind="amount_off", amount=30,
+                           categories=["奶粉"], per_customer_limit=1)
+    db.session.add_all([everything, used, other])
+    db.session.flush()
+    db.session.add(Coupon(code="TC100USED", template_id=used.id, customer_id=c.id, guide_id=g.id,
+                          issued_at=ago(1), expires_at=utcnow() + timedelta(days=10)))
+    db.session.commit()
+    row = next(r for r in ops.recommend(c) if r["source"] == "browsing")
+    # Her stroller coupon is used up (limit 1), the formula one does not apply: the chain-wide one is offered.
+    assert row["coupon"] == {"template": "all-20", "name": "全场满200减20"}
+    assert "「全场满200减20」" in row["reason"]
