@@ -140,20 +140,22 @@ def ingest(payload) -> tuple[Order, bool]:
             order.flags = order.flags + [{"flag": "bad_coupon", "coupons": bad}]
     else:
         results = []
-    _settle(order)
-    order.receipt = receipt(order, coupons=results)
+    guide = _settle(order, n_lines=len(rec["items"]))
+    order.receipt = receipt(order, coupons=results, guide=guide)
     db.session.flush()
     return order, True
 
 
-def _settle(order: Order) -> None:
+def _settle(order: Order, n_lines: int | None = None) -> Guide | None:
     """Credit the order (attribution + commission), then the customer's figures, trajectory and rankings."""
     from reports.leaderboard import bump
 
+    if n_lines is None:
+        n_lines = len(order.lines)
     attribute("o.id = :id", {"id": order.id})
-    db.session.refresh(order)
+    db.session.refresh(order, ["guide_id", "attribution", "commission"])
     if order.customer_id is None:
-        return
+        return None
     customer = db.session.get(Customer, order.customer_id)
     n, total, last = db.session.execute(select(func.count(), func.coalesce(func.sum(Order.amount), 0),
                                                func.max(Order.paid_at)).where(
@@ -161,12 +163,14 @@ def _settle(order: Order) -> None:
     customer.order_count, customer.total_spend, customer.last_order_at = n, total, last
     guide = db.session.get(Guide, order.guide_id) if order.guide_id else None
     record_event(customer, "order", occurred_at=order.paid_at, channel=order.channel, guide=guide,
-                 payload={"amount": float(order.amount), "items": len(order.lines)}, ref=order.order_no)
-    bump(order.guide_id, order.paid_at, orders=1, gmv=order.amount, commission=order.commission)
+                 payload={"amount": float(order.amount), "items": n_lines}, ref=order.order_no)
+    bump(guide, order.paid_at, orders=1, gmv=order.amount, commission=order.commission)
+    return guide
 
 
-def receipt(order: Order, coupons: list[dict] | None = None) -> dict:
-    guide = db.session.get(Guide, order.guide_id) if order.guide_id else None
+def receipt(order: Order, coupons: list[dict] | None = None, guide: Guide | None = None) -> dict:
+    if guide is None and order.guide_id:
+        guide = db.session.get(Guide, order.guide_id)
     return {"order_no": order.order_no, "status": "stored", "customer_matched": order.customer_id is not None,
             "guide": guide.userid if guide else None, "attribution": order.attribution,
             "amount": str(order.amount), "commission": str(order.commission), "flags": order.flags,

@@ -86,16 +86,20 @@ def _zkey(scope: str, s: Span, metric: str) -> str:
 # ------------------------------------------------------------------------------------------ live updates
 
 
-def bump(guide_id: int | None, at: datetime | date, **amounts) -> None:
-    """Count `amounts` ({metric: n}) for a guide at a time (or a local date), once the session commits."""
-    if guide_id is None:
+def bump(guide: "Guide | int | None", at: datetime | date, **amounts) -> None:
+    """Count `amounts` ({metric: n}) for a guide (object or id) at a time (or a local date), once the session
+    commits."""
+    if guide is None:
         return
     for metric in amounts:
         if metric not in METRICS:
             raise ValueError(f"unknown leaderboard metric {metric!r}")
     D = at if isinstance(at, date) and not isinstance(at, datetime) else at.astimezone(app_tz()).date()
-    guide = db.session.get(Guide, guide_id)
-    store_id = guide.store_id if guide else None
+    if not isinstance(guide, Guide):
+        guide = db.session.get(Guide, guide)
+        if guide is None:
+            return
+    guide_id, store_id = guide.id, guide.store_id
     db.session().info.setdefault("lb_pending", []).append((guide_id, store_id, D, amounts))
 
 
