@@ -95,7 +95,10 @@ def _ranking_card(guide: Guide, D: date) -> tuple[str, str, str] | None:
 
     if guide.store_id is None:
         return None
-    rows = [r for r in guide_rows("day", D, metric="gmv", store_id=guide.store_id) if r["status"] == "active"]
+    rows = [r for r in guide_rows("day", D, metric="gmv", store_id=guide.store_id)
+            if r["status"] == "active" and r["role"] == "guide"]
+    for i, r in enumerate(rows, 1):  # ranks within the team of guides (the store manager coaches, not competes)
+        r["rank"] = i
     if not rows:
         return None
     lines = [f"{r['rank']}. {r['name']} 业绩¥{float(r['gmv']):.0f} 订单{r['orders']} 完成任务{r['tasks_done']}"

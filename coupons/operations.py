@@ -234,6 +234,11 @@ def _n(d: Decimal) -> str:
     return f"{Decimal(d).normalize():f}"
 
 
+def day_text(d: date, today: date) -> str:
+    """1月20日, or 2099年1月20日 when not this year."""
+    return f"{d.month}月{d.day}日" if d.year == today.year else f"{d.year}年{d.month}月{d.day}日"
+
+
 def _local_date(dt: datetime) -> date:
     return dt.astimezone(app_tz()).date()
 
@@ -267,9 +272,7 @@ def coupon_json(c: Coupon) -> dict:
 def chat_text(c: Coupon, link: str | None = None) -> str:
     """The message the guide sends with the coupon (`link`: the tracked address of the coupon page)."""
     t = c.template
-    last = last_valid_day(c)
-    until = f"{last.month}月{last.day}日" if last.year == _local_date(utcnow()).year else \
-        f"{last.year}年{last.month}月{last.day}日"
+    until = day_text(last_valid_day(c), _local_date(utcnow()))
     return (f"送您一张【{t.name}】（{value_text(t)}），{until}前有效，"
             f"券码 {c.code}，到店出示或点击领取：{link or coupon_link(c.code)}")
 
@@ -288,7 +291,7 @@ def _window_refusal(t: CouponTemplate, today: date) -> str | None:
     if not t.enabled:
         return "这张券已停用"
     if t.valid_from and today < t.valid_from:
-        return f"这张券{t.valid_from:%m月%d日}起才能发放"
+        return f"这张券{day_text(t.valid_from, today)}起才能发放"
     if t.valid_to and today > t.valid_to:
         return "这张券的活动已结束"
     return None

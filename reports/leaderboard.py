@@ -256,15 +256,15 @@ def guide_rows(period: str = "day", D: date | None = None, *, metric: str = "gmv
     _ensure_built(s)
     values = _read("guide", s)
     with_figures = set().union(*[set(v) for v in values.values()])
-    q = (select(Guide.id, Guide.userid, Guide.name, Guide.status, Store.code, Store.name)
+    q = (select(Guide.id, Guide.userid, Guide.name, Guide.status, Guide.role, Store.code, Store.name)
          .outerjoin(Store, Store.id == Guide.store_id)
          .where((Guide.status == "active") & Guide.role.in_(("guide", "manager")) | Guide.id.in_(with_figures)))
     if store_id is not None:
         q = q.where(Guide.store_id == store_id)
     rows = []
-    for gid, userid, name, status, code, store_name in db.session.execute(q):
+    for gid, userid, name, status, role, code, store_name in db.session.execute(q):
         row = {"rank": 0, "userid": userid, "name": name, "store": code, "store_name": store_name,
-               "status": status}
+               "status": status, "role": role}
         row.update(_row(values, gid))
         rows.append(row)
     return _sort(rows, metric, "userid")

@@ -193,6 +193,25 @@ def test_sidebar_lists_issues_and_refuses_with_reasons(app, client, daytime):
     assert client.post(f"/api/customers/{ext}/coupons", json={"template": "C-90"}, headers=headers).status_code == 404
 
 
+def test_window_and_disabled_templates_refuse_with_reasons(app):
+    templates({"external_id": "LATER", "name": "春节券", "kind": "gift", "gift": "红包", "valid_from": "2099-01-20",
+               "valid_to": "2099-02-10"},
+              {"external_id": "OFF", "name": "停用券", "kind": "gift", "gift": "x", "valid_days": 3, "enabled": "否"})
+    g = f.guide()
+    c = f.customer(g)
+    db.session.commit()
+    for external_id, reason in (("LATER", "这张券2099年1月20日起才能发放"), ("OFF", "这张券已停用")):
+        try:
+            ops.issue(external_id, c, g, now=noon())
+            raise AssertionError(f"{external_id} was issued")
+        except ops.CouponRefused as exc:
+            assert (exc.code, exc.reason) == ("not_valid", reason)
+    listing = ops.available_for(c, noon())
+    assert [(t["external_id"], t["can_issue"], t["reason"]) for t in listing["templates"]] == [
+        ("LATER", False, "这张券2099年1月20日起才能发放")]  # a disabled template is not offered at all
+    assert count(Coupon) == 0 and count(Touch) == 0
+
+
 def test_expiry_job_and_audit_trail(app, runner):
     from scheduler.jobs import coupon_expire
 

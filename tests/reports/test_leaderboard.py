@@ -142,7 +142,10 @@ def test_evening_push_uses_the_leaderboard(app, client, ingest_key, rates):
 
     templates()
     a, b, _ = activity(client)
+    f.guide("boss1", role="manager", name="店长")  # the manager is not in the team's ranking
+    db.session.commit()
     title, body, _ = compose(GuidePush(guide_id=b.id, kind="daily_ranking", push_date=local_today()), b)
     assert title == "今日团队排行"
     assert body.splitlines()[0] == "1. 小安 业绩¥900 订单2 完成任务0"
     assert body.splitlines()[1] == "2. 小贝 业绩¥300 订单1 完成任务1"
+    assert len(body.splitlines()) == 2
