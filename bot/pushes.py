@@ -12,7 +12,7 @@ import logging
 from datetime import date, timedelta
 
 from flask import current_app
-from sqlalchemy import event, func, or_, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,7 +21,7 @@ from core.db import db
 from core.queue import jobs
 from core.redis_store import rstore
 from core.timeutil import utcnow
-from models import Content, Guide, GuidePush, Order, RedDot
+from models import Content, Guide, GuidePush
 
 log = logging.getLogger(__name__)
 

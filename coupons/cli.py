@@ -64,6 +64,22 @@ def list_cmd():
                    f"expired {c.get('expired', 0)}{state}")
 
 
+@coupons_cli.command("show")
+@click.argument("code")
+def show_cmd(code):
+    """One coupon: who has it, its state, and its audit trail."""
+    coupon = db.session.scalar(select(Coupon).where(Coupon.code == code.strip().upper()))
+    if coupon is None:
+        raise click.UsageError(f"no coupon with code {code!r}")
+    c = ops.coupon_json(coupon)
+    click.echo(f"{c['code']}\t{c['name']} ({c['value']})\t{c['status']}\tcustomer #{coupon.customer_id}\t"
+               f"valid until {c['valid_until']}")
+    for e in ops.events_for(coupon.code):
+        move = f"{e['from'] or '-'} -> {e['to']}" if e["to"] else ""
+        order = f" order #{e['order_id']}" if e["order_id"] else ""
+        click.echo(f"  {e['at']}  {e['type']:<9} {move}{order}")
+
+
 @coupons_cli.command("expire")
 def expire_cmd():
     """Expire every issued coupon past its validity (the scheduler does this nightly)."""

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from core.db import db
 from core.timeutil import app_tz, utcnow

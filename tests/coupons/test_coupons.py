@@ -229,6 +229,9 @@ def test_expiry_job_and_audit_trail(app, runner):
     assert [(e["type"], e["from"], e["to"]) for e in ops.events_for(old.code)] == [
         ("issued", None, "issued"), ("expired", "issued", "expired")]
     assert "expired 1" in runner.invoke(args=["coupons", "list"]).output
+    shown = runner.invoke(args=["coupons", "show", old.code.lower()]).output
+    assert "\texpired\t" in shown and "issued    - -> issued" in shown and "expired   issued -> expired" in shown
+    assert runner.invoke(args=["coupons", "show", "NOPE"]).exit_code != 0
 
 
 def test_coupon_expiring_red_dot(app):
