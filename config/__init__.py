@@ -70,6 +70,9 @@ def load_settings(environ: dict | None = None) -> dict:
         # The sidebar: WeCom's OAuth2 authorize page and the JS-SDK files the WeCom webview loads.
         "WECOM_OAUTH_URL": env.get("WECOM_OAUTH_URL", WECOM_DEFAULT_OAUTH_URL),
         "WECOM_JSSDK_URLS": env.get("WECOM_JSSDK_URLS", " ".join(WECOM_DEFAULT_JSSDK_URLS)).split(),
+        # "off": the callback inbox's insert does not wait for its WAL flush (PostgreSQL only; see
+        # docs/callbacks.md for what a database crash can then lose). Everything else stays durable.
+        "CALLBACK_SYNC_COMMIT": env.get("CALLBACK_SYNC_COMMIT", "on").strip().lower(),
     }
     for key in WECOM_KEYS:
         settings[key] = env.get(key, DEMO_WECOM[key] if demo else None)
@@ -88,6 +91,8 @@ def check_settings(settings: dict) -> None:
         raise ConfigError(f"APP_TIMEZONE is not a known time zone: {settings['APP_TIMEZONE']!r}") from None
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", settings["DATABASE_URL"]):
         raise ConfigError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+    if settings.get("CALLBACK_SYNC_COMMIT", "on") not in ("on", "off"):
+        raise ConfigError("CALLBACK_SYNC_COMMIT must be on or off")
     if settings["DEMO"]:
         return
     for key in WECOM_KEYS:

@@ -44,17 +44,30 @@ class EngineConfig:
         default_factory=lambda: {"title": 2.0, "tags": 2.0, "keywords": 2.0, "body": 1.0, "category": 0.5})
     k1: float = 1.5
     b: float = 0.5
-    use_synonyms: bool = True
-    synonym_weight: float = 1.0      # weight of a canonical term added by expansion
+    use_synonyms: bool = True        # domain groups (synonyms.tsv)
+    use_colloquial: bool = True      # domain-independent chat concept groups (colloquial.tsv)
+    synonym_weight: float = 1.3      # query weight of a canonical term added by expansion
+    lexicon_weight: float = 1.0      # query weight of a term the lexicon / groups know (others 1.0)
+    use_unigrams: bool = True
+    unigram_share: float = 0.5       # share of the single-character channel in the fusion
     use_bigrams: bool = True
     bigram_share: float = 0.05       # share of the char-bigram channel in the fusion
     use_pinyin: bool = True
     pinyin_share: float = 0.05       # share of the fuzzy-pinyin bigram channel
-    fusion: str = "linear"
+    fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
     # Category prior: scripts whose category collects much of the query's
     # score mass get up to this relative lift (0 disables).
-    category_prior: float = 0.5           # "linear" (max-normalised sum) or "rrf"
+    category_prior: float = 0.5
     single_char_weight: float = 1.0  # query weight of a lone CJK character (用, 买, 家 ...)
+    # The single-character channel only sees query characters that no known
+    # word (lexicon, synonym or concept group) covers: it is the fallback for
+    # unseen compounds, not a second vote for words the word channel handled.
+    char_residual: bool = False
+    # Adaptive share: the single-character channel's share is scaled by the
+    # fraction of the query's characters that no known word covers (a query
+    # the vocabulary fully understands leans on the word channel).
+    adaptive_unigrams: bool = True
+    min_char_matches: int = 2
     use_cilin: bool = False
     cilin_weight: float = 0.3
     # Learned (term -> script) evidence may add at most this fraction of the
@@ -113,6 +126,14 @@ class _SparseBM25F:
         self.matrix = m
         self.n_docs = n_docs
 
+    def matched(self, terms: Iterable[str]) -> np.ndarray:
+        """Per doc: how many of ``terms`` (distinct) occur in it."""
+        idx = sorted({self.vocab[t] for t in terms if t in self.vocab})
+        if not idx:
+            return np.zeros(self.n_docs, dtype=np.int64)
+        rows = self.matrix[idx]
+        return np.bincount(rows.indices, minlength=self.n_docs)
+
     def score(self, weighted_terms: Mapping[str, float]) -> np.ndarray:
         idx, w = [], []
         for term, weight in weighted_terms.items():
@@ -160,9 +181,11 @@ def _cilin_synonyms() -> dict[str, tuple[str, ...]]:
 class SuggestionIndex:
     """Ranks reply scripts for a customer message.
 
-    Two channels are fused: word-level BM25F over jieba tokens enriched with
-    canonical synonym terms, and character-bigram BM25F that tolerates typos
-    and unknown slang. Both are per-field weighted.
+    Up to four channels are fused: word-level BM25F over jieba tokens enriched
+    with canonical concept terms (domain synonyms and domain-independent chat
+    concepts), and single-character, character-bigram and fuzzy-pinyin BM25F
+    channels that need no dictionary (unseen compounds, typos, homophones).
+    All are per-field weighted.
     """
 
     def __init__(self, docs: Iterable[Doc], *, extra_synonyms: dict[str, list[str]] | None = None,
@@ -174,11 +197,17 @@ class SuggestionIndex:
         if cfg.use_synonyms:
             for head, variants in T.default_synonym_groups().items():
                 groups.setdefault(head, []).extend(variants)
+        if cfg.use_colloquial:
+            for head, variants in T.default_colloquial_groups().items():
+                groups.setdefault(head, []).extend(variants)
         for head, variants in (extra_synonyms or {}).items():
             groups.setdefault(head, []).extend(variants)
         self._syn = T.SynonymMap(groups)
         extra = {T.normalize(w) for w in extra_words}
         extra = {w for w in extra if len(w) >= 2}
+        # Words the shipped data or the tenant name explicitly: domain terms,
+        # which say more about the topic than whatever else jieba cut out.
+        self._known = T.default_lexicon() | frozenset(self._syn.canon) | frozenset(extra)
         # Tenant words are found by substring scan rather than added to the
         # shared jieba instance, so one tenant's vocabulary never changes
         # another tenant's segmentation.
@@ -195,46 +224,57 @@ class SuggestionIndex:
         self._pos = {eid: i for i, eid in enumerate(self.ids)}
         n = len(self.ids)
 
+        # channel name -> field -> per-doc term lists
+        kinds = ["words"]
+        if cfg.use_unigrams:
+            kinds.append("chars1")
+        if cfg.use_bigrams:
+            kinds.append("chars2")
+        if cfg.use_pinyin and T.pinyin_map():
+            kinds.append("pinyin")
+        fields: dict[str, dict[str, list[list[str]]]] = {k: {f: [] for f in FIELDS} for k in kinds}
         # Titles, tags and categories repeat a lot across a library; analysing
         # each distinct string once keeps rebuilds cheap.
-        cache: dict[str, tuple[list[str], list[str], list[str]]] = {}
-        word_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
-        char_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
-        pinyin_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
+        cache: dict[str, tuple[list[str], ...]] = {}
         for d in unique.values():
             for f in FIELDS:
                 raw = getattr(d, f)
-                if isinstance(raw, str):
-                    parts = [raw]
-                else:
-                    parts = list(raw or ())
-                words: list[str] = []
-                chars: list[str] = []
-                sounds: list[str] = []
+                parts = [raw] if isinstance(raw, str) else list(raw or ())
+                acc: tuple[list[str], ...] = tuple([] for _ in kinds)
                 for part in parts:
                     hit = cache.get(part)
                     if hit is None:
-                        norm = T.normalize(part)
-                        hit = (self._analyze(norm),
-                               T.char_ngrams(norm, self._stop) if cfg.use_bigrams else [],
-                               T.pinyin_bigrams(norm, self._stop) if cfg.use_pinyin else [])
+                        hit = self._analyze_all(T.normalize(part), kinds)
                         if f != "body":
                             cache[part] = hit
-                    words.extend(hit[0])
-                    chars.extend(hit[1])
-                    sounds.extend(hit[2])
-                word_fields[f].append(words)
-                char_fields[f].append(chars)
-                pinyin_fields[f].append(sounds)
+                    for lst, terms in zip(acc, hit):
+                        lst.extend(terms)
+                for k, lst in zip(kinds, acc):
+                    fields[k][f].append(lst)
 
-        self._words = _SparseBM25F(word_fields, cfg.word_field_weights, n, cfg.k1, cfg.b)
-        self._chars = (_SparseBM25F(char_fields, cfg.char_field_weights, n, cfg.k1, cfg.b)
-                       if cfg.use_bigrams else None)
-        self._sounds = (_SparseBM25F(pinyin_fields, cfg.char_field_weights, n, cfg.k1, cfg.b)
-                        if cfg.use_pinyin and T.pinyin_map() else None)
+        self._words = _SparseBM25F(fields["words"], cfg.word_field_weights, n, cfg.k1, cfg.b)
+        self._chars1 = (_SparseBM25F(fields["chars1"], cfg.char_field_weights, n, cfg.k1, cfg.b)
+                        if "chars1" in fields else None)
+        self._chars = (_SparseBM25F(fields["chars2"], cfg.char_field_weights, n, cfg.k1, cfg.b)
+                       if "chars2" in fields else None)
+        self._sounds = (_SparseBM25F(fields["pinyin"], cfg.char_field_weights, n, cfg.k1, cfg.b)
+                        if "pinyin" in fields else None)
         self._cilin = _cilin_synonyms() if cfg.use_cilin else {}
 
     # ------------------------------------------------------------------ analysis
+    def _analyze_all(self, norm: str, kinds: list[str]) -> tuple[list[str], ...]:
+        out = []
+        for k in kinds:
+            if k == "words":
+                out.append(self._analyze(norm))
+            elif k == "chars1":
+                out.append(T.char_ngrams(norm, self._stop, n=1))
+            elif k == "chars2":
+                out.append(T.char_ngrams(norm, self._stop))
+            else:
+                out.append(T.pinyin_bigrams(norm, self._stop))
+        return tuple(out)
+
     def _analyze(self, norm: str) -> list[str]:
         """Tokens, known phrases and their canonical synonyms (with repeats, for tf)."""
         terms = [t for t in self._tok.cut(norm) if t not in self._stop]
@@ -260,10 +300,17 @@ class SuggestionIndex:
         for t in base:
             # A lone character is usually chat glue, unless the lexicon knows it (券, 痒).
             lone = len(t) == 1 and not t.isascii() and not self._syn.canonical(t)
-            weights[t] = cfg.single_char_weight if lone else 1.0
+            if lone:
+                w = cfg.single_char_weight
+            elif t in self._known:
+                w = cfg.lexicon_weight
+            else:
+                w = 1.0
+            weights[t] = max(weights.get(t, 0.0), w)
         for t in list(weights):
             for c in self._syn.canonical(t):
-                weights[c] = max(weights.get(c, 0.0), cfg.synonym_weight)
+                if c not in base:
+                    weights[c] = max(weights.get(c, 0.0), cfg.synonym_weight)
         if self._cilin:
             for t in base:
                 if len(t) < 2 or self._syn.canonical(t):
@@ -272,6 +319,18 @@ class SuggestionIndex:
                     if s not in weights and s not in self._stop and s in self._words.vocab:
                         weights[s] = cfg.cilin_weight
         return weights
+
+    def _residual(self, norm: str) -> str:
+        """``norm`` with every known word blanked out (kept as spaces)."""
+        chars = list(norm)
+        spans = [p for p in T.scan_phrases(norm, self._phrases)]
+        spans += [t for t in self._tok.cut(norm) if len(t) >= 2 and t in self._known]
+        for w in spans:
+            start = norm.find(w)
+            while start >= 0:
+                chars[start:start + len(w)] = " " * len(w)
+                start = norm.find(w, start + len(w))
+        return "".join(chars)
 
     @staticmethod
     def _prepare(query: str) -> str:
@@ -290,6 +349,23 @@ class SuggestionIndex:
         cfg = self.config
         qw = self._query_weights(norm)
         channels = [(self._words.score(qw), 1.0)]
+        if self._chars1 is not None and cfg.unigram_share > 0:
+            grams = T.char_ngrams(norm, self._stop, n=1)
+            share = cfg.unigram_share
+            if cfg.char_residual or cfg.adaptive_unigrams:
+                rest = T.char_ngrams(self._residual(norm), self._stop, n=1)
+                if cfg.char_residual:
+                    grams = rest
+                if cfg.adaptive_unigrams:
+                    share *= len(rest) / max(len(T.char_ngrams(norm, self._stop, n=1)), 1)
+            uni = self._chars1.score(dict.fromkeys(grams, 1.0))
+            if cfg.min_char_matches > 1 and uni.any():
+                # One shared character (天, 用 ...) is no evidence on its own:
+                # a script only the char channel finds needs several.
+                others = channels[0][0] > 0
+                weak = self._chars1.matched(grams) < cfg.min_char_matches
+                uni[weak & ~others] = 0.0
+            channels.append((uni, share))
         if self._chars is not None:
             grams = T.char_ngrams(norm, self._stop)
             channels.append((self._chars.score(dict.fromkeys(grams, 1.0)), cfg.bigram_share))

@@ -63,10 +63,10 @@ def load_stopwords() -> frozenset[str]:
     return frozenset(normalize(w) for w in _read_lines("stopwords.txt"))
 
 
-def load_synonyms() -> dict[str, list[str]]:
-    """synonyms.tsv: ``canonical<TAB>variant variant ...`` (one group a line)."""
+def load_synonyms(name: str = "synonyms.tsv") -> dict[str, list[str]]:
+    """``canonical<TAB>variant variant ...`` (one group a line)."""
     groups: dict[str, list[str]] = {}
-    for line in _read_lines("synonyms.tsv"):
+    for line in _read_lines(name):
         head, _, rest = line.partition("\t")
         canon = normalize(head)
         variants = [normalize(v) for v in re.split(r"[\s,，]+", rest) if v.strip()]
@@ -96,9 +96,12 @@ class SynonymMap:
         # Phrases for the substring scan: single characters are too ambiguous
         # to match inside arbitrary text, they only count as whole tokens.
         self.phrases = {p for p in self.canon if 2 <= len(p) <= MAX_PHRASE_CHARS}
+        self._sorted = {k: tuple(sorted(v)) for k, v in self.canon.items()}
 
-    def canonical(self, term: str) -> set[str]:
-        return self.canon.get(term, set())
+    def canonical(self, term: str) -> tuple[str, ...]:
+        """Canonical heads of ``term`` in a fixed (sorted) order, so scores never
+        depend on set iteration order (PYTHONHASHSEED)."""
+        return self._sorted.get(term, ())
 
     def words(self) -> set[str]:
         return set(self.canon)
@@ -180,15 +183,39 @@ def default_tokenizer() -> Tokenizer:
             tok = Tokenizer()
             # Synonym variants become words so jieba does not split 尿不湿 into 尿/不湿.
             tok.add_words(_synonym_words(default_synonym_groups()))
+            tok.add_words(_synonym_words(default_colloquial_groups()))
             _default_tokenizer = tok
         return _default_tokenizer
 
 
 def default_synonym_groups() -> dict[str, list[str]]:
+    """synonyms.tsv: the domain groups (retail, maternal & baby, beauty)."""
     global _default_synonyms
     if _default_synonyms is None:
         _default_synonyms = load_synonyms()
     return _default_synonyms
+
+
+_default_colloquial: dict[str, list[str]] | None = None
+_default_lexicon: frozenset[str] | None = None
+
+
+def default_colloquial_groups() -> dict[str, list[str]]:
+    """colloquial.tsv: domain-independent concept groups of customer chat
+    (price, returns, faults, delivery, time, quantity ...), for any store."""
+    global _default_colloquial
+    if _default_colloquial is None:
+        _default_colloquial = load_synonyms("colloquial.tsv")
+    return _default_colloquial
+
+
+def default_lexicon() -> frozenset[str]:
+    """Words of the shipped lexicon (lexicon.txt), normalised."""
+    global _default_lexicon
+    if _default_lexicon is None:
+        words = (normalize(line.split()[0]) for line in _read_lines("lexicon.txt"))
+        _default_lexicon = frozenset(w for w in words if len(w) >= 2)
+    return _default_lexicon
 
 
 def _synonym_words(groups: Mapping[str, Iterable[str]]) -> set[str]:
@@ -207,7 +234,7 @@ def default_stopwords() -> frozenset[str]:
 
 
 def char_ngrams(normalized: str, stop: frozenset[str] = frozenset(), n: int = 2) -> list[str]:
-    """Character bigrams within CJK runs plus whole ASCII words.
+    """Character n-grams (n = 1 or 2) within CJK runs plus whole ASCII words.
 
     Bigrams survive typos and segmentation errors (洗面乃 still shares 洗面 with
     洗面奶) and need no dictionary, so they are a robust second channel.

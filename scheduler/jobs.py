@@ -1,7 +1,9 @@
 """Every periodic job, declared as data in one place. The scheduler process only reads this list.
 
-Times are local (APP_TIMEZONE). Each job takes the local date of its slot and must be idempotent: the
-runner may re-run a slot after a crash, and catches up a missed slot once at start-up.
+Daily jobs run at a local time (APP_TIMEZONE); interval jobs (`Job.every`) run every N minutes, on slots
+aligned to the clock. Each job takes the local date of its slot and must be idempotent: the runner may re-run a
+slot after a crash, and catches up a missed daily slot once at start-up (an interval job simply runs at its
+next slot).
 """
 from __future__ import annotations
 
@@ -37,6 +39,17 @@ class Job:
     minute: int
     func: Callable[[date], dict]
     description: str
+    every_minutes: int | None = None  # set: an interval job; hour and minute are unused
+
+    @classmethod
+    def every(cls, key: str, minutes: int, func: Callable[[date], dict], description: str) -> "Job":
+        if not 1 <= minutes <= 1440:
+            raise ValueError(f"job {key}: interval {minutes} min is out of range 1..1440")
+        return cls(key, 0, 0, func, description, every_minutes=minutes)
+
+    @property
+    def when(self) -> str:
+        return f"every {self.every_minutes} min" if self.every_minutes else f"{self.hour:02d}:{self.minute:02d}"
 
 
 JOBS = [

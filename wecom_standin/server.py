@@ -7,6 +7,7 @@ valid access_token (else errcode 40014, as WeCom answers). Control endpoints (JS
     POST /_standin/reset                              forget tokens, calls and changes; re-apply the seed
     POST /_standin/expire_tokens                      invalidate issued tokens (next call gets 40014)
     POST /_standin/add_contact {userid, external_userid?, name?, state?}   + add_external_contact callback
+    POST /_standin/add_half_contact {same}                                 + add_half_external_contact callback
     POST /_standin/del_contact {userid, external_userid, source?}          + del_external_contact callback
     POST /_standin/del_follow_user {userid, external_userid}               + del_follow_user callback
     POST /_standin/edit_contact {userid, external_userid, remark?}         + edit_external_contact callback
@@ -379,8 +380,7 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
         corp.expire_tokens()
         return jsonify({"ok": True})
 
-    @app.post("/_standin/add_contact")
-    def add_contact():
+    def _contact_added(change_type: str):
         data = body_json()
         userid = data.get("userid")
         if not userid:
@@ -390,10 +390,17 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
             corp.add_follow(c["external_userid"], userid, state=data.get("state") or "",
                             remark=data.get("remark") or "")
             code = corp.issue_welcome_code(userid, c["external_userid"])
-        fields = external_contact_event("add_external_contact", userid, c["external_userid"],
+        fields = external_contact_event(change_type, userid, c["external_userid"],
                                         State=data.get("state") or "", WelcomeCode=code)
         return jsonify({"external_userid": c["external_userid"], "welcome_code": code,
                         "callback": fire(fields, data)})
+
+    # A customer adds a guide; "half": the guide accepts contacts without verification and has not
+    # confirmed yet (WeCom's add_half_external_contact, which also carries a WelcomeCode).
+    app.add_url_rule("/_standin/add_contact", "add_contact",
+                     lambda: _contact_added("add_external_contact"), methods=["POST"])
+    app.add_url_rule("/_standin/add_half_contact", "add_half_contact",
+                     lambda: _contact_added("add_half_external_contact"), methods=["POST"])
 
     def _contact_event(change_type: str, remove: bool, **extra_fields):
         data = body_json()
