@@ -207,6 +207,15 @@
 
   /* ---------------------------------------------------------------- actions */
 
+  /* The 客户 tab's tag line follows what the 标签 tab shows as on. */
+  function refreshProfileTags() {
+    var box = $("#sb-profile-tags");
+    if (!box) return;
+    box.innerHTML = Array.prototype.map.call(document.querySelectorAll("#tab-tags .sb-chip.is-on"), function (b) {
+      return '<span class="sb-chip is-on">' + esc(b.textContent) + "</span>";
+    }).join("");
+  }
+
   function toggleTag(btn) {
     if (btn.classList.contains("is-busy")) return;
     var on = !btn.classList.contains("is-on");
@@ -216,6 +225,7 @@
       if (!r.ok) { toast(r.data.error || "操作失败", true); return; }
       btn.classList.toggle("is-on", r.data.on);
       btn.setAttribute("aria-pressed", r.data.on ? "true" : "false");
+      refreshProfileTags();
       toast(r.data.on ? "已打上「" + r.data.name + "」" : "已去掉「" + r.data.name + "」");
     });
   }
@@ -237,6 +247,7 @@
           r.data.id + '" aria-pressed="true">' + esc(r.data.name) + "</button>");
       }
       input.value = "";
+      refreshProfileTags();
       toast("已添加「" + r.data.name + "」");
     });
   }
