@@ -108,17 +108,17 @@ def test_demo_sidebar_tabs_tags_scripts_tasks_content(app, chain, standin, live_
 
     # 标签: one tap adds (synced to WeCom), another removes.
     page.click('.sb-tab[data-tab="tags"]')
-    chip = page.locator(".sb-chip", has_text="高意向")
+    chip = page.locator("#tab-tags .sb-chip", has_text="高意向")
     chip.click()
-    page.wait_for_selector('.sb-chip.is-on:has-text("高意向")')
+    page.wait_for_selector('#tab-tags .sb-chip.is-on:has-text("高意向")')
     _fresh()
     tag_id = db.session.scalar(select(Tag.id).where(Tag.name == "高意向"))
     assert db.session.get(CustomerTag, (chain.mine.id, tag_id)) is not None
     assert [t["tag_name"] for t in standin.corp.contacts[ext]["follow_user"][0]["tags"]] == ["高意向"]
-    assert "高意向" in page.inner_text("#sb-profile-tags")  # the 客户 tab follows
+    assert "高意向" in page.locator("#sb-profile-tags").text_content()  # the 客户 tab follows
     page.screenshot(path=str(SHOTS / "sidebar-tags.png"), full_page=True)
     chip.click()
-    page.wait_for_selector('.sb-chip:not(.is-on):has-text("高意向")')
+    page.wait_for_selector('#tab-tags .sb-chip:not(.is-on):has-text("高意向")')
     _fresh()
     assert db.session.get(CustomerTag, (chain.mine.id, tag_id)) is None
     # A free-text note, and a too-long one refused with the reason.
@@ -163,9 +163,9 @@ def test_wecom_error_shown_in_plain_chinese(app, chain, standin, live_server, pa
     page.click(f'[data-customer="{ext}"]')
     page.click('.sb-tab[data-tab="tags"]')
     standin.corp.add_fault("externalcontact/mark_tag", 45009)
-    page.locator(".sb-chip", has_text="待跟进").click()
+    page.locator("#tab-tags .sb-chip", has_text="待跟进").click()
     page.wait_for_selector('#sb-toast.is-error:has-text("调用企业微信太频繁")')
-    assert page.locator('.sb-chip.is-on:has-text("待跟进")').count() == 0
+    assert page.locator('#tab-tags .sb-chip.is-on:has-text("待跟进")').count() == 0
     # Too long a note: the reason, and nothing sent.
     page.fill("#sb-note-input", "券" * 30)
     page.evaluate("document.getElementById('sb-note-input').removeAttribute('maxlength')")
