@@ -267,11 +267,20 @@
     });
   }
 
+  function showQuota(q) {
+    var el = $("#sb-quota");
+    if (!el) return;
+    el.textContent = q.allowed
+      ? "这位客户今天还能收 " + q.today_left + " 条营销消息（7天内还剩 " + q.week_left + " 条）"
+      : "暂不能发营销素材：" + q.reason;
+  }
+
   function sendContent(btn) {
     btn.disabled = true;
     api("POST", customerPath("/content/" + encodeURIComponent(btn.getAttribute("data-content")) + "/send"), {})
       .then(function (r) {
         btn.disabled = false;
+        if (r.data.quota) showQuota(r.data.quota);
         if (!r.ok) { toast(r.data.error || "发送失败", true); return; }
         send(r.data.message).then(function (sent) { if (sent) toast("已发送"); });
       });
