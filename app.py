@@ -42,16 +42,27 @@ def create_app(overrides: dict | None = None) -> Flask:
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
     from core.health import bp as health_bp
+    from coupons.cli import coupons_cli
+    from coupons.views import bp as coupons_bp
     from demo.cli import demo_cli
+    from guides.cli import guides_cli
+    from guides.views import bp as guides_admin_bp
     from imports.cli import data_cli
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
+    from orders.cli import commission_cli, orders_cli
+    from orders.views import bp as orders_api_bp
+    from recommend.cli import recommend_cli
+    from recommend.views import bp as recommend_api_bp
+    from reports.cli import report_cli
+    from reports.views import bp as manager_bp
     from scheduler.cli import scheduler_command
     from sidebar.cli import sidebar_cli
     from sidebar.views import api as sidebar_api_bp
     from sidebar.views import pages as sidebar_pages_bp
     from tasks.cli import tasks_cli
     from tasks.views import bp as tasks_api_bp
+    from tracking.views import bp as tracking_bp
     from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
@@ -60,6 +71,12 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(tasks_api_bp)
     app.register_blueprint(sidebar_pages_bp)
     app.register_blueprint(sidebar_api_bp)
+    app.register_blueprint(coupons_bp)
+    app.register_blueprint(orders_api_bp)
+    app.register_blueprint(manager_bp)
+    app.register_blueprint(tracking_bp)
+    app.register_blueprint(guides_admin_bp)
+    app.register_blueprint(recommend_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -71,6 +88,12 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(tasks_cli)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(sidebar_cli)
+    app.cli.add_command(coupons_cli)
+    app.cli.add_command(commission_cli)
+    app.cli.add_command(orders_cli)
+    app.cli.add_command(report_cli)
+    app.cli.add_command(guides_cli)
+    app.cli.add_command(recommend_cli)
     return app
 
 

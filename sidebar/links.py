@@ -1,11 +1,8 @@
-"""The link a customer gets when a guide sends content from the sidebar.
-
-For now the content's own URL; the tracking issue replaces the body with
-`tracking.operations.create_tracked_link(guide, customer, content=content).url`, so opens and orders are
-attributed to the guide. Callers depend only on this signature.
-"""
+"""The link a customer gets when a guide sends content from the sidebar: the service's tracked link
+(`/c/<token>`, see tracking/), so opens and the orders that follow are credited to the guide and the content.
+None when the content has no http(s) link. Callers depend only on this signature."""
 from __future__ import annotations
 
+from tracking.operations import tracked_url
 
-def tracked_url(guide, customer, content) -> str | None:
-    return content.url
+__all__ = ["tracked_url"]

@@ -23,7 +23,8 @@ def _json(schema: dict, description: str) -> dict:
 def _errors(*codes: int) -> dict:
     words = {400: "bad input (the reason names the problem)", 401: "not signed in, or the session expired",
              403: "CSRF token missing or wrong", 404: "no such customer (or not yours), or no such item",
-             409: "refused by the touch caps (reason and quota)", 502: "WeCom refused or is unreachable"}
+             409: "refused by the touch caps (reason and quota)", 502: "WeCom refused or is unreachable",
+             413: "body too large"}
     return {str(c): _json(_ref("Error"), words[c]) for c in codes}
 
 
@@ -136,6 +137,64 @@ def spec() -> dict:
             body={"type": "object", "properties": {
                 "kind": {"type": "string", "enum": ["marketing", "service"]}, "channel": s, "ref": s}},
             errors=(400, 401, 403, 404, 409), tag="tasks", csrf=True, ok_status="201")},
+        # issue 7, part B: tracked links, funnels, recommendations, staff departure (docs/tracking.md)
+        "/api/customers/{external_userid}/links": {"post": _op(
+            "Send a content item as a news card: counts a marketing touch (refused over the caps) and returns "
+            "the card with a tracked link (/c/<token>)",
+            _json({"type": "object", "properties": {
+                "url": s, "token": s, "title": s, "summary": s, "cover_url": {"type": ["string", "null"]},
+                "content_id": {"type": "integer"}, "external_id": s, "kind": s, "link_id": {"type": "integer"}}},
+                "the news card"),
+            params=[CUSTOMER_PATH], body={"type": "object", "required": ["content_id"], "properties": {
+                "content_id": {"type": ["string", "integer"], "description": "external_id or numeric id"}}},
+            errors=(400, 401, 403, 404, 409), tag="tracking", csrf=True, ok_status="201")},
+        "/api/reports/funnel": {"get": _op(
+            "Tracked links sent → opened → converted (an order within 7 days of an open); managers see their "
+            "own store, admins everyone (or ?store=CODE); 403 for guides",
+            _json({"type": "object", "properties": {"by": s, "rows": {"type": "array", "items": OBJ}}},
+                  "the funnel rows"),
+            params=[_param("by", schema={"type": "string", "enum": ["content", "guide", "store", "script"]}),
+                    _param("since", description="local day YYYY-MM-DD"),
+                    _param("until", description="local day YYYY-MM-DD (exclusive)"),
+                    _param("store", description="admins: a store code")],
+            errors=(400, 401, 403, 404), tag="tracking")},
+        "/api/customers/{external_userid}/recommendations": {"get": _op(
+            "Next products for this customer (stage rules, replenishment, bought together, browsing), each "
+            "with a reason in Chinese",
+            _json({"type": "object", "properties": {"customer": s, "recommendations": {"type": "array", "items": {
+                "type": "object", "properties": {
+                    "sku": s, "name": s, "category": s, "price": s, "reason": s, "source": s, "source_label": s,
+                    "score": {"type": "number"}, "also": {"type": "array", "items": s}, "coupon_hint": s}}}}},
+                "the recommendations"),
+            params=[CUSTOMER_PATH, _param("top", schema={"type": "integer", "minimum": 1, "maximum": 20})],
+            errors=(400, 401, 404), tag="recommend")},
+        "/api/admin/guides/{userid}/offboard": {"post": _op(
+            "Staff departure (admin): transfer the guide's customers to another through WeCom's resigned "
+            "transfer (100 per call), move binding and open tasks, mark the guide left",
+            _json(OBJ, "{customers, accepted, failed, calls, tasks_moved}"),
+            params=[_param("userid", "path", description="the departing guide's WeCom userid")],
+            body={"type": "object", "required": ["to"], "properties": {"to": s}},
+            errors=(400, 401, 403, 404, 502), tag="guides", csrf=True)},
+        "/api/admin/guides/{userid}/transfers": {"get": _op(
+            "Staff departure (admin): each customer's transfer and how it went",
+            _json({"type": "object", "properties": {"transfers": {"type": "array", "items": OBJ}}}, "transfers"),
+            params=[_param("userid", "path")], errors=(401, 403, 404), tag="guides")},
+        # issue 7, part A (docs/commerce.md)
+        "/api/customers/{external_userid}/coupons": {
+            "get": _op("Coupons this customer may receive", _json(OBJ, "the coupons"), params=[CUSTOMER_PATH],
+                       errors=(401, 404), tag="coupons"),
+            "post": _op("Issue a coupon to this customer (refused with the reason over a limit)",
+                        _json(OBJ, "the coupon: code and link"), params=[CUSTOMER_PATH],
+                        body={"type": "object", "required": ["template"], "properties": {"template": s}},
+                        errors=(400, 401, 403, 404, 409), tag="coupons", csrf=True, ok_status="201")},
+        "/api/ingest/orders": {"post": {
+            "summary": "Orders from the POS and e-commerce systems (HMAC-signed body, idempotent by order number)",
+            "tags": ["orders"], "security": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": OBJ}}},
+            "responses": {"201": _json(OBJ, "stored"), "200": _json(OBJ, "a duplicate: the first result"),
+                          **_errors(400, 401, 413)}}},
+        "/api/me/month": {"get": _op("The signed-in guide's month: orders, GMV, commission",
+                                     _json(OBJ, "the month"), tag="commerce")},
     }
     schemas = {
         "Error": ERROR,

@@ -14,6 +14,8 @@ valid access_token (else errcode 40014, as WeCom answers). Control endpoints (JS
     POST /_standin/tag_change {id?, tag_type?, change_type?}               + change_external_tag callback
     POST /_standin/text_message {userid, content}                          + a text message to the app
     POST /_standin/oauth_code {userid}                                     → {"code": …} for auth/getuserinfo
+    POST /_standin/transfer_settle {status, external_userid?: [...], kind?}  decide waiting (resigned) transfers
+    POST /_standin/transfer_fail {userid, external_userid, fail_reason}      + transfer_fail callback
     POST /_standin/fault {path, errcode, times?}        the next `times` (1) calls to /cgi-bin/<path> answer errcode
     GET  /_standin/state                                                   members, contacts, tags, sent messages
 
@@ -434,6 +436,14 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
     @app.post("/_standin/transfer_fail")
     def transfer_fail():
         return _contact_event("transfer_fail", False, FailReason="fail_reason")
+
+    @app.post("/_standin/transfer_settle")
+    def transfer_settle():
+        data = body_json()
+        ids = data.get("external_userid")
+        n = corp.settle_transfers(int(data.get("status", 1)), [ids] if isinstance(ids, str) else ids,
+                                  kind=data.get("kind", "resigned"))
+        return jsonify({"settled": n})
 
     @app.post("/_standin/tag_change")
     def tag_change():

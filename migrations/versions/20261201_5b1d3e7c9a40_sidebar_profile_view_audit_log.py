@@ -5,7 +5,7 @@ follows (customer_id), customer_tags' primary key, events (customer_id, occurred
 red_dots (customer_id, task_date) and orders (customer_id, paid_at).
 
 Revision ID: 5b1d3e7c9a40
-Revises: 5b1e0c7d9a3f
+Revises: 2822da633dd0
 Create Date: 2026-12-01 12:45:00
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import models.base
 
 revision = '5b1d3e7c9a40'
-down_revision = '5b1e0c7d9a3f'
+down_revision = '2822da633dd0'
 branch_labels = None
 depends_on = None
 

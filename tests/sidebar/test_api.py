@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
 from core.db import db
-from models import CustomerTag, Event, ProfileView, Tag, TagGroup, Touch
+from models import CustomerTag, Event, LinkOpen, ProfileView, Tag, TagGroup, Touch, TrackedLink
 from sidebar.operations import GUIDE_TAG_GROUP
 from tests.knowledge.factories import LIBRARY
 from tests.knowledge.test_library import load
@@ -179,13 +180,18 @@ def test_content_for_customer_sent_as_tracked_news_card(app, client, chain, tmp_
     resp = client.post(f"/api/sidebar/customers/{ext}/content/c-zhuannai/send", json={}, headers=headers)
     assert resp.status_code == 201
     msg = resp.json["message"]
-    assert msg["msgtype"] == "news" and msg["news"]["link"] == "https://example.com/a/1"
-    assert msg["news"]["title"] == "转奶七日法图解"
+    assert msg["msgtype"] == "news" and msg["news"]["title"] == "转奶七日法图解"
+    # The link is the tracked one: opening it is recorded and lands on the article.
+    assert msg["news"]["link"].startswith(app.config["PUBLIC_BASE_URL"].rstrip("/") + "/c/")
+    opened = client.get(urlsplit(msg["news"]["link"]).path)
+    assert opened.status_code == 302 and opened.headers["Location"] == "https://example.com/a/1"
+    assert db.session.scalar(select(func.count()).select_from(LinkOpen)) == 1
     assert db.session.scalar(select(Touch.channel).where(Touch.customer_id == chain.mine.id)) == "content"
     # One marketing touch a day: the second is refused with the reason, and nothing more is counted.
     resp = client.post(f"/api/sidebar/customers/{ext}/content/c-all/send", json={}, headers=headers)
     assert resp.status_code == 409 and "今天已收到" in resp.json["error"]
     assert db.session.scalar(select(func.count()).select_from(Touch)) == 1
+    assert db.session.scalar(select(func.count()).select_from(TrackedLink)) == 1  # the refused send left none
     assert client.post(f"/api/sidebar/customers/{ext}/content/nope/send", json={},
                        headers=headers).status_code == 404
 
