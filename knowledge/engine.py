@@ -50,11 +50,12 @@ class EngineConfig:
     use_synonyms: bool = True        # domain groups (synonyms.tsv)
     use_colloquial: bool = True      # domain-independent chat concept groups (colloquial.tsv)
     synonym_weight: float = 1.3      # query weight of a canonical term added by expansion
+    single_char_synonym_weight: float = 0.7  # ... when the variant is one CJK character
     lexicon_weight: float = 1.0      # query weight of a term the lexicon / groups know (others 1.0)
     use_unigrams: bool = True
     unigram_share: float = 0.5       # share of the single-character channel in the fusion
     use_bigrams: bool = True
-    bigram_share: float = 0.05       # share of the char-bigram channel in the fusion
+    bigram_share: float = 0.15       # share of the char-bigram channel in the fusion
     use_pinyin: bool = True
     pinyin_share: float = 0.05       # share of the fuzzy-pinyin bigram channel
     fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
@@ -70,7 +71,12 @@ class EngineConfig:
     # fraction of the query's characters that no known word covers (a query
     # the vocabulary fully understands leans on the word channel).
     adaptive_unigrams: bool = True
+    # Coordination: the word channel is multiplied by (share of the query's
+    # concepts a script mentions) ** coord, favouring scripts that answer the
+    # whole question (topic and intent) over ones matching one strong word.
+    coord: float = 0.0
     min_char_matches: int = 2
+    adaptive_bigrams: bool = True    # the same for the bigram channel
     use_cilin: bool = False
     cilin_weight: float = 0.3
     # Learned (term -> script) evidence may add at most this fraction of the
@@ -470,9 +476,12 @@ class SuggestionIndex:
                 w = 1.0
             weights[t] = max(weights.get(t, 0.0), w)
         for t in list(weights):
+            # A one-character variant (干, 晒, 抓 ...) is ambiguous across
+            # domains: its expansion counts for less than a phrase's.
+            w = cfg.synonym_weight if len(t) > 1 or t.isascii() else cfg.single_char_synonym_weight
             for c in self._syn.canonical(t):
                 if c not in base:
-                    weights[c] = max(weights.get(c, 0.0), cfg.synonym_weight)
+                    weights[c] = max(weights.get(c, 0.0), w)
         if self._cilin:
             for t in base:
                 if len(t) < 2 or self._syn.canonical(t):
@@ -481,6 +490,30 @@ class SuggestionIndex:
                     if s not in weights and s not in self._stop and s in self._words.vocab:
                         weights[s] = cfg.cilin_weight
         return weights
+
+    def _coverage(self, norm: str) -> np.ndarray:
+        """Per doc: the share of the query's concepts (a term with its canonical
+        heads counts once) that the doc mentions in any field."""
+        concepts: dict[tuple[str, ...], None] = {}
+        base = [t for t in self._tok.cut(norm) if t not in self._stop]
+        base += [p for p in T.scan_phrases(norm, self._phrases) if p not in self._stop]
+        for t in base:
+            lone = len(t) == 1 and not t.isascii() and not self._syn.canonical(t)
+            if not lone:
+                concepts[tuple(sorted({t, *self._syn.canonical(t)}))] = None
+        vocab, m = self._words.vocab, self._words.matrix
+        hit = np.zeros(self._words.n_docs)
+        known = 0
+        for concept in concepts:
+            idx = [vocab[t] for t in concept if t in vocab]
+            if not idx:
+                continue  # a word no script uses cannot tell scripts apart
+            known += 1
+            seen = np.zeros(self._words.n_docs, dtype=bool)
+            for j in idx:
+                seen[m.indices[m.indptr[j]:m.indptr[j + 1]]] = True
+            hit += seen
+        return hit / known if known else np.ones(self._words.n_docs)
 
     def _residual(self, norm: str) -> str:
         """``norm`` with every known word blanked out (kept as spaces)."""
@@ -510,12 +543,17 @@ class SuggestionIndex:
         """Fuse the word channel with the (optional) char and pinyin bigram channels."""
         cfg = self.config
         qw = self._query_weights(norm)
-        channels = [(self._words.score(qw), 1.0)]
+        words = self._words.score(qw)
+        if cfg.coord > 0 and words.any():
+            words = words * self._coverage(norm) ** cfg.coord
+        channels = [(words, 1.0)]
+        residual = None  # the query minus every known word, computed once when needed
         if self._chars1 is not None and cfg.unigram_share > 0:
             grams = T.char_ngrams(norm, self._stop, n=1)
             share = cfg.unigram_share
             if cfg.char_residual or cfg.adaptive_unigrams:
-                rest = T.char_ngrams(self._residual(norm), self._stop, n=1)
+                residual = residual if residual is not None else self._residual(norm)
+                rest = T.char_ngrams(residual, self._stop, n=1)
                 if cfg.char_residual:
                     grams = rest
                 if cfg.adaptive_unigrams:
@@ -530,7 +568,12 @@ class SuggestionIndex:
             channels.append((uni, share))
         if self._chars is not None:
             grams = T.char_ngrams(norm, self._stop)
-            channels.append((self._chars.score(dict.fromkeys(grams, 1.0)), cfg.bigram_share))
+            share = cfg.bigram_share
+            if cfg.adaptive_bigrams:
+                residual = residual if residual is not None else self._residual(norm)
+                rest = T.char_ngrams(residual, self._stop)
+                share *= len(rest) / max(len(grams), 1)
+            channels.append((self._chars.score(dict.fromkeys(grams, 1.0)), share))
         if self._sounds is not None:
             grams = T.pinyin_bigrams(norm, self._stop)
             channels.append((self._sounds.score(dict.fromkeys(grams, 1.0)), cfg.pinyin_share))
