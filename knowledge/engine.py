@@ -50,6 +50,7 @@ class EngineConfig:
     use_synonyms: bool = True        # domain groups (synonyms.tsv)
     use_colloquial: bool = True      # domain-independent chat concept groups (colloquial.tsv)
     synonym_weight: float = 1.3      # query weight of a canonical term added by expansion
+    concept_weight: float = 1.0      # x that for a chat concept head (price, return, fault ...)
     single_char_synonym_weight: float = 0.7  # ... when the variant is one CJK character
     lexicon_weight: float = 1.0      # query weight of a term the lexicon / groups know (others 1.0)
     use_unigrams: bool = True
@@ -353,9 +354,11 @@ class SuggestionIndex:
         if cfg.use_synonyms:
             for head, variants in T.default_synonym_groups().items():
                 groups.setdefault(head, []).extend(variants)
+        self._concepts: frozenset[str] = frozenset()
         if cfg.use_colloquial:
             for head, variants in T.default_colloquial_groups().items():
                 groups.setdefault(head, []).extend(variants)
+            self._concepts = frozenset(T.normalize(h) for h in T.default_colloquial_groups())
         for head, variants in (extra_synonyms or {}).items():
             groups.setdefault(head, []).extend(variants)
         self._syn = T.SynonymMap(groups)
@@ -481,7 +484,8 @@ class SuggestionIndex:
             w = cfg.synonym_weight if len(t) > 1 or t.isascii() else cfg.single_char_synonym_weight
             for c in self._syn.canonical(t):
                 if c not in base:
-                    weights[c] = max(weights.get(c, 0.0), w)
+                    wc = w * cfg.concept_weight if c in self._concepts else w
+                    weights[c] = max(weights.get(c, 0.0), wc)
         if self._cilin:
             for t in base:
                 if len(t) < 2 or self._syn.canonical(t):
