@@ -193,8 +193,8 @@ def main(argv=None) -> int:
             per_set[label].append(m)
             print(f"  {label:<9} {fmt(m)}")
         e, b = metrics(rows["engine"]), metrics(rows["baseline"])
-        print(f"  delta     hit@1 {100 * (e['hit@1'] - b['hit@1']):+.1f} pts  hit@3 {100 * (e['hit@3'] - b['hit@3']):+.1f}"
-              f" pts  MRR {e['mrr'] - b['mrr']:+.3f}")
+        print(f"  delta     hit@1 {100 * (e['hit@1'] - b['hit@1']):+.1f} pts  "
+              f"hit@3 {100 * (e['hit@3'] - b['hit@3']):+.1f} pts  MRR {e['mrr'] - b['mrr']:+.3f}")
 
     if len(loaded) > 1:
         print(f"\n== all {len(loaded)} sets, {len(pooled['engine'])} questions   hit@1 / hit@3 / MRR")
@@ -210,7 +210,8 @@ def main(argv=None) -> int:
             e = [per_set["engine"][i] for i in idx]
             b = [per_set["baseline"][i] for i in idx]
             print(f"  {role:<9} mean engine hit@1 {sum(m['hit@1'] for m in e) / len(e):.3f} hit@3 "
-                  f"{sum(m['hit@3'] for m in e) / len(e):.3f}   baseline hit@1 {sum(m['hit@1'] for m in b) / len(b):.3f}")
+                  f"{sum(m['hit@3'] for m in e) / len(e):.3f}   "
+                  f"baseline hit@1 {sum(m['hit@1'] for m in b) / len(b):.3f}")
 
     if args.ablate:
         names = [n for n, *_ in loaded]

@@ -7,7 +7,6 @@ from ``Doc`` objects (rebuilt whenever the library changes) and calls
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
