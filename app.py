@@ -11,6 +11,7 @@ from config import ConfigError, check_settings, load_settings
 from core.db import db
 from core.queue import jobs
 from core.redis_store import rstore
+from core.sessions import LazySessionInterface
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -22,30 +23,60 @@ def create_app(overrides: dict | None = None) -> Flask:
     _check_rule_settings(settings)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # WeCom callbacks are small; bigger bodies get 413
+    # The sidebar's session cookie: signed (SECRET_KEY), HttpOnly, SameSite; Secure behind HTTPS.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings["PUBLIC_BASE_URL"].startswith("https://"))
     if settings["DATABASE_URL"].startswith("sqlite"):
         os.makedirs(app.instance_path, exist_ok=True)
 
+    app.session_interface = LazySessionInterface()
     db.init_app(app)
     rstore.init_app(app)
     jobs.init_app(app)
+
+    from bot.tasks import relay_inbox
+
+    jobs.add_feeder("callback inbox", relay_inbox)
 
     from bot.cli import bot_cli, worker_command
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
     from core.health import bp as health_bp
+    from coupons.cli import coupons_cli
+    from coupons.views import bp as coupons_bp
     from demo.cli import demo_cli
+    from guides.cli import guides_cli
+    from guides.views import bp as guides_admin_bp
     from imports.cli import data_cli
     from knowledge.cli import knowledge_cli
     from knowledge.views import bp as knowledge_api_bp
+    from orders.cli import commission_cli, orders_cli
+    from orders.views import bp as orders_api_bp
+    from recommend.cli import recommend_cli
+    from recommend.views import bp as recommend_api_bp
+    from reports.cli import report_cli
+    from reports.views import bp as manager_bp
     from scheduler.cli import scheduler_command
+    from sidebar.cli import sidebar_cli
+    from sidebar.views import api as sidebar_api_bp
+    from sidebar.views import pages as sidebar_pages_bp
     from tasks.cli import tasks_cli
     from tasks.views import bp as tasks_api_bp
+    from tracking.views import bp as tracking_bp
     from wecom_standin.cli import wecom_cli
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wecom_bp)
     app.register_blueprint(knowledge_api_bp)
     app.register_blueprint(tasks_api_bp)
+    app.register_blueprint(sidebar_pages_bp)
+    app.register_blueprint(sidebar_api_bp)
+    app.register_blueprint(coupons_bp)
+    app.register_blueprint(orders_api_bp)
+    app.register_blueprint(manager_bp)
+    app.register_blueprint(tracking_bp)
+    app.register_blueprint(guides_admin_bp)
+    app.register_blueprint(recommend_api_bp)
 
     app.cli.add_command(db_cli)
     app.cli.add_command(data_cli)
@@ -56,6 +87,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(knowledge_cli)
     app.cli.add_command(tasks_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(sidebar_cli)
+    app.cli.add_command(coupons_cli)
+    app.cli.add_command(commission_cli)
+    app.cli.add_command(orders_cli)
+    app.cli.add_command(report_cli)
+    app.cli.add_command(guides_cli)
+    app.cli.add_command(recommend_cli)
     return app
 
 

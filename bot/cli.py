@@ -6,7 +6,7 @@ from datetime import timedelta
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.tasks import process_callback
 from core.db import db
@@ -19,11 +19,21 @@ from models import CallbackInbox
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Work the queued jobs, then exit.")
 def worker_command(burst):
-    """Run an RQ worker on the service's queue (add processes to scale)."""
+    """Run an RQ worker on the service's queue (add processes to scale).
+
+    Each worker also relays stored callbacks to the queue, and runs RQ's scheduler (one per Redis holds
+    its lock) so that jobs retried with backoff run again."""
     if rstore.embedded:
         raise click.ClickException("REDIS_URL is not set: a separate worker needs a real Redis")
-    worker = jobs.worker(current_app._get_current_object())
-    worker.work(burst=burst, logging_level="INFO")
+    app = current_app._get_current_object()
+    if burst:
+        jobs.run_burst(app)
+        return
+    feeders = jobs.start_feeders(app)
+    try:
+        jobs.worker(app).work(logging_level="INFO", with_scheduler=True)
+    finally:
+        feeders.stop()
 
 
 bot_cli = AppGroup("bot", help="WeCom callback inbox.")
@@ -40,4 +50,7 @@ def replay(older_than):
     ).all()
     for inbox_id in ids:
         jobs.enqueue(process_callback, inbox_id)
+    if ids:
+        db.session.execute(update(CallbackInbox).where(CallbackInbox.id.in_(ids)).values(queued_at=utcnow()))
+        db.session.commit()
     click.echo(f"queued {len(ids)} callbacks")

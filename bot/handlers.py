@@ -141,8 +141,13 @@ def transfer_failed(fields: dict, *, ref: str) -> dict:
     if customer is None:
         return {"note": "unknown customer"}
     guide = _guide(fields["UserID"])
-    ops.record_event(customer, "transfer_failed", occurred_at=ops.from_timestamp(fields["CreateTime"]),
+    when = ops.from_timestamp(fields["CreateTime"])
+    ops.record_event(customer, "transfer_failed", occurred_at=when,
                      channel="wecom", guide=guide, ref=ref, payload={"reason": fields.get("FailReason")})
+    from guides.operations import transfer_failed as settle_failed
+
+    # Undo the move and raise a red dot for the store manager (customer refused, receiver at the cap).
+    settle_failed(customer, guide.userid, fields.get("FailReason"), now=when)
     return {"customer_id": customer.id, "reason": fields.get("FailReason")}
 
 

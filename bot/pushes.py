@@ -89,25 +89,21 @@ def compose(push: GuidePush, guide: Guide) -> tuple[str, str, str] | None:
 
 
 def _ranking_card(guide: Guide, D: date) -> tuple[str, str, str] | None:
-    """The team's day: attributed GMV and tasks done, per guide of the store."""
-    from tasks.rules import start_of
+    """The team's day from the leaderboard (reconciled at 20:00): attributed GMV and tasks done per guide of
+    the store; a guide also sees where they stand."""
+    from reports.leaderboard import guide_rows
 
     if guide.store_id is None:
         return None
-    team = db.session.execute(select(Guide.id, Guide.name).where(
-        Guide.store_id == guide.store_id, Guide.status == "active", Guide.role == "guide")).all()
-    if not team:
+    rows = [r for r in guide_rows("day", D, metric="gmv", store_id=guide.store_id) if r["status"] == "active"]
+    if not rows:
         return None
-    ids = [g for g, _ in team]
-    gmv = dict(db.session.execute(select(Order.guide_id, func.sum(Order.amount)).where(
-        Order.guide_id.in_(ids), Order.paid_at >= start_of(D), Order.paid_at < start_of(D + timedelta(days=1)))
-        .group_by(Order.guide_id)).all())
-    done = dict(db.session.execute(select(RedDot.guide_id, func.count()).where(
-        RedDot.guide_id.in_(ids), RedDot.task_date == D, RedDot.status == "done").group_by(RedDot.guide_id)).all())
-    rows = sorted(team, key=lambda g: (-(gmv.get(g[0]) or 0), -done.get(g[0], 0), g[1]))
-    lines = [f"{i}. {name} 业绩¥{(gmv.get(gid) or 0):.0f} 完成任务{done.get(gid, 0)}"
-             for i, (gid, name) in enumerate(rows, 1)]
-    return "今日团队排行", "\n".join(lines[:10]), _link("ranking")
+    lines = [f"{r['rank']}. {r['name']} 业绩¥{float(r['gmv']):.0f} 订单{r['orders']} 完成任务{r['tasks_done']}"
+             for r in rows[:10]]
+    mine = next((r for r in rows if r["userid"] == guide.userid), None)
+    if mine and mine["rank"] > 10:
+        lines.append(f"…\n{mine['rank']}. {mine['name']} 业绩¥{float(mine['gmv']):.0f} 完成任务{mine['tasks_done']}")
+    return "今日团队排行", "\n".join(lines), _link("ranking")
 
 
 def send_push(push_id: int) -> str:

@@ -3,19 +3,47 @@
 The job locks its inbox row, skips it when already done, runs the handler and marks the row done in the
 same transaction, so a re-delivered job (or a second worker) changes nothing. Trajectory events carry the
 inbox key as their `ref` for the same reason.
+
+The request that receives a callback only stores it; `relay_inbox` (run continually by every worker process,
+see core.queue feeders) queues a job for each stored row and stamps its `queued_at`.
 """
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import handlers
 from core.db import db
+from core.queue import jobs
 from core.timeutil import utcnow
 from models import CallbackInbox
 
 log = logging.getLogger(__name__)
+
+
+RELAY_BATCH = 500
+
+
+def relay_inbox(limit: int = RELAY_BATCH) -> int:
+    """Queue a job for each stored callback not yet queued; returns how many were queued.
+
+    The rows are claimed with FOR UPDATE SKIP LOCKED, so relays in many workers share the work without
+    waiting on each other, and stamped in the same transaction after the jobs are on the queue: if Redis is
+    down nothing is stamped and the next pass tries again; if this process dies between the enqueue and the
+    commit, the rows are queued twice, which the job's row lock and status make harmless. A stored callback
+    is never left unqueued.
+    """
+    with db.engine.begin() as conn:
+        ids = conn.scalars(
+            select(CallbackInbox.id).where(CallbackInbox.queued_at.is_(None)).order_by(CallbackInbox.id)
+            .limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        if not ids:
+            return 0
+        jobs.enqueue_many(process_callback, [(inbox_id,) for inbox_id in ids])
+        conn.execute(update(CallbackInbox).where(CallbackInbox.id.in_(ids)).values(queued_at=utcnow()))
+    return len(ids)
 
 
 def process_callback(inbox_id: int) -> str:

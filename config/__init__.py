@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = ROOT / "instance"
 
 WECOM_DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
+WECOM_DEFAULT_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
+# wx.config needs jweixin; wx.agentConfig (what a sidebar uses) needs jwxwork after it.
+WECOM_DEFAULT_JSSDK_URLS = ("https://res.wx.qq.com/open/js/jweixin-1.2.0.js",
+                            "https://open.work.weixin.qq.com/wwopen/js/jwxwork-1.0.0.js")
 
 # Demo credentials for the local WeCom stand-in. They are public on purpose: they protect nothing.
 DEMO_WECOM = {
@@ -27,6 +31,9 @@ DEMO_WECOM = {
     "WECOM_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
     "WECOM_API_BASE": "http://127.0.0.1:5001/cgi-bin/",
 }
+
+# The orders API's key in demo mode when INGEST_HMAC_KEY is unset: public on purpose, it protects nothing.
+DEMO_INGEST_KEY = "demo-ingest-key-for-local-tests"
 
 WECOM_KEYS = ("WECOM_CORP_ID", "WECOM_AGENT_ID", "WECOM_SECRET", "WECOM_TOKEN", "WECOM_AES_KEY", "WECOM_API_BASE")
 
@@ -61,8 +68,16 @@ def load_settings(environ: dict | None = None) -> dict:
         ),
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
         "QUEUE_MODE": env.get("QUEUE_MODE"),  # "rq" | "inline"; derived below when unset
-        "INGEST_HMAC_KEY": env.get("INGEST_HMAC_KEY"),
+        "INGEST_HMAC_KEY": env.get("INGEST_HMAC_KEY"),  # orders API; demo mode falls back to DEMO_INGEST_KEY
+        "ATTRIBUTION_MODE": env.get("ATTRIBUTION_MODE", "binding"),  # binding | last_touch (orders/attribution.py)
+        "ATTRIBUTION_WINDOW_DAYS": env.get("ATTRIBUTION_WINDOW_DAYS", "30"),
         "TASK_RULES": env.get("TASK_RULES"),  # rule parameters: JSON, or a JSON/YAML file (tasks/settings.py)
+        # "off": the callback inbox's insert does not wait for its WAL flush (PostgreSQL only; see
+        # docs/callbacks.md for what a database crash can then lose). Everything else stays durable.
+        "CALLBACK_SYNC_COMMIT": env.get("CALLBACK_SYNC_COMMIT", "on").strip().lower(),
+        # The sidebar: WeCom's OAuth2 authorize page and the JS-SDK files the WeCom webview loads.
+        "WECOM_OAUTH_URL": env.get("WECOM_OAUTH_URL", WECOM_DEFAULT_OAUTH_URL),
+        "WECOM_JSSDK_URLS": env.get("WECOM_JSSDK_URLS", " ".join(WECOM_DEFAULT_JSSDK_URLS)).split(),
     }
     for key in WECOM_KEYS:
         settings[key] = env.get(key, DEMO_WECOM[key] if demo else None)
@@ -81,6 +96,15 @@ def check_settings(settings: dict) -> None:
         raise ConfigError(f"APP_TIMEZONE is not a known time zone: {settings['APP_TIMEZONE']!r}") from None
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", settings["DATABASE_URL"]):
         raise ConfigError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+    if settings.get("CALLBACK_SYNC_COMMIT", "on") not in ("on", "off"):
+        raise ConfigError("CALLBACK_SYNC_COMMIT must be on or off")
+    if settings.get("ATTRIBUTION_MODE", "binding") not in ("binding", "last_touch"):
+        raise ConfigError("ATTRIBUTION_MODE must be binding or last_touch")
+    if not re.fullmatch(r"[0-9]{1,3}", str(settings.get("ATTRIBUTION_WINDOW_DAYS", "30"))) \
+            or not 1 <= int(settings.get("ATTRIBUTION_WINDOW_DAYS", "30")) <= 365:
+        raise ConfigError("ATTRIBUTION_WINDOW_DAYS must be a whole number of days from 1 to 365")
+    if settings.get("INGEST_HMAC_KEY") is not None and len(settings["INGEST_HMAC_KEY"]) < 16:
+        raise ConfigError("INGEST_HMAC_KEY is shorter than 16 characters")
     if settings["DEMO"]:
         return
     for key in WECOM_KEYS:

@@ -28,9 +28,15 @@ class Database:
             # No pre-ping: it costs a round trip per checkout on the callback hot path; recycle instead.
         # A small pool of permanently autocommitting connections for single-statement hot paths
         # (the callback inbox): one round trip, no BEGIN/COMMIT, no per-checkout isolation switch.
-        self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
-            if url.startswith("sqlite") else create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800,
-                                                           isolation_level="AUTOCOMMIT")
+        if url.startswith("sqlite"):
+            self.autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            connect_args = {}
+            if app.config.get("CALLBACK_SYNC_COMMIT", "on") == "off":
+                # Only these connections: the inbox insert returns before its WAL flush (an opt-in trade-off).
+                connect_args["options"] = "-c synchronous_commit=off"
+            self.autocommit_engine = create_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800,
+                                                   isolation_level="AUTOCOMMIT", connect_args=connect_args)
         self.session.configure(bind=self.engine)
         app.extensions["db"] = self
         app.teardown_appcontext(lambda exc: self.session.remove())

@@ -24,8 +24,11 @@ def ensure_identity(customer: Customer, kind: str, value: str | None) -> None:
         select(CustomerIdentity.customer_id).where(CustomerIdentity.kind == kind, CustomerIdentity.value == value)
     )
     if holder is None:
+        from orders.operations import match_for_identity
+
         db.session.add(CustomerIdentity(customer_id=customer.id, kind=kind, value=value))
         db.session.flush()
+        match_for_identity(kind, value)  # orders that arrived before this identity was known
 
 
 def upsert_from_wecom(contact: dict) -> Customer:
@@ -66,8 +69,11 @@ def open_follow(guide: Guide, customer: Customer, *, added_at: datetime, state=N
         select(Follow).where(Follow.guide_id == guide.id, Follow.customer_id == customer.id)
     )
     if follow is None:
+        from reports.leaderboard import bump
+
         follow = Follow(guide_id=guide.id, customer_id=customer.id, added_at=added_at)
         db.session.add(follow)
+        bump(guide.id, added_at, new_customers=1)
     elif follow.ended_at is not None:
         # Re-added after a deletion: the relation is live again; the first added_at stays for the binding rule.
         follow.ended_at = None

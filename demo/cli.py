@@ -28,10 +28,114 @@ def seed(*, if_empty: bool = False) -> dict[str, int] | None:
 
     if if_empty and db.session.scalar(select(func.count()).select_from(Customer)):
         return None
+    seed_commission()  # before the orders, so they are priced as they are imported
     records = build_records()
     counts = import_records(enumerate(records, 1), progress=sys.stderr.isatty())
     counts.update(seed_library())
+    counts.update(seed_coupons())
+    counts.update(seed_tracking())
     return counts
+
+
+def seed_commission() -> None:
+    from orders.commission import import_rates, read_rates_file
+
+    import_rates(read_rates_file(ROOT / "demo" / "commission.csv"))
+    db.session.commit()
+
+
+def seed_coupons(today=None) -> dict[str, int]:
+    """The demo coupon templates, and coupons already given to a few customers by their guides: some
+    expiring in the next days (red dots), some used in the customer's last order. Fixed codes, so a second
+    seed adds nothing."""
+    from datetime import datetime, time, timedelta
+
+    from coupons.operations import _audit, import_templates, read_templates_file
+    from core.timeutil import app_tz, local_today
+    from models import Coupon, CouponTemplate, Customer, Order
+    from reports.leaderboard import invalidate
+
+    import_templates(read_templates_file(ROOT / "demo" / "coupons.jsonl"))
+    today = today or local_today()
+    tz = app_tz()
+    templates = {t.external_id: t for t in db.session.scalars(select(CouponTemplate))}
+    bound = db.session.execute(select(Customer.id, Customer.binding_guide_id)
+                               .where(Customer.binding_guide_id.is_not(None)).order_by(Customer.id).limit(16)).all()
+    plan = ["DEMO-NF-199-30", "DEMO-ND-95", "DEMO-NEW-GIFT", "DEMO-BDAY-50"]
+    added = 0
+    for n, (customer_id, guide_id) in enumerate(bound):
+        code = f"DEMOCPN{n + 1:05d}"
+        if db.session.scalar(select(Coupon.id).where(Coupon.code == code)) is not None:
+            continue
+        t = templates[plan[n % len(plan)]]
+        # Issued 1–12 days ago; with 7–30 days of validity, several run out in the next days.
+        issued_day = today - timedelta(days=t.valid_days - 1 - n % 3) if n < 8 else today - timedelta(days=1 + n % 5)
+        issued_at = datetime.combine(issued_day, time(11, n % 60), tzinfo=tz)
+        expires = datetime.combine(issued_day + timedelta(days=t.valid_days), time.min, tzinfo=tz)
+        coupon = Coupon(code=code, template_id=t.id, customer_id=customer_id, guide_id=guide_id,
+                        status="issued", issued_at=issued_at, expires_at=expires)
+        db.session.add(coupon)
+        t.issued_count += 1
+        db.session.flush()
+        _audit(t, coupon, "issued", to_status="issued", guide_id=guide_id, at=issued_at,
+               details={"customer_id": customer_id, "demo": True})
+        last = db.session.scalar(select(Order).where(Order.customer_id == customer_id, Order.paid_at > issued_at)
+                                 .order_by(Order.paid_at.desc()).limit(1))
+        if last is not None and last.paid_at < expires:
+            coupon.status, coupon.redeemed_at, coupon.order_id = "redeemed", last.paid_at, last.id
+            last.coupon_codes = [code]
+            _audit(t, coupon, "redeemed", from_status="issued", to_status="redeemed", guide_id=guide_id,
+                   order_id=last.id, at=last.paid_at, details={"order_no": last.order_no, "demo": True})
+        added += 1
+    db.session.commit()
+    invalidate()
+    return {"coupon": added} if added else {}
+
+
+def seed_tracking(today=None) -> dict[str, int]:
+    """Tracked links with their opens, browsing (product_view events) and script sends from
+    `demo.data.tracking_plan`, so `report funnel`, `knowledge stats` and the browsing recommendation show
+    something in the demo. Fixed tokens: a second seed adds nothing."""
+    from core.timeutil import parse_datetime
+    from customers.operations import find_customer, record_event
+    from demo.data import tracking_plan
+    from models import Content, Guide, LinkOpen, Script, ScriptSend, TrackedLink
+
+    content = {c.external_id: c for c in db.session.scalars(
+        select(Content).where(Content.url.is_not(None)).order_by(Content.external_id))}
+    scripts = {s.external_id: s for s in db.session.scalars(select(Script).order_by(Script.external_id))}
+    if not content or not scripts:
+        return {}
+    plan = tracking_plan(list(content), list(scripts), today)
+    if db.session.scalar(select(TrackedLink.id).where(TrackedLink.token == plan["links"][0]["token"])):
+        return {}
+    guides = {g.userid: g for g in db.session.scalars(select(Guide))}
+    customers = {}
+
+    def customer(ext):
+        if ext not in customers:
+            customers[ext] = find_customer("external_userid", ext)
+        return customers[ext]
+
+    for item in plan["links"]:
+        c, g, piece = customer(item["external_userid"]), guides[item["userid"]], content[item["content"]]
+        link = TrackedLink(token=item["token"], guide_id=g.id, customer_id=c.id, content_id=piece.id,
+                           target_url=piece.url, created_at=parse_datetime(item["sent_at"]))
+        db.session.add(link)
+        db.session.flush()
+        db.session.add_all([LinkOpen(link_id=link.id, customer_id=c.id, guide_id=g.id, content_id=piece.id,
+                                     opened_at=parse_datetime(o), user_agent="demo") for o in item["opens"]])
+    for v in plan["product_views"]:
+        record_event(customer(v["external_userid"]), "product_view", occurred_at=parse_datetime(v["at"]),
+                     channel="miniprogram", payload={"sku": v["sku"]}, ref=v["ref"])
+    for s in plan["script_sends"]:
+        g = guides[s["userid"]]
+        db.session.add(ScriptSend(script_id=scripts[s["script"]].id, guide_id=g.id, store_id=g.store_id,
+                                  customer_id=customer(s["external_userid"]).id, source="suggested",
+                                  terms=[], sent_at=parse_datetime(s["sent_at"])))
+    db.session.commit()
+    return {"tracked_link": len(plan["links"]), "product_view": len(plan["product_views"]),
+            "script_send": len(plan["script_sends"])}
 
 
 def seed_library() -> dict[str, int]:
@@ -58,6 +162,7 @@ def seed_command(if_empty):
         click.echo("customers already exist: demo seed skipped")
         return
     click.echo(f"demo data seeded: {sum(counts.values())} records")
-    for rtype in (*TYPE_ORDER, "script", "content", "synonym"):
+    for rtype in (*TYPE_ORDER, "script", "content", "synonym", "coupon", "tracked_link", "product_view",
+                  "script_send"):
         if rtype in counts:
             click.echo(f"  {rtype:<13}{counts[rtype]:>6}")

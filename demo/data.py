@@ -483,3 +483,78 @@ def demo_corp_seed(today: date | None = None) -> dict:
      "contacts": {external_userid: {name, gender, unionid, follow_user: [{userid, createtime, remark, state,
      tags?}]}}} — the binding guide's follow carries the customer's tags by name."""
     return build(today).corp
+
+
+# --- tracked links, product views and script sends (docs/tracking.md) -------------------------------------
+
+_TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def tracking_plan(content_ids: list[str], script_ids: list[str], today: date | None = None) -> dict:
+    """What the demo's guides sent and what customers did with it, for `demo seed`: tracked links (some
+    opened, some twice; many sent a few days before an order the customer placed anyway, as guides time
+    content to a replenishment), browsing of high-priced strollers without buying, and script sends.
+
+    {"links": [{token, userid, external_userid, content, sent_at, opens: [iso]}],
+     "product_views": [{ref, external_userid, sku, at}],
+     "script_sends": [{userid, external_userid, script, sent_at}]}
+    Tokens are fixed (a second seed adds nothing), so they are guessable: demo only."""
+    today = today or datetime.now(TZ).date()
+    data = build(today)
+    rng = random.Random(SEED + 7)
+    customers = {r["external_userid"]: r for r in data.records if r["type"] == "customer"}
+    key_to_ext = {}
+    for ext, r in customers.items():
+        for k in ("mobile", "member_no", "unionid"):
+            key_to_ext[r[k]] = ext
+    guide_of: dict[str, str] = {}
+    for r in sorted((r for r in data.records if r["type"] == "follow"), key=lambda r: r["added_at"]):
+        guide_of.setdefault(r["external_userid"], r["userid"])
+    order_days: dict[str, list[int]] = {}
+    bought: dict[str, set] = {}
+    for r in data.records:
+        if r["type"] != "order":
+            continue
+        ext = key_to_ext[next(iter(r["customer"].values()))]
+        order_days.setdefault(ext, []).append((today - date.fromisoformat(r["paid_at"][:10])).days)
+        bought.setdefault(ext, set()).update(i["category"] for i in r["items"])
+
+    def at(days_ago: int, hour: int, minute: int = 0) -> str:
+        return _iso(today - timedelta(days=days_ago), hour, minute)
+
+    exts = sorted(guide_of)
+    # Some content is simply better read: the first items open more often.
+    open_rate = {cid: 0.8 - 0.4 * i / max(len(content_ids) - 1, 1) for i, cid in enumerate(content_ids)}
+    links = []
+    for n, ext in enumerate(rng.sample(exts, min(90, len(exts)))):
+        content = rng.choice(content_ids)
+        recent = [d for d in order_days.get(ext, []) if 2 <= d <= 50]
+        sent = (rng.choice(recent) + rng.randint(1, 5)) if recent and rng.random() < 0.5 else rng.randint(1, 50)
+        opens = []
+        if rng.random() < open_rate[content]:
+            opens.append(at(sent, rng.randint(19, 21), rng.randint(0, 59)))
+            if rng.random() < 0.25 and sent > 1:
+                opens.append(at(sent - 1, rng.randint(9, 12), rng.randint(0, 59)))
+        links.append({"token": "".join(rng.choices(_TOKEN_ALPHABET, k=22)), "userid": guide_of[ext],
+                      "external_userid": ext, "content": content, "sent_at": at(sent, 19), "opens": opens})
+
+    views = []
+    babies = [e for e in exts if customers[e].get("baby_birthday") and "推车" not in bought.get(e, set())
+              and (today - date.fromisoformat(customers[e]["baby_birthday"])).days <= 200]
+    for ext in rng.sample(babies, min(4, len(babies))):
+        for k in range(rng.choice([3, 4])):
+            views.append({"ref": f"demo-view-{len(views) + 1}", "external_userid": ext,
+                          "sku": rng.choice(["TC-02", "TC-02", "ZY-02"]) if k else "TC-02",
+                          "at": at(rng.randint(1, 10), rng.randint(20, 22), rng.randint(0, 59))})
+
+    sends = []
+    for _ in range(120):
+        ext = rng.choice(exts)
+        script = rng.choice(script_ids[:10])
+        recent = [d for d in order_days.get(ext, []) if 2 <= d <= 60]
+        # The first scripts are the ones that work: guides sent them shortly before purchases more often.
+        ahead = script_ids.index(script) < 3 and recent and rng.random() < 0.7
+        day = (rng.choice(recent) + rng.randint(1, 4)) if ahead else rng.randint(1, 60)
+        sends.append({"userid": guide_of[ext], "external_userid": ext, "script": script,
+                      "sent_at": at(day, rng.randint(10, 20), rng.randint(0, 59))})
+    return {"links": links, "product_views": views, "script_sends": sends}

@@ -464,7 +464,7 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
         "SELECT DISTINCT o.customer_id FROM orders o JOIN tmp_order t ON t.order_no = o.order_no "
         "WHERE o.customer_id IS NOT NULL")))
     # Rows go in key order (ORDER BY): the unique indexes then grow at their right edge, not at random.
-    sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "guide_id", "paid_at",
+    sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "paid_at",
                                               "amount", "customer_keys"])
     bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, paid_at, amount,
             customer_keys, created_at)
@@ -484,6 +484,12 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     bulk.run("""DELETE FROM order_lines WHERE EXISTS (
         SELECT 1 FROM orders o JOIN tmp_order t ON t.order_no = o.order_no
         WHERE o.id = order_lines.order_id AND order_lines.line_no > t.n_lines)""")
+
+    # Credit each order to the guide who served the customer when it was paid, and price its commission:
+    # the same rule as the orders API (orders/attribution.py).
+    from orders.attribution import attribute
+
+    attribute("o.order_no IN (SELECT order_no FROM tmp_order)")
 
     # One trajectory event per matched order; (type, ref) is unique, so a re-import adds none.
     bulk.run("""INSERT INTO events (customer_id, type, occurred_at, channel, guide_id, payload, ref)
@@ -548,6 +554,10 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
                 session.rollback()
             else:
                 session.commit()
+                if plan.orders or plan.follows:
+                    from reports.leaderboard import invalidate
+
+                    invalidate()  # rankings are rebuilt from the database on their next read
             log.debug("committed in %.1f s", time.perf_counter() - t0)
         except BaseException:
             session.rollback()

@@ -77,3 +77,26 @@ def relearn_cmd(days):
     """Rebuild the learned (query terms → script) pairs in Redis from the stored sends."""
     n = service.relearn(days)
     click.echo(f"re-learned from {n} sends")
+
+
+@knowledge_cli.command("stats")
+@click.option("--since", help="Sends from this local day on (YYYY-MM-DD).")
+@click.option("--until", help="Sends before this local day (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def stats_cmd(since, until, as_json):
+    """Which scripts work: each script's sends and the orders its customers paid within 7 days after."""
+    from tracking.cli import day_start
+    from tracking.funnels import script_stats
+
+    rows = script_stats(since=day_start(since, "--since"), until=day_start(until, "--until"))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no script sends in the period")
+        return
+    click.echo(f"{'script':<20} {'sends':>6} {'cust.':>6} {'conv.':>6} {'conv%':>6} {'gmv':>10}  title")
+    for r in rows:
+        click.echo(f"{str(r['external_id']):<20} {r['sends']:>6} {r['customers']:>6} {r['converted']:>6} "
+                   f"{r['conversion_rate'] * 100:>5.1f}% {r['gmv']:>10}  {r['title']}")

@@ -222,17 +222,35 @@ def customer_context(customer: Customer, today: date | None = None) -> set[str]:
     return words
 
 
+_word_indexes: dict[int, tuple[dict, dict[str, list[str]]]] = {}
+
+
+def _word_index(items: dict[str, _Item]) -> dict[str, list[str]]:
+    """word -> ids of the items whose `match` holds it; built once per library (items dict)."""
+    hit = _word_indexes.get(id(items))
+    if hit is not None and hit[0] is items:
+        return hit[1]
+    index: dict[str, list[str]] = {}
+    for eid, item in items.items():
+        for word in item.match:
+            index.setdefault(word, []).append(eid)
+    if len(_word_indexes) > 16:  # old libraries' indexes
+        _word_indexes.clear()
+    _word_indexes[id(items)] = (items, index)
+    return index
+
+
 def _context_boosts(items: dict[str, _Item], context: set[str]) -> dict[str, float]:
     """A script or product tagged with what describes the customer moves up a little (ties and close calls
-    only: at most +25 %)."""
+    only: at most +25 %). Looked up word by word, not item by item: a 10,000-script library costs microseconds."""
     if not context:
         return {}
-    out = {}
-    for eid, item in items.items():
-        hits = len(item.match & context)
-        if hits:
-            out[eid] = min(1.0 + 0.1 * hits, 1.25)
-    return out
+    index = _word_index(items)
+    hits: dict[str, int] = {}
+    for word in context:
+        for eid in index.get(word, ()):
+            hits[eid] = hits.get(eid, 0) + 1
+    return {eid: min(1.0 + 0.1 * n, 1.25) for eid, n in hits.items()}
 
 
 # ------------------------------------------------------------------------------------------- suggest
@@ -245,7 +263,7 @@ def _prepare(text: str | None) -> str:
 
 
 def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None = None, top: int = 5,
-            with_content: bool = True, today: date | None = None) -> dict:
+            with_content: bool = True, today: date | None = None, context: set[str] | None = None) -> dict:
     """Ranked scripts, related content and products for a customer's message.
 
     `customer` shifts the ranking towards what describes them (tags, baby's stage, recent purchases);
@@ -271,7 +289,8 @@ def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None 
     n = len(scopes)
     learned = _learned([(t, results[1 + i * n:1 + (i + 1) * n]) for i, t in enumerate(terms)], time.time())
 
-    context = customer_context(customer, today) if customer is not None else set()
+    if context is None:  # a caller that already described the customer passes it (one set of queries, not two)
+        context = customer_context(customer, today) if customer is not None else set()
     hidden = lib.out_of_window(today)
     boosts = {**_context_boosts(lib.script_items, context), **hidden}
     scripts = [dict(lib.script_items[eid].data, score=round(score, 4))
@@ -403,10 +422,12 @@ def content_for(customer: Customer, *, top: int = 10, today: date | None = None)
 def opening_scripts(customer: Customer, *, guide: Guide | None = None, top: int = 3) -> list[dict]:
     """Scripts for a chat just opened, before the guide types anything: searched with the words that
     describe the customer (baby's stage, tags, recent purchase categories)."""
-    context = sorted(w for w in customer_context(customer) if "/" not in w and not w.isascii())
+    described = customer_context(customer)
+    context = sorted(w for w in described if "/" not in w and not w.isascii())
     if not context:
         return []
     try:
-        return suggest(" ".join(context), guide=guide, customer=customer, top=top, with_content=False)["scripts"]
+        return suggest(" ".join(context), guide=guide, customer=customer, top=top, with_content=False,
+                       context=described)["scripts"]
     except EmptyQuery:
         return []

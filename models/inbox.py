@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.timeutil import utcnow
@@ -14,6 +14,11 @@ INBOX_STATES = ("pending", "done", "failed", "ignored")
 
 class CallbackInbox(Base):
     __tablename__ = "callback_inbox"
+    __table_args__ = (
+        # The relay's work list: stored callbacks not yet handed to the job queue (normally a handful).
+        Index("ix_callback_inbox_unqueued", "id", postgresql_where=text("queued_at IS NULL"),
+              sqlite_where=text("queued_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     # MsgId for messages; Event + ChangeType + ids + CreateTime for events. WeCom's retries collide here.
@@ -28,3 +33,5 @@ class CallbackInbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None]
     processed_at: Mapped[datetime | None]
+    # Set by the relay (bot.relay) once a job for this row is on the queue; NULL = stored, not yet queued.
+    queued_at: Mapped[datetime | None]

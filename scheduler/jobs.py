@@ -1,7 +1,9 @@
 """Every periodic job, declared as data in one place. The scheduler process only reads this list.
 
-Times are local (APP_TIMEZONE). Each job takes the local date of its slot and must be idempotent: the
-runner may re-run a slot after a crash, and catches up a missed slot once at start-up.
+Daily jobs run at a local time (APP_TIMEZONE); interval jobs (`Job.every`) run every N minutes, on slots
+aligned to the clock. Each job takes the local date of its slot and must be idempotent: the runner may re-run a
+slot after a crash, and catches up a missed daily slot once at start-up (an interval job simply runs at its
+next slot).
 """
 from __future__ import annotations
 
@@ -26,8 +28,52 @@ def red_dots(D: date) -> dict:
 
 def daily_ranking(D: date) -> dict:
     from bot.pushes import queue_pushes
+    from reports.leaderboard import rebuild
 
+    rebuild("day", D)  # the 20:00 ranking is reconciled from the database before it is pushed
     return {"queued": queue_pushes("daily_ranking", D)}
+
+
+def coupon_expire(D: date) -> dict:
+    """Expire the coupons whose validity ended (idempotent: an expired coupon is not touched again)."""
+    from core.db import db
+    from coupons.operations import expire
+
+    n = expire()
+    db.session.commit()
+    return {"expired": n}
+
+
+def orders_match(D: date) -> dict:
+    """Match orders whose customer was unknown when they arrived."""
+    from core.db import db
+    from orders.operations import match_pending
+
+    result = match_pending()
+    db.session.commit()
+    return result
+
+
+def leaderboard_reconcile(D: date) -> dict:
+    """Rebuild yesterday's and today's rankings (day, week, month) from the database."""
+    from datetime import timedelta
+
+    from reports.leaderboard import PERIODS, rebuild
+
+    for day in (D - timedelta(days=1), D):
+        for period in PERIODS:
+            rebuild(period, day)
+    return {"rebuilt": [str(D - timedelta(days=1)), str(D)]}
+def recommend_pairs(D: date) -> dict:
+    from recommend.tasks import rebuild_pairs
+
+    return rebuild_pairs(D)
+
+
+def transfer_results(D: date) -> dict:
+    from guides.tasks import poll_transfers
+
+    return poll_transfers(D)
 
 
 @dataclass(frozen=True)
@@ -37,10 +83,27 @@ class Job:
     minute: int
     func: Callable[[date], dict]
     description: str
+    every_minutes: int | None = None  # set: an interval job; hour and minute are unused
+
+    @classmethod
+    def every(cls, key: str, minutes: int, func: Callable[[date], dict], description: str) -> "Job":
+        if not 1 <= minutes <= 1440:
+            raise ValueError(f"job {key}: interval {minutes} min is out of range 1..1440")
+        return cls(key, 0, 0, func, description, every_minutes=minutes)
+
+    @property
+    def when(self) -> str:
+        return f"every {self.every_minutes} min" if self.every_minutes else f"{self.hour:02d}:{self.minute:02d}"
 
 
 JOBS = [
     Job("morning_brief", 8, 0, morning_brief, "08:00 早安：今日素材与工具"),
     Job("red_dots", 9, 0, red_dots, "09:00 生成并推送今日红点任务"),
     Job("daily_ranking", 20, 0, daily_ranking, "20:00 推送团队当日排行"),
+    # An expired coupon is refused by its expires_at at once anyway; the job records the state change.
+    Job.every("coupon_expire", 60, coupon_expire, "每小时：过期优惠券"),
+    Job.every("orders_match", 60, orders_match, "每小时：匹配未识别顾客的订单"),
+    Job.every("leaderboard_reconcile", 60, leaderboard_reconcile, "每小时：从数据库重建昨日与今日排行"),
+    Job("product_pairs", 23, 30, recommend_pairs, "23:30 重算商品关联（常一起买）"),
+    Job.every("transfer_results", 60, transfer_results, "每小时查询离职继承结果"),
 ]

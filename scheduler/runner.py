@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from core.db import db
@@ -27,7 +28,19 @@ LOCK_SECONDS = 3600  # longer than any job runs; a crashed holder frees the slot
 
 
 def slot_time(job: Job, D: date) -> datetime:
+    """The UTC instant of a daily job's slot on local day D."""
     return datetime.combine(D, time(job.hour, job.minute), tzinfo=app_tz()).astimezone(UTC)
+
+
+def current_slot(job: Job, now: datetime) -> datetime:
+    """The slot `now` falls in: today's time for a daily job, the clock-aligned interval for an interval job."""
+    if job.every_minutes is None:
+        return slot_time(job, now.astimezone(app_tz()).date())
+    local = now.astimezone(app_tz())
+    minutes = local.hour * 60 + local.minute
+    start = minutes - minutes % job.every_minutes
+    aligned = datetime.combine(local.date(), time(start // 60, start % 60), tzinfo=app_tz())
+    return aligned.astimezone(UTC)
 
 
 def run_slot(job: Job, slot: datetime) -> str:
@@ -70,6 +83,8 @@ def catch_up(now: datetime | None = None) -> dict[str, str]:
     today = now.astimezone(app_tz()).date()
     out = {}
     for job in JOBS:
+        if job.every_minutes is not None:
+            continue
         slot = slot_time(job, today)
         if slot > now:
             continue
@@ -82,16 +97,16 @@ def catch_up(now: datetime | None = None) -> dict[str, str]:
 
 def _fire(app, job: Job) -> None:
     with app.app_context():
-        now = utcnow()
-        D = now.astimezone(app_tz()).date()
-        run_slot(job, slot_time(job, D))
+        run_slot(job, current_slot(job, utcnow()))
 
 
 def build(app, *, blocking: bool):
     tz = app_tz()
     sched = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=tz)
     for job in JOBS:
-        sched.add_job(_fire, CronTrigger(hour=job.hour, minute=job.minute, timezone=tz), args=(app, job),
+        trigger = (CronTrigger(hour=job.hour, minute=job.minute, timezone=tz) if job.every_minutes is None
+                   else IntervalTrigger(minutes=job.every_minutes, timezone=tz))
+        sched.add_job(_fire, trigger, args=(app, job),
                       id=job.key, name=job.description, misfire_grace_time=600, coalesce=True,
                       max_instances=1)
     return sched
@@ -104,6 +119,6 @@ def start(app, *, blocking: bool):
         if caught:
             log.info("scheduler caught up: %s", caught)
     sched = build(app, blocking=blocking)
-    log.info("scheduler started: %s", ", ".join(f"{j.key} {j.hour:02d}:{j.minute:02d}" for j in JOBS))
+    log.info("scheduler started: %s", ", ".join(f"{j.key} {j.when}" for j in JOBS))
     sched.start()
     return sched

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 req=${1:-requirements.txt}
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1  # the browser tests drive Debian's chromium (scripts/browser.sh)
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

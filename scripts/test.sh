@@ -4,6 +4,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt || exit 1
 bash scripts/services.sh || exit 1
+# Headless Chromium for the browser tests (Debian's package; Playwright never downloads its own).
+bash scripts/browser.sh || echo "chromium is not available: the browser tests will be skipped" >&2
 .venv/bin/python -m pytest "$@"
 status=$?
 if [ $status -eq 5 ]; then

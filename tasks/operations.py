@@ -28,7 +28,8 @@ from tasks.settings import SCRIPT_QUERIES, rule_settings
 log = logging.getLogger(__name__)
 
 RULE_LABELS = {"birthday": "生日", "dormant": "沉睡回访", "post_purchase": "购后回访", "replenish": "补货提醒",
-               "coupon_expiring": "券到期", "new_contact": "新客", "lost_contact": "流失预警", "sop": "SOP"}
+               "coupon_expiring": "券到期", "new_contact": "新客", "lost_contact": "流失预警", "sop": "SOP",
+               "transfer_fail": "离职继承失败"}
 INSERT_BATCH = 5000
 
 
@@ -93,6 +94,9 @@ def generate(D: date, *, progress: bool = False) -> dict:
                     created[rule.split(":", 1)[0]] += 1
             _rank(D, cfg["daily_cap"])
             db.session.commit()
+            from reports.leaderboard import invalidate
+
+            invalidate(D)  # tasks_total changed: the day, week and month are rebuilt on their next read
         except BaseException:
             db.session.rollback()
             raise
@@ -173,7 +177,12 @@ def close_task(task_id: int, guide: Guide, *, status: str, reason: str | None = 
             raise TaskInputError("跳过任务需要填写原因")
         if len(reason) > 200:
             raise TaskInputError("原因不能超过200字")
+    from reports.leaderboard import bump
+
+    was_done = task.status == "done"
     task.status, task.skip_reason = status, reason if status == "skipped" else None
+    if was_done != (status == "done"):
+        bump(guide.id, task.task_date, tasks_done=1 if status == "done" else -1)
     task.done_at = utcnow()
     db.session.flush()
     return task
@@ -181,7 +190,11 @@ def close_task(task_id: int, guide: Guide, *, status: str, reason: str | None = 
 
 def mark_done_for(guide_id: int, customer_id: int, D: date) -> int:
     """The guide reached this customer today: their open tasks for the customer are done."""
+    from reports.leaderboard import bump
+
     result = db.session.execute(update(RedDot).where(
         RedDot.guide_id == guide_id, RedDot.customer_id == customer_id, RedDot.task_date == D,
         RedDot.status == "open").values(status="done", done_at=utcnow()))
+    if result.rowcount:
+        bump(guide_id, D, tasks_done=result.rowcount)
     return result.rowcount

@@ -113,7 +113,10 @@ def record_touch(customer, guide, *, kind: str, channel: str, ref: str | None = 
         db.session.add(touch)
         db.session.flush()
         if guide is not None:
+            from reports.leaderboard import bump
             from tasks.operations import mark_done_for
+
+            bump(guide.id, now, messages_sent=1)
 
             mark_done_for(guide.id, customer.id, local.date())
     except Exception:

@@ -15,7 +15,8 @@ from sqlalchemy.orm import aliased
 
 from core.db import db
 from core.timeutil import UTC, app_tz
-from models import Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Tag, Touch
+from models import (Coupon, CouponTemplate, Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Tag,
+                    Touch)
 
 WEEKDAYS = "一二三四五六日"
 DORMANT_HORIZON_DAYS = 730  # a customer idle for longer than two years is not brought back by a red dot
@@ -221,11 +222,39 @@ def lost_contact(D: date, p: dict, settings: dict) -> list[Candidate]:
     return out
 
 
+def coupon_expiring(D: date, p: dict, settings: dict) -> list[Candidate]:
+    """An issued, unredeemed coupon whose last valid day is D … D + days_ahead: remind the customer to use
+    it (one task per customer, for the coupon that expires first)."""
+    soonest = (select(Coupon.customer_id, func.min(Coupon.expires_at).label("expires_at"))
+               .where(Coupon.status == "issued", Coupon.expires_at > start_of(D),
+                      Coupon.expires_at <= start_of(D + timedelta(days=p["days_ahead"] + 1)))
+               .group_by(Coupon.customer_id).subquery())
+    q = (_bound().add_columns(Coupon.code, CouponTemplate.name, Coupon.expires_at)
+         .join(soonest, soonest.c.customer_id == Customer.id)
+         .join(Coupon, and_(Coupon.customer_id == Customer.id, Coupon.expires_at == soonest.c.expires_at,
+                            Coupon.status == "issued"))
+         .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+         .where(marketing_allowed(D, settings)))
+    out, seen = [], set()
+    tz = app_tz()
+    for cid, gid, spend, code, name, expires_at in db.session.execute(q.order_by(Coupon.id)):
+        if cid in seen:
+            continue
+        seen.add(cid)
+        last_day = (expires_at - timedelta(microseconds=1)).astimezone(tz).date()
+        phrase = day_phrase(last_day, D)
+        out.append(Candidate(gid, cid, "coupon_expiring", p["priority"] + (5 if last_day == D else 0), spend,
+                             f"优惠券「{name}」{phrase}到期，提醒顾客使用", {"valid_until": last_day.isoformat()},
+                             coupon=code, marketing=True))
+    return out
+
+
 RULE_FUNCS = {
     "birthday": birthday,
     "dormant": dormant,
     "post_purchase": post_purchase,
     "replenish": replenish,
+    "coupon_expiring": coupon_expiring,
     "new_contact": new_contact,
     "lost_contact": lost_contact,
 }

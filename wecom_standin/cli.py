@@ -114,6 +114,19 @@ def fire_add_contact(guide, customer, name, state, repeat, standin):
                                       "state": state, "repeat": repeat})
 
 
+@fire.command("add-half-contact")
+@click.option("--guide", required=True, help="the member's userid")
+@click.option("--customer", default=None, help="external_userid (new random one when omitted)")
+@click.option("--name", default=None)
+@click.option("--state", default=None, help="the 联系我 / acquisition-link state")
+@_repeat_opt
+@_standin_opt
+def fire_add_half_contact(guide, customer, name, state, repeat, standin):
+    """A customer adds a guide who accepts without verification (add_half_external_contact)."""
+    _control(standin, "add_half_contact", {"userid": guide, "external_userid": customer, "name": name,
+                                           "state": state, "repeat": repeat})
+
+
 @fire.command("del-contact")
 @click.option("--guide", required=True)
 @click.option("--customer", required=True)

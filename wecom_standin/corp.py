@@ -83,6 +83,26 @@ class Corp:
             queue = self.faults.get(path.strip("/"))
             return queue.pop(0) if queue else None
 
+    def settle_transfers(self, status: int, external_userids: list[str] | None = None, *,
+                         kind: str = "resigned") -> int:
+        """Decide waiting transfers as WeCom would after 24 h: 1 done (the follow moves to the receiver),
+        3 refused by the customer, 4 the receiver is at the cap, 5 no record. Returns how many were settled."""
+        n = 0
+        with self.lock:
+            for t in self.transfers:
+                if t["kind"] != kind or t["status"] != 2:
+                    continue
+                if external_userids is not None and t["external_userid"] not in external_userids:
+                    continue
+                t["status"] = status
+                n += 1
+                contact = self.contacts.get(t["external_userid"])
+                if status == 1 and contact is not None:
+                    for f in contact["follow_user"]:
+                        if f["userid"] == t["handover_userid"]:
+                            f["userid"] = t["takeover_userid"]
+        return n
+
     def expire_tokens(self) -> None:
         with self.lock:
             self.tokens.clear()

@@ -7,12 +7,15 @@ valid access_token (else errcode 40014, as WeCom answers). Control endpoints (JS
     POST /_standin/reset                              forget tokens, calls and changes; re-apply the seed
     POST /_standin/expire_tokens                      invalidate issued tokens (next call gets 40014)
     POST /_standin/add_contact {userid, external_userid?, name?, state?}   + add_external_contact callback
+    POST /_standin/add_half_contact {same}                                 + add_half_external_contact callback
     POST /_standin/del_contact {userid, external_userid, source?}          + del_external_contact callback
     POST /_standin/del_follow_user {userid, external_userid}               + del_follow_user callback
     POST /_standin/edit_contact {userid, external_userid, remark?}         + edit_external_contact callback
     POST /_standin/tag_change {id?, tag_type?, change_type?}               + change_external_tag callback
     POST /_standin/text_message {userid, content}                          + a text message to the app
     POST /_standin/oauth_code {userid}                                     → {"code": …} for auth/getuserinfo
+    POST /_standin/transfer_settle {status, external_userid?: [...], kind?}  decide waiting (resigned) transfers
+    POST /_standin/transfer_fail {userid, external_userid, fail_reason}      + transfer_fail callback
     POST /_standin/fault {path, errcode, times?}        the next `times` (1) calls to /cgi-bin/<path> answer errcode
     GET  /_standin/state                                                   members, contacts, tags, sent messages
 
@@ -226,6 +229,37 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
             follow["tags"] = [t for t in follow["tags"] if t.get("tag_id") not in remove]
         return jsonify(OK)
 
+    @app.post("/cgi-bin/externalcontact/add_corp_tag")
+    def add_corp_tag():
+        """Add tags to a group (by group_id, or by group_name, created when new); 40071 for a name taken."""
+        data = body_json()
+        tags = [t for t in (data.get("tag") or []) if isinstance(t, dict) and t.get("name")]
+        if not tags:
+            return _err(40058, "tag is required")
+        if any(len(t["name"]) > 30 for t in tags):
+            return _err(40058, "tag name too long")
+        with corp.lock:
+            if data.get("group_id"):
+                group = next((g for g in corp.tag_groups if g["group_id"] == data["group_id"]), None)
+                if group is None:
+                    return _err(40068, "invalid tag group id")
+            else:
+                group = next((g for g in corp.tag_groups if g["group_name"] == data.get("group_name")), None)
+            if group is not None and any(t["name"] in {x["name"] for x in group["tag"]} for t in tags):
+                return _err(40071, "UserTag Name Already Exist")
+            if group is None:
+                if not data.get("group_name"):
+                    return _err(40058, "group_id or group_name is required")
+                group = corp.add_tag_group(data["group_name"], [], order=int(data.get("order") or 0))
+            added = []
+            for t in tags:
+                tag = {"id": "et" + secrets.token_hex(10), "name": t["name"], "create_time": int(time.time()),
+                       "order": int(t.get("order") or 0), "deleted": False}
+                group["tag"].append(tag)
+                added.append(tag)
+            out = {k: group[k] for k in ("group_id", "group_name", "create_time", "order")}
+        return jsonify({**OK, "tag_group": {**out, "tag": added}})
+
     @app.post("/cgi-bin/externalcontact/send_welcome_msg")
     def send_welcome_msg():
         data = body_json()
@@ -348,8 +382,7 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
         corp.expire_tokens()
         return jsonify({"ok": True})
 
-    @app.post("/_standin/add_contact")
-    def add_contact():
+    def _contact_added(change_type: str):
         data = body_json()
         userid = data.get("userid")
         if not userid:
@@ -359,10 +392,17 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
             corp.add_follow(c["external_userid"], userid, state=data.get("state") or "",
                             remark=data.get("remark") or "")
             code = corp.issue_welcome_code(userid, c["external_userid"])
-        fields = external_contact_event("add_external_contact", userid, c["external_userid"],
+        fields = external_contact_event(change_type, userid, c["external_userid"],
                                         State=data.get("state") or "", WelcomeCode=code)
         return jsonify({"external_userid": c["external_userid"], "welcome_code": code,
                         "callback": fire(fields, data)})
+
+    # A customer adds a guide; "half": the guide accepts contacts without verification and has not
+    # confirmed yet (WeCom's add_half_external_contact, which also carries a WelcomeCode).
+    app.add_url_rule("/_standin/add_contact", "add_contact",
+                     lambda: _contact_added("add_external_contact"), methods=["POST"])
+    app.add_url_rule("/_standin/add_half_contact", "add_half_contact",
+                     lambda: _contact_added("add_half_external_contact"), methods=["POST"])
 
     def _contact_event(change_type: str, remove: bool, **extra_fields):
         data = body_json()
@@ -396,6 +436,14 @@ def create_standin_app(corp: Corp, *, token: str, aes_key: str, corp_id: str | N
     @app.post("/_standin/transfer_fail")
     def transfer_fail():
         return _contact_event("transfer_fail", False, FailReason="fail_reason")
+
+    @app.post("/_standin/transfer_settle")
+    def transfer_settle():
+        data = body_json()
+        ids = data.get("external_userid")
+        n = corp.settle_transfers(int(data.get("status", 1)), [ids] if isinstance(ids, str) else ids,
+                                  kind=data.get("kind", "resigned"))
+        return jsonify({"settled": n})
 
     @app.post("/_standin/tag_change")
     def tag_change():

@@ -54,7 +54,7 @@ def test_retries_of_the_same_callback_are_acknowledged_and_stored_once(client, a
     assert inbox_count() == 1
 
 
-def test_database_key_catches_a_retry_when_the_redis_key_is_gone(client, app):
+def test_a_retry_is_caught_by_the_inbox_key_whatever_redis_holds(client, app):
     from core.redis_store import rstore
 
     url, body = envelope(app.config, event_xml("del_follow_user"))
@@ -98,6 +98,8 @@ def test_undecryptable_body_is_400(client, app):
 @pytest.mark.parametrize("body, reason", [
     ("<xml><Encrypt>abc</Encr", b"malformed XML"),
     ('<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "boom">]><xml><Encrypt>&x;</Encrypt></xml>', b"DTD"),
+    ('<!DOCTYPE xml SYSTEM "file:///etc/passwd"><xml><Encrypt>abc</Encrypt></xml>', b"DTD"),
+    ("<xml><Encrypt>&x;</Encrypt></xml>", b"malformed XML"),  # an undeclared entity is never resolved
     ("<xml><Nothing/></xml>", b"no Encrypt"),
 ])
 def test_malformed_or_dangerous_envelope_is_400(client, body, reason):

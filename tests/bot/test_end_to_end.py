@@ -2,11 +2,12 @@
 HTTP; an RQ worker handles them on the real Redis; WeCom API calls go back to the stand-in."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from werkzeug.serving import make_server
 
 from bot.wecom_client import reset_wecom
@@ -128,3 +129,65 @@ def test_a_guide_writing_to_the_app_gets_an_answer(app, wecom):
     assert "话术" in sent[0]["body"]["text"]["content"]
     row = db.session.scalar(select(CallbackInbox))
     assert row.status == "done" and row.payload["Content"] == "帮助"
+
+
+def test_a_half_added_contact_fired_from_the_cli_is_profiled_and_welcomed_once(app, wecom, runner):
+    """`flask wecom fire add-half-contact`: a customer adds a guide who accepts without verification."""
+    result = runner.invoke(args=["wecom", "fire", "add-half-contact", "--guide", "guide02", "--name", "周妈妈",
+                                 "--state", "qr-store2", "--repeat", "3", "--standin", wecom.root_url])
+    assert result.exit_code == 0, result.output
+    fired = json.loads(result.output)
+    assert fired["callback"]["statuses"] == [200, 200, 200]
+    work_jobs(app)
+
+    row = db.session.scalar(select(CallbackInbox))
+    assert row.change_type == "add_half_external_contact" and row.status == "done"
+    customer = db.session.scalar(select(Customer).join(CustomerIdentity)
+                                 .where(CustomerIdentity.value == fired["external_userid"]))
+    assert customer.name == "周妈妈"
+    guide = db.session.scalar(select(Guide).where(Guide.userid == "guide02"))
+    assert customer.binding_guide_id == guide.id
+    assert db.session.scalar(select(Follow.state).where(Follow.customer_id == customer.id)) == "qr-store2"
+    event = db.session.scalar(select(Event).where(Event.customer_id == customer.id))
+    assert event.type == "contact_added" and event.payload["half"] is True
+    calls = welcome_calls(wecom)
+    assert len(calls) == 1 and calls[0]["body"]["welcome_code"] == fired["welcome_code"]
+
+
+def test_a_callback_stored_while_redis_is_down_is_handled_once_it_is_back(app, wecom, monkeypatch):
+    import redis
+
+    from bot.tasks import relay_inbox
+    from core.redis_store import rstore
+
+    live = rstore.client
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # nothing listens there
+    monkeypatch.setattr(rstore, "client", dead)
+    added = control(wecom, "add_contact", userid="guide01", name="吴妈妈")
+    assert added["callback"]["status"] == 200  # acknowledged: storing needs only the database
+    with pytest.raises(redis.ConnectionError):
+        relay_inbox()
+    db.session.remove()
+    row = db.session.scalar(select(CallbackInbox))
+    assert row.status == "pending" and row.queued_at is None  # stored, not queued: the relay will retry
+
+    monkeypatch.setattr(rstore, "client", live)
+    work_jobs(app)
+    assert db.session.scalar(select(CallbackInbox.status)) == "done"
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == 1
+    assert len(welcome_calls(wecom)) == 1
+
+
+def test_a_callback_relayed_twice_still_takes_effect_once(app, wecom):
+    """The relay died after queueing but before stamping queued_at: the row is queued again."""
+    from bot.tasks import relay_inbox
+
+    control(wecom, "add_contact", userid="guide01", name="郑妈妈")
+    assert relay_inbox() == 1
+    db.session.execute(update(CallbackInbox).values(queued_at=None))
+    db.session.commit()
+    assert relay_inbox() == 1
+    assert jobs.queue.count == 2
+    work_jobs(app)
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+    assert len(welcome_calls(wecom)) == 1

@@ -33,9 +33,31 @@ def test_production_settings_pass():
         ({"WECOM_AGENT_ID": "abc"}, "WECOM_AGENT_ID"),
         ({"APP_TIMEZONE": "Mars/Base"}, "APP_TIMEZONE"),
         ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"CALLBACK_SYNC_COMMIT": "sometimes"}, "CALLBACK_SYNC_COMMIT"),
     ],
 )
 def test_outside_demo_a_bad_setting_is_named(change, named):
     env = {**PROD_ENV, **change}
     with pytest.raises(ConfigError, match=named):
         check_settings(load_settings(env))
+
+
+def test_callback_sync_commit_off_applies_to_the_inbox_connections_only():
+    from flask import Flask
+    from sqlalchemy import text
+
+    from core.db import Database
+    from tests.conftest import TEST_DATABASE_URL
+
+    app = Flask("sync_commit_check")
+    app.config.update(DATABASE_URL=TEST_DATABASE_URL, CALLBACK_SYNC_COMMIT="off")
+    database = Database()
+    database.init_app(app)
+    try:
+        with database.autocommit_engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+        with database.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    finally:
+        database.engine.dispose()
+        database.autocommit_engine.dispose()

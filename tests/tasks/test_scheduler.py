@@ -116,3 +116,21 @@ def test_a_guide_losing_many_customers_alerts_the_manager_at_once(app, wecom, mo
     alerts = [c for c in cards(wecom) if c["touser"] == "boss"]
     assert len(alerts) == 1 and "王小美" in alerts[0]["textcard"]["title"]
     assert "3 位客户" in alerts[0]["textcard"]["description"]
+
+
+def test_an_interval_job_runs_once_per_clock_aligned_slot(app):
+    from scheduler.jobs import Job
+
+    ran = []
+    job = Job.every("probe", 10, lambda D: ran.append(D) or {"n": len(ran)}, "probe")
+    t = datetime(2026, 3, 2, 2, 7, tzinfo=UTC)  # 10:07 in Shanghai
+    slot = runner.current_slot(job, t)
+    assert slot == datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    assert runner.current_slot(job, t + timedelta(minutes=2, seconds=59)) == slot  # 10:09:59, same slot
+    assert runner.run_slot(job, slot) == "ran"
+    assert runner.run_slot(job, runner.current_slot(job, t + timedelta(minutes=1))) == "done already"
+    assert runner.run_slot(job, runner.current_slot(job, t + timedelta(minutes=3))) == "ran"  # 10:10
+    assert ran == [date(2026, 3, 2), date(2026, 3, 2)]
+    assert "probe" not in runner.catch_up(t)  # interval jobs are not caught up, they run at their next slot
+    with pytest.raises(ValueError, match="out of range"):
+        Job.every("bad", 0, lambda D: {}, "bad")

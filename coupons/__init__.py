@@ -1,0 +1,1 @@
+"""Coupons: templates, issue to customers, redemption through orders, expiry, audit."""

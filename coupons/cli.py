@@ -1,0 +1,72 @@
+"""`flask --app app coupons import|export|list|expire`."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from core.db import db
+from coupons import operations as ops
+from models import Coupon, CouponTemplate
+
+coupons_cli = AppGroup("coupons", help="Coupon templates and issued coupons.")
+
+
+@coupons_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check every record, then roll back: nothing is kept.")
+def import_cmd(path, dry_run):
+    """Import coupon templates from FILE (.jsonl or .csv). All or nothing; upserts by external_id."""
+    try:
+        counts = ops.import_templates(ops.read_templates_file(path), dry_run=dry_run)
+    except ops.TemplatesRejected as exc:
+        for lineno, reason in exc.errors:
+            click.echo(f"line {lineno}: {reason}" if lineno else reason, err=True)
+        click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
+        sys.exit(1)
+    if not dry_run:
+        db.session.commit()
+    verb = "checked (dry run, nothing kept)" if dry_run else "imported"
+    click.echo(f"coupon templates {verb}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@coupons_cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def export_cmd(path):
+    """Write every template to PATH (.jsonl or .csv); the file imports back unchanged."""
+    try:
+        n = ops.export_templates(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{n} coupon templates written to {path}")
+
+
+@coupons_cli.command("list")
+def list_cmd():
+    """Templates with their stock and how many coupons are issued, redeemed and expired."""
+    counts = {}
+    for tid, status, n in db.session.execute(select(Coupon.template_id, Coupon.status, func.count())
+                                             .group_by(Coupon.template_id, Coupon.status)):
+        counts.setdefault(tid, {})[status] = n
+    templates = db.session.scalars(select(CouponTemplate).order_by(CouponTemplate.external_id)).all()
+    if not templates:
+        click.echo("no coupon templates")
+    for t in templates:
+        c = counts.get(t.id, {})
+        stock = "unlimited" if t.total_stock is None else f"{max(t.total_stock - t.issued_count, 0)}/{t.total_stock} left"
+        validity = f"{t.valid_days} days from issue" if t.valid_days else \
+            f"{t.valid_from or '…'} to {t.valid_to}"
+        state = "" if t.enabled else " [disabled]"
+        click.echo(f"{t.external_id}\t{t.name}\t{ops.value_text(t)}\t{stock}\tlimit {t.per_customer_limit}\t"
+                   f"{validity}\tissued {c.get('issued', 0)} redeemed {c.get('redeemed', 0)} "
+                   f"expired {c.get('expired', 0)}{state}")
+
+
+@coupons_cli.command("expire")
+def expire_cmd():
+    """Expire every issued coupon past its validity (the scheduler does this nightly)."""
+    n = ops.expire()
+    db.session.commit()
+    click.echo(f"{n} coupons expired")

@@ -1,0 +1,59 @@
+"""The admin API: `POST /api/admin/guides/<userid>/offboard {"to"}` and `GET /api/admin/guides/<userid>/transfers`."""
+from __future__ import annotations
+
+import functools
+
+from flask import Blueprint, jsonify, request
+
+from bot.wecom_client import WeComError
+from core.db import db
+from guides import operations as ops
+from sidebar.auth import csrf_required, current_guide, login_required
+
+bp = Blueprint("guides_admin_api", __name__, url_prefix="/api/admin/guides")
+
+
+def _error(status: int, message: str, **extra):
+    resp = jsonify(error=message, **extra)
+    resp.status_code = status
+    return resp
+
+
+def admin_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_guide().role != "admin":
+            return _error(403, "需要总部管理员权限")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.post("/<userid>/offboard")
+@login_required
+@csrf_required
+@admin_required
+def offboard(userid: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("to"), str) or not body["to"].strip():
+        return _error(400, "缺少 to（接替导购的企业微信账号）")
+    try:
+        result = ops.offboard(userid, body["to"].strip())
+    except ops.OffboardError as exc:
+        db.session.rollback()
+        return _error(404 if str(exc).startswith("unknown") else 400, str(exc))
+    except WeComError as exc:
+        db.session.rollback()
+        return _error(502, exc.user_message)
+    db.session.commit()
+    return jsonify(result)
+
+
+@bp.get("/<userid>/transfers")
+@login_required
+@admin_required
+def transfers(userid: str):
+    try:
+        return jsonify(transfers=ops.transfers_of(userid))
+    except ops.OffboardError as exc:
+        return _error(404, str(exc))

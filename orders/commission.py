@@ -1,0 +1,96 @@
+"""Commission rates per product category, imported by finance (`flask --app app commission import FILE`).
+
+Records (JSONL or CSV): category, rate — a fraction (0.03) or a percentage ("3%"), from 0 to 100 %.
+Category `*` is the rate of every category not listed. Upserted by category, all or nothing. Rates apply to
+orders attributed from then on; `flask --app app commission recompute --since D` re-prices earlier ones.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.db import db
+from imports.operations import BadLine, read_csv, read_jsonl
+from imports.records import RecordError, text
+from models import CommissionRate
+
+
+class RatesRejected(Exception):
+    def __init__(self, errors: list[tuple[int, str]]):
+        self.errors = sorted(errors)
+        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
+
+
+def parse_rate(rec) -> tuple[str, Decimal]:
+    if not isinstance(rec, dict):
+        raise RecordError("a record must be a JSON object")
+    category = text(rec, "category", 64)
+    raw = rec.get("rate")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise RecordError("rate is missing")
+    if isinstance(raw, bool):
+        raise RecordError(f"rate is not a number: {raw!r}")
+    s = str(raw).strip()
+    try:
+        rate = Decimal(s[:-1]) / 100 if s.endswith("%") else Decimal(s)
+        if not rate.is_finite():
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        raise RecordError(f"rate is not a number or percentage: {raw!r}") from None
+    if not 0 <= rate <= 1:
+        raise RecordError(f"rate must be between 0 and 1 (or 0%–100%), not {raw!r}")
+    if rate != rate.quantize(Decimal("0.0001")):
+        raise RecordError(f"rate has more than 4 decimals (0.01 %): {raw!r}")
+    return category, rate.quantize(Decimal("0.0001"))
+
+
+def read_rates_file(path) -> list:
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return list(read_csv(path, "commission"))
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        return list(read_jsonl(path))
+    raise RatesRejected([(0, f"{path.name}: a rates file must be .jsonl or .csv")])
+
+
+def import_rates(lines: Iterable[tuple[int, object]]) -> dict[str, int]:
+    errors, rates, seen = [], {}, {}
+    for lineno, raw in lines:
+        if isinstance(raw, BadLine):
+            errors.append((lineno, str(raw)))
+            continue
+        try:
+            category, rate = parse_rate(raw)
+        except RecordError as exc:
+            errors.append((lineno, f"commission: {exc}"))
+            continue
+        if category in seen:
+            errors.append((lineno, f"commission: category {category!r} is also on line {seen[category]}"))
+            continue
+        seen[category] = lineno
+        rates[category] = rate
+    if not rates and not errors:
+        errors.append((0, "the file has no rates"))
+    if errors:
+        raise RatesRejected(errors)
+    stored = {r.category: r for r in db.session.scalars(select(CommissionRate))}
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    for category, rate in rates.items():
+        row = stored.get(category)
+        if row is None:
+            db.session.add(CommissionRate(category=category, rate=rate))
+            counts["created"] += 1
+        elif row.rate != rate:
+            row.rate = rate
+            counts["updated"] += 1
+        else:
+            counts["unchanged"] += 1
+    db.session.flush()
+    return counts
+
+
+def list_rates() -> list[tuple[str, Decimal]]:
+    return [(r.category, r.rate) for r in db.session.scalars(select(CommissionRate).order_by(CommissionRate.category))]

@@ -1,0 +1,340 @@
+/* The chat sidebar's behaviour: one function per tab (tabs.<key>, called when the tab opens), one click
+ * handler per action, sends through WeCom's sendChatMessage (or shown on the page in demo mode).
+ * The first screen is rendered by the server; tabs that need more load it from the JSON API on first open. */
+(function () {
+  "use strict";
+  var S = window.SIDEBAR || {};
+  var $ = function (sel, root) { return (root || document).querySelector(sel); };
+  var loaded = {};
+  var wxReady = null; // a Promise once the JS-SDK is configured (WeCom only)
+
+  function esc(text) {
+    return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
+      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+  }
+
+  var toastTimer = null;
+  function toast(message, isError) {
+    var el = $("#sb-toast");
+    el.textContent = message;
+    el.className = "sb-toast" + (isError ? " is-error" : "");
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(function () { el.hidden = true; }, isError ? 4000 : 2000);
+  }
+
+  function relogin() {
+    location.href = S.login + "?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+
+  /* fetch JSON; resolves {ok, status, data}; a 401 sends the guide to sign in again. */
+  function api(method, url, body) {
+    var opts = {method: method, credentials: "same-origin", headers: {"Accept": "application/json"}};
+    if (method !== "GET") {
+      opts.headers["Content-Type"] = "application/json";
+      opts.headers["X-CSRF-Token"] = S.csrf;
+      opts.body = JSON.stringify(body || {});
+    }
+    return fetch(url, opts).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (data) {
+        if (res.status === 401) {
+          toast(data.error || "登录已过期，请重新进入侧边栏", true);
+          setTimeout(relogin, 800);
+        }
+        return {ok: res.ok, status: res.status, data: data};
+      });
+    }, function () {
+      return {ok: false, status: 0, data: {error: "网络不通，请稍后再试"}};
+    });
+  }
+
+  function customerPath(rest) {
+    return "/api/sidebar/customers/" + encodeURIComponent(S.customer) + rest;
+  }
+
+  /* ---------------------------------------------------------------- sending into the chat */
+
+  function send(message) {
+    if (S.demo) {
+      var li = document.createElement("li");
+      li.textContent = message.msgtype === "news"
+        ? "[图文] " + message.news.title + " → " + message.news.link
+        : message.text.content;
+      $("#sb-demo-sent-list").appendChild(li);
+      return Promise.resolve(true);
+    }
+    return (wxReady || Promise.reject(new Error("JS-SDK 未就绪"))).then(function () {
+      return new Promise(function (resolve) {
+        window.wx.invoke("sendChatMessage", message, function (res) {
+          resolve(res && res.err_msg === "sendChatMessage:ok");
+        });
+      });
+    }).catch(function () {
+      toast("企业微信接口未就绪，请稍后再试", true);
+      return false;
+    });
+  }
+
+  /* ---------------------------------------------------------------- scripts: tap → edit → send → feedback */
+
+  var editing = null;
+  function scriptData(el) {
+    var id = el.getAttribute("data-script");
+    return {id: id, source: el.getAttribute("data-source") || "suggested",
+            body: $(".sb-script__body", el).textContent, query: el.getAttribute("data-query") || null};
+  }
+  function openEditor(el) {
+    editing = scriptData(el);
+    $("#sb-editor-text").value = editing.body;
+    $("#sb-editor").hidden = false;
+    $("#sb-editor-text").focus();
+  }
+  function sendEdited() {
+    if (!editing) return;
+    var text = $("#sb-editor-text").value.trim();
+    if (!text) { toast("内容不能为空", true); return; }
+    var script = editing;
+    $("#sb-editor").hidden = true;
+    editing = null;
+    send({msgtype: "text", enterChat: true, text: {content: text}}).then(function (sent) {
+      if (!sent) return;
+      toast("已发送");
+      api("POST", "/api/suggest/feedback", {script: script.id, customer: S.customer, query: script.query,
+                                            source: script.source, edited: text !== script.body.trim()});
+    });
+  }
+
+  function scriptHtml(s, source, query) {
+    return '<div class="sb-script" data-action="script" tabindex="0" data-script="' + esc(s.external_id) +
+      '" data-source="' + esc(source) + '"' + (query ? ' data-query="' + esc(query) + '"' : "") + ">" +
+      '<div class="sb-script__title">' + esc(s.title) +
+      (s.category ? '<span class="sb-muted"> · ' + esc(s.category) + "</span>" : "") + "</div>" +
+      '<div class="sb-script__body">' + esc(s.body) + "</div></div>";
+  }
+
+  function searchScripts(q) {
+    var box = $("#sb-script-results");
+    box.innerHTML = '<p class="sb-muted sb-pad">搜索中…</p>';
+    api("GET", "/api/suggest?top=8&q=" + encodeURIComponent(q) + "&customer=" + encodeURIComponent(S.customer))
+      .then(function (r) {
+        if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "搜索失败") + "</p>"; return; }
+        var scripts = r.data.scripts || [];
+        box.innerHTML = '<div class="weui-cells__title">搜索结果</div>' + (scripts.length
+          ? scripts.map(function (s) { return scriptHtml(s, "searched", q); }).join("")
+          : '<p class="sb-muted sb-pad">没有找到合适的话术，换个说法试试</p>');
+      });
+  }
+
+  /* ---------------------------------------------------------------- the tabs: one function each */
+
+  var tabs = {
+    customer: function () {},
+    tags: function () {},
+    scripts: function (panel, first) {
+      if (!first) return;
+      api("GET", "/api/sidebar/scripts/categories").then(function (r) {
+        var box = $("#sb-script-categories");
+        var cats = (r.data && r.data.categories) || [];
+        box.innerHTML = cats.length ? cats.map(function (c) {
+          return '<button type="button" class="sb-chip" data-action="category" data-category="' + esc(c.category) +
+            '">' + esc(c.category) + ' <span class="sb-muted">' + c.count + "</span></button>";
+        }).join("") : '<span class="sb-muted">话术库还是空的</span>';
+      });
+    },
+    content: function (panel, first) {
+      if (!first) return;
+      api("GET", customerPath("/content")).then(function (r) {
+        var box = $("#sb-content-list");
+        var items = (r.data && r.data.content) || [];
+        if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+        box.innerHTML = items.length ? items.map(function (c) {
+          return '<div class="sb-content" data-content="' + esc(c.external_id) + '">' +
+            (c.cover_url ? '<img src="' + esc(c.cover_url) + '" alt="" loading="lazy">' : "") +
+            '<div class="sb-content__bd"><div class="sb-content__title">' + esc(c.title) + "</div>" +
+            '<div class="sb-content__desc">' + esc(c.summary) + "</div></div>" +
+            (c.url ? '<button type="button" class="weui-btn weui-btn_mini weui-btn_primary" data-action="content-send"' +
+              ' data-content="' + esc(c.external_id) + '">发送</button>' : '<span class="sb-muted">无链接</span>') +
+            "</div>";
+        }).join("") : '<p class="sb-muted sb-pad">暂时没有适合这位客户的素材</p>';
+      });
+    },
+    tasks: function (panel, first) {
+      api("GET", "/api/tasks").then(function (r) {
+        var box = $("#sb-all-tasks");
+        if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+        var s = r.data.summary || {};
+        $("#sb-task-summary").textContent = "待办 " + (s.open || 0) + " / 共 " + (s.total || 0);
+        var list = (r.data.tasks || []).filter(function (t) { return !t.more; });
+        box.innerHTML = list.length ? list.map(taskHtml).join("") : '<p class="sb-muted sb-pad">今天没有任务</p>';
+      });
+    },
+    coupons: function () {}  // filled by the coupons issue
+  };
+
+  var SKIP_REASONS = ["客户已回复", "已线下联系", "暂不合适", "联系不上"];
+  function taskHtml(t) {
+    var status = {open: "", done: "已完成", skipped: "已跳过"}[t.status] || t.status;
+    var ops = t.status === "open"
+      ? '<div class="sb-task__ops"><button type="button" class="weui-btn weui-btn_mini weui-btn_primary" data-action="task-done" data-task="' +
+        t.id + '">完成</button>' + SKIP_REASONS.map(function (r) {
+          return '<button type="button" class="weui-btn weui-btn_mini weui-btn_default" data-action="task-skip" data-task="' +
+            t.id + '" data-reason="' + esc(r) + '">跳过：' + esc(r) + "</button>";
+        }).join("") + "</div>"
+      : (t.skip_reason ? '<div class="sb-muted">原因：' + esc(t.skip_reason) + "</div>" : "");
+    return '<div class="sb-task sb-task_' + esc(t.status) + '" data-task="' + t.id + '"><div class="sb-task__head">' +
+      '<span class="sb-badge">' + esc(t.rule_label) + "</span>" +
+      (t.customer_name ? '<span class="sb-task__who">' + esc(t.customer_name) + "</span>" : "") +
+      '<span class="sb-task__status">' + esc(status) + "</span></div>" +
+      '<div class="sb-task__reason">' + esc(t.reason) + "</div>" + ops + "</div>";
+  }
+
+  function switchTab(key) {
+    var btn = $('.sb-tab[data-tab="' + key + '"]');
+    if (!btn || btn.disabled) return;
+    Array.prototype.forEach.call(document.querySelectorAll(".sb-tab"), function (b) {
+      var on = b === btn;
+      b.classList.toggle("is-active", on);
+      b.setAttribute("aria-selected", on ? "true" : "false");
+    });
+    Array.prototype.forEach.call(document.querySelectorAll(".sb-panel"), function (p) {
+      p.classList.toggle("is-active", p.getAttribute("data-panel") === key);
+    });
+    var first = !loaded[key];
+    loaded[key] = true;
+    if (tabs[key]) tabs[key]($("#tab-" + key), first);
+  }
+
+  /* ---------------------------------------------------------------- actions */
+
+  function toggleTag(btn) {
+    if (btn.classList.contains("is-busy")) return;
+    var on = !btn.classList.contains("is-on");
+    btn.classList.add("is-busy");
+    api("POST", customerPath("/tags"), {tag: parseInt(btn.getAttribute("data-tag"), 10), on: on}).then(function (r) {
+      btn.classList.remove("is-busy");
+      if (!r.ok) { toast(r.data.error || "操作失败", true); return; }
+      btn.classList.toggle("is-on", r.data.on);
+      btn.setAttribute("aria-pressed", r.data.on ? "true" : "false");
+      toast(r.data.on ? "已打上「" + r.data.name + "」" : "已去掉「" + r.data.name + "」");
+    });
+  }
+
+  function addNote(form) {
+    var input = $("#sb-note-input");
+    var name = input.value.trim();
+    if (!name) { toast("标签名不能为空", true); return; }
+    if (name.length > 30) { toast("标签名不能超过30个字", true); return; }
+    api("POST", customerPath("/notes"), {name: name}).then(function (r) {
+      if (!r.ok) { toast(r.data.error || "添加失败", true); return; }
+      var box = $("#sb-note-tags");
+      var hint = $(".sb-muted", box);
+      if (hint) hint.remove();
+      var existing = box.querySelector('[data-tag="' + r.data.id + '"]');
+      if (existing) { existing.classList.add("is-on"); }
+      else {
+        box.insertAdjacentHTML("beforeend", '<button type="button" class="sb-chip is-on" data-action="tag" data-tag="' +
+          r.data.id + '" aria-pressed="true">' + esc(r.data.name) + "</button>");
+      }
+      input.value = "";
+      toast("已添加「" + r.data.name + "」");
+    });
+  }
+
+  function closeTask(btn, action) {
+    var id = btn.getAttribute("data-task");
+    var body = action === "skip" ? {reason: btn.getAttribute("data-reason")} : {};
+    api("POST", "/api/tasks/" + id + "/" + action, body).then(function (r) {
+      if (!r.ok) { toast(r.data.error || "操作失败", true); return; }
+      Array.prototype.forEach.call(document.querySelectorAll('.sb-task[data-task="' + id + '"]'), function (el) {
+        el.className = "sb-task sb-task_" + r.data.status;
+        $(".sb-task__status", el).textContent = r.data.status === "done" ? "已完成" : "已跳过";
+        var ops = $(".sb-task__ops", el);
+        if (ops) ops.remove();
+      });
+      toast(r.data.status === "done" ? "任务已完成" : "已跳过");
+    });
+  }
+
+  function sendContent(btn) {
+    btn.disabled = true;
+    api("POST", customerPath("/content/" + encodeURIComponent(btn.getAttribute("data-content")) + "/send"), {})
+      .then(function (r) {
+        btn.disabled = false;
+        if (!r.ok) { toast(r.data.error || "发送失败", true); return; }
+        send(r.data.message).then(function (sent) { if (sent) toast("已发送"); });
+      });
+  }
+
+  function showCategory(btn) {
+    var cat = btn.getAttribute("data-category");
+    api("GET", "/api/sidebar/scripts?category=" + encodeURIComponent(cat)).then(function (r) {
+      var box = $("#sb-script-category-list");
+      if (!r.ok) { toast(r.data.error || "加载失败", true); return; }
+      box.innerHTML = '<div class="weui-cells__title">' + esc(cat) + "</div>" +
+        (r.data.scripts || []).map(function (s) { return scriptHtml(s, "searched", null); }).join("");
+    });
+  }
+
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest("[data-action], .sb-tab");
+    if (!el) return;
+    if (el.classList.contains("sb-tab")) { switchTab(el.getAttribute("data-tab")); return; }
+    switch (el.getAttribute("data-action")) {
+      case "script": openEditor(el); break;
+      case "editor-cancel": $("#sb-editor").hidden = true; editing = null; break;
+      case "editor-send": sendEdited(); break;
+      case "tag": toggleTag(el); break;
+      case "task-done": closeTask(el, "done"); break;
+      case "task-skip": closeTask(el, "skip"); break;
+      case "content-send": sendContent(el); break;
+      case "category": showCategory(el); break;
+    }
+  });
+  document.addEventListener("submit", function (ev) {
+    if (ev.target.id === "sb-note-form") { ev.preventDefault(); addNote(ev.target); }
+    if (ev.target.id === "sb-script-search") {
+      ev.preventDefault();
+      var q = $("#sb-script-q").value.trim();
+      if (!q) { toast("请输入顾客的问题或关键词", true); return; }
+      searchScripts(q);
+    }
+  });
+
+  /* ---------------------------------------------------------------- WeCom JS-SDK */
+
+  function wecomInit() {
+    if (!window.wx) { toast("请在企业微信中打开侧边栏", true); return; }
+    var url = location.href.split("#")[0];
+    wxReady = api("GET", "/api/sidebar/jssdk?url=" + encodeURIComponent(url)).then(function (r) {
+      if (!r.ok) throw new Error(r.data.error || "签名失败");
+      return new Promise(function (resolve, reject) {
+        window.wx.config(r.data.config);
+        window.wx.ready(function () {
+          var cfg = r.data.agentConfig;
+          cfg.success = resolve;
+          cfg.fail = function (res) { reject(new Error((res && res.errMsg) || "agentConfig 失败")); };
+          window.wx.agentConfig(cfg);
+        });
+        window.wx.error(function (res) { reject(new Error((res && res.errMsg) || "config 失败")); });
+      });
+    });
+    wxReady.catch(function (e) { toast(e.message, true); });
+    if (S.customer) return;
+    wxReady.then(function () {
+      window.wx.invoke("getContext", {}, function (ctx) {
+        var entry = (ctx && ctx.entry) || "";
+        window.wx.invoke("getCurExternalContact", {}, function (res) {
+          if (res && res.err_msg === "getCurExternalContact:ok" && res.userId) {
+            location.replace("/sidebar/?customer=" + encodeURIComponent(res.userId) + "&entry=" + encodeURIComponent(entry));
+          } else {
+            $("#sb-waiting").innerHTML = '<p class="sb-muted">请在客户的单聊或客户详情里打开侧边栏。</p>';
+          }
+        });
+      });
+    });
+  }
+
+  if (!S.demo) wecomInit();
+  if (S.customer) loaded.customer = true;
+})();

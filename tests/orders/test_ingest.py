@@ -1,0 +1,259 @@
+"""POST /api/ingest/orders: signature, idempotency, One-ID matching, flags, attribution, commission, coupons;
+the hourly matching of unmatched orders; the bulk import through the same attribution; the guide's month."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from core.db import db
+from core.timeutil import local_today
+from coupons import operations as coupon_ops
+from customers.operations import ensure_identity
+from models import Coupon, Customer, CustomerIdentity, Event, Order, OrderLine
+from tests.commerce_helpers import TEMPLATES, daytime, ingest_key, post_order, rates, templates  # noqa: F401 (fixtures)
+from tests.knowledge.test_api import sign_in
+from tests.tasks import factories as f
+from tests.tasks.factories import TZ
+
+
+def count(model, *where):
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def paid(days=0, hour=15):
+    return datetime.combine(local_today() - timedelta(days=days), datetime.min.time().replace(hour=hour),
+                            tzinfo=TZ)
+
+
+def order(no="POS-1", *, keys=None, items=None, amount="416", when=None, **extra):
+    return {"order_no": no, "channel": "pos", "store": "S1", "paid_at": (when or paid()).isoformat(),
+            "amount": amount, "customer": keys if keys is not None else {"mobile": "13900000001"},
+            "items": items if items is not None else [{"sku": "NF-1", "qty": 1, "price": "300"},
+                               {"sku": "DP-M", "qty": 2, "price": "58", "name": "纸尿裤M", "category": "纸尿裤"}],
+            **extra}
+
+
+def customer_with_mobile(g, mobile="13900000001", **kw):
+    c = f.customer(g, **kw)
+    ensure_identity(c, "mobile", mobile)
+    return c
+
+
+def test_signature_is_required_and_bad_ones_store_nothing(app, client, ingest_key):
+    f.store("S1")
+    db.session.commit()
+    payload = order()
+    assert post_order(client, payload, key="wrong-key-0123456789").status_code == 401
+    assert post_order(client, payload, signature="").status_code == 401
+    stale = post_order(client, payload, ts=time.time() - 400)
+    assert stale.status_code == 401 and "5 minutes" in stale.json["error"]
+    # A signature over another body (the amount changed in transit) is refused too.
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()))
+    from orders.views import sign
+
+    forged = client.post("/api/ingest/orders", data=body.replace(b'"416"', b'"1"'), content_type="application/json",
+                         headers={"X-Timestamp": ts, "X-Signature": sign(ingest_key, ts, body)})
+    assert forged.status_code == 401
+    assert count(Order) == 0 and count(OrderLine) == 0
+
+
+def test_no_key_configured_is_503(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "INGEST_HMAC_KEY", None)
+    resp = post_order(client, order(), key="anything-at-all-123")
+    assert resp.status_code == 503 and "INGEST_HMAC_KEY" in resp.json["error"]
+    assert count(Order) == 0
+
+
+def test_bad_payloads_are_400_naming_the_field(app, client, ingest_key):
+    cases = {
+        "items must be a non-empty list": order(items=[]),
+        "items[1].qty is missing": order(items=[{"sku": "A", "price": 1}]),
+        "paid_at is not an ISO 8601 time": order(when=None, paid_at="yesterday"),
+        "amount is not a number": order(amount="lots"),
+        "customer.phone is not an identity key": order(keys={"phone": "1"}),
+        "coupons must be a list": order(coupons="ABC"),
+    }
+    for expected, payload in cases.items():
+        if "paid_at" in expected:
+            payload["paid_at"] = "yesterday"
+        resp = post_order(client, payload)
+        assert resp.status_code == 400 and expected in resp.json["error"], (expected, resp.json)
+    assert post_order(client, "not an object").status_code == 400
+    assert count(Order) == 0
+
+
+def test_matched_order_is_credited_priced_and_idempotent(app, client, ingest_key, rates):
+    g = f.guide("guide01")
+    f.product("NF-1", "奶粉1段", "奶粉", "300")
+    f.product("DP-M", "纸尿裤M", "纸尿裤", "58")
+    c = customer_with_mobile(g)
+    db.session.commit()
+    resp = post_order(client, order())
+    assert resp.status_code == 201, resp.json
+    # Commission: 300 × 2 % (奶粉) + 116 × 5 % (* for every other category) = 6 + 5.80.
+    assert resp.json == {"order_no": "POS-1", "status": "stored", "customer_matched": True, "guide": "guide01",
+                         "attribution": "binding", "amount": "416.00", "commission": "11.80", "flags": [],
+                         "coupons": []}
+    again = post_order(client, order(amount="999"))  # a retry, even a changed one, changes nothing
+    assert again.status_code == 200 and again.json == dict(resp.json, duplicate=True)
+    db.session.expire_all()
+    assert count(Order) == 1 and count(OrderLine) == 2
+    assert count(Event, Event.type == "order", Event.ref == "POS-1") == 1
+    c = db.session.get(Customer, c.id)
+    assert (c.order_count, c.total_spend) == (1, Decimal("416.00"))
+
+
+def test_unknown_customer_and_sku_are_stored_flagged_then_matched_later(app, client, ingest_key, runner):
+    g = f.guide("guide01")
+    f.product("NF-1", "奶粉1段", "奶粉", "300")
+    db.session.commit()
+    resp = post_order(client, order(keys={"member_no": "M-777"},
+                                    items=[{"sku": "NF-1", "qty": 1, "price": "300"},
+                                           {"sku": "NEW-9", "qty": 1, "price": "116"}]))
+    assert resp.status_code == 201
+    assert resp.json["customer_matched"] is False and resp.json["guide"] is None
+    assert resp.json["flags"] == [{"flag": "unmatched_customer"}, {"flag": "unknown_sku", "skus": ["NEW-9"]}]
+    stored = db.session.scalar(select(Order).where(Order.order_no == "POS-1"))
+    assert stored.customer_id is None and [l.category for l in stored.lines] == ["奶粉", "未知"]
+
+    # The member's card is linked to her WeCom profile later: the order is matched and credited at once.
+    c = f.customer(g, added=local_today() - timedelta(days=30))
+    ensure_identity(c, "member_no", "M-777")
+    db.session.commit()
+    db.session.expire_all()
+    stored = db.session.scalar(select(Order).where(Order.order_no == "POS-1"))
+    assert stored.customer_id == c.id and stored.guide_id == g.id and stored.attribution == "binding"
+    assert [x["flag"] for x in stored.flags] == ["unknown_sku", "matched_later"]
+    assert db.session.get(Customer, c.id).order_count == 1
+    assert "0 of 0" in runner.invoke(args=["orders", "match"]).output
+
+
+def test_the_hourly_job_matches_identities_that_arrived_without_the_hook(app, client, ingest_key, runner):
+    g = f.guide("guide01")
+    db.session.commit()
+    post_order(client, order(keys={"unionid": "oUNION-1"}))
+    post_order(client, order("POS-2", keys={"unionid": "oNOBODY"}))
+    c = f.customer(g, added=local_today() - timedelta(days=30))
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="unionid", value="oUNION-1"))  # e.g. a bulk import
+    db.session.commit()
+    result = runner.invoke(args=["orders", "match"])
+    assert "1 of 2 unmatched orders matched" in result.output
+    db.session.expire_all()
+    assert db.session.scalar(select(Order.guide_id).where(Order.order_no == "POS-1")) == g.id
+    assert db.session.scalar(select(Order.customer_id).where(Order.order_no == "POS-2")) is None
+
+
+def test_binding_at_paid_time_and_last_touch_mode(app, client, ingest_key, monkeypatch):
+    a, b = f.guide("guide_a"), f.guide("guide_b")
+    c = customer_with_mobile(a, added=local_today() - timedelta(days=10))  # a added her 10 days ago
+    db.session.commit()
+    # Paid 20 days ago, before anyone added her: nobody is credited.
+    early = post_order(client, order("EARLY", when=paid(20)))
+    assert (early.json["guide"], early.json["attribution"]) == (None, "none")
+    assert early.json["customer_matched"] is True
+    # b messaged her yesterday; binding mode still credits a, last_touch credits b.
+    f.touch(c, b, paid(1, hour=11))
+    db.session.commit()
+    assert post_order(client, order("BIND")).json["guide"] == "guide_a"
+    monkeypatch.setitem(app.config, "ATTRIBUTION_MODE", "last_touch")
+    touch = post_order(client, order("TOUCH")).json
+    assert (touch["guide"], touch["attribution"]) == ("guide_b", "last_touch")
+    monkeypatch.setitem(app.config, "ATTRIBUTION_WINDOW_DAYS", "1")  # the touch is outside a 1-day window?
+    f.touch(c, b, paid(3, hour=11))
+    old = post_order(client, order("OLD", when=paid(2))).json  # last touch before it was 3 days ago
+    assert (old["guide"], old["attribution"]) == ("guide_a", "binding")
+
+
+def test_order_redeems_its_coupons_and_flags_bad_ones(app, client, ingest_key, daytime):
+    templates()
+    g = f.guide("guide01")
+    f.product("NF-1", "奶粉1段", "奶粉", "300")  # 300 of 奶粉 + 116 of 纸尿裤: over the 199 threshold
+    c = customer_with_mobile(g)
+    other = f.customer(g)
+    db.session.commit()
+    mine = coupon_ops.issue("C-199-30", c, g, now=paid(1, hour=12))
+    theirs = coupon_ops.issue("C-199-30", other, g, now=paid(1, hour=12))
+    db.session.commit()
+    resp = post_order(client, order(coupons=[mine.code.lower(), theirs.code, "NOSUCHCODE00"]))
+    assert resp.status_code == 201
+    assert resp.json["coupons"] == [{"code": mine.code, "result": "redeemed"},
+                                    {"code": theirs.code, "result": "issued to another customer"},
+                                    {"code": "NOSUCHCODE00", "result": "unknown code"}]
+    assert resp.json["flags"][-1]["flag"] == "bad_coupon"
+    db.session.expire_all()
+    assert db.session.get(Coupon, mine.id).status == "redeemed"
+    assert db.session.get(Coupon, theirs.id).status == "issued"
+    assert [e["type"] for e in coupon_ops.events_for(mine.code)] == ["issued", "redeemed"]
+    second = post_order(client, order("POS-2", coupons=[mine.code]))
+    assert second.json["coupons"][0]["result"].startswith("already redeemed")
+    # Only the applicable categories count towards the threshold: 116 of 纸尿裤 is not 199.
+    templates({**TEMPLATES[0], "external_id": "C-2"})
+    fresh = coupon_ops.issue("C-2", c, g, now=paid(9, hour=12))
+    db.session.commit()
+    small = post_order(client, order("POS-3", items=[{"sku": "DP-M", "qty": 2, "price": "58", "category": "纸尿裤"}],
+                                     amount="116", coupons=[fresh.code]))
+    assert small.json["coupons"] == [{"code": fresh.code, "result": "below the threshold of 199.00"}]
+
+
+def test_bulk_import_uses_the_same_attribution(app, runner, tmp_path, rates):
+    g = f.guide("guide01")
+    c = customer_with_mobile(g, added=local_today() - timedelta(days=10))
+    db.session.commit()
+    records = [
+        {"type": "order", "order_no": "IMP-OLD", "channel": "pos", "paid_at": paid(20).isoformat(), "amount": 100,
+         "customer": {"mobile": "13900000001"},
+         "items": [{"sku": "X", "name": "x", "category": "玩具", "qty": 1, "price": 100}]},
+        {"type": "order", "order_no": "IMP-NEW", "channel": "pos", "paid_at": paid(2).isoformat(), "amount": 100,
+         "customer": {"mobile": "13900000001"},
+         "items": [{"sku": "X", "name": "x", "category": "玩具", "qty": 1, "price": 100}]},
+    ]
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    assert runner.invoke(args=["data", "import", str(path)]).exit_code == 0
+    db.session.remove()
+    got = {o.order_no: (o.guide_id, o.attribution, o.commission) for o in db.session.scalars(select(Order))}
+    assert got == {"IMP-OLD": (None, "none", Decimal("0.00")), "IMP-NEW": (g.id, "binding", Decimal("5.00"))}
+
+
+def test_my_month_for_the_sidebar(app, client, ingest_key, rates):
+    g, other = f.guide("guide01"), f.guide("guide02")
+    f.product("NF-1", "奶粉1段", "奶粉", "300")
+    customer_with_mobile(g, added=local_today() - timedelta(days=40))
+    customer_with_mobile(other, "13900000002")
+    db.session.commit()
+    post_order(client, order("M-1", items=[{"sku": "NF-1", "qty": 1, "price": "300"}], amount="300"))
+    post_order(client, order("M-2", keys={"mobile": "13900000002"}))
+    if local_today().day > 1:  # last month's order does not count (skip on the 1st: no "earlier this month")
+        post_order(client, order("M-0", when=paid(local_today().day)))
+    assert client.get("/api/me/month").status_code == 401
+    sign_in(client, g)
+    body = client.get("/api/me/month").json
+    assert body == {"month": f"{local_today():%Y-%m}", "orders": 1, "gmv": "300.00", "commission": "6.00"}
+
+
+def test_the_same_order_posted_concurrently_is_stored_once(app, ingest_key):
+    import threading
+
+    g = f.guide("guide01")
+    customer_with_mobile(g)
+    db.session.commit()
+    statuses, barrier = [], threading.Barrier(8)
+
+    def send():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(post_order(client, order("RACE-1")).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] * 7 + [201]
+    db.session.expire_all()
+    assert count(Order) == 1 and count(OrderLine) == 2 and count(Event, Event.type == "order") == 1

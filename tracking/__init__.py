@@ -1,0 +1,1 @@
+"""Content tracking: tracked links (`/c/<token>`), opens, and the funnels built from them and from orders."""
