@@ -13,7 +13,7 @@ servers and its own cost shapes the ratio:
   httpclient  one thread per connection with http.client (the original generator; expensive per request)
 
     .venv/bin/python benchmarks/callback_throughput.py [--requests 3000] [--concurrency 8] [--rounds 3]
-        [--clients lean,httpclient] [--workers 2] [--threads 4] [--sync-commit on|off|both]
+        [--clients lean,httpclient] [--workers 2] [--threads 8] [--sync-commit on|off|both]
 """
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="lean,httpclient")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--sync-commit", choices=("on", "off", "both"), default="both",
                         help="CALLBACK_SYNC_COMMIT of the service: on (durable, the default), off (the opt-in "

@@ -10,7 +10,8 @@ them: One-ID merges), 150,000 follows, 7,350 customer tags and the rest orders (
 85 % keyed by a known mobile / member_no / external_userid, 15 % by unknown keys), lines shuffled.
 
 Prints: the first import (empty database) and a re-import (everything already there), records/s, the
-rows each re-import wrote (pg_stat_user_tables: must be 0), and a baseline: a naive per-record ORM upsert
+rows each re-import wrote (pg_stat_user_tables: must be 0), the process's peak RSS (the file is generated
+in a child process, so the peak is the import's own), and a baseline: a naive per-record ORM upsert
 of the file's first --baseline records (new orders and customers: insert path), extrapolated to the file.
 """
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -127,6 +130,10 @@ def generate(path: Path, total: int, seed: int) -> dict[str, int]:
         f.write("\n")
     return {"stores": n_stores, "guides": n_guides, "customers": n_wecom + n_member, "follows": n_follows,
             "orders": n_orders}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def writes(conn) -> int:
@@ -261,7 +268,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, app.app_context():
         path = Path(tmp) / "import.jsonl"
         t0 = time.perf_counter()
-        shape = generate(path, args.records, args.seed)
+        with multiprocessing.get_context("fork").Pool(1) as pool:  # keeps the generator's memory out of the peak
+            shape = pool.apply(generate, (path, args.records, args.seed))
         print(f"generated {args.records:,} records ({path.stat().st_size / 2**20:.0f} MiB) in "
               f"{time.perf_counter() - t0:.1f} s: {shape}")
 
@@ -270,6 +278,7 @@ def main() -> None:
             conn.execute(text("CREATE SCHEMA public"))
         command.upgrade(alembic_config(), "head")
 
+        print(f"peak RSS before importing: {peak_rss_mib():,.0f} MiB")
         runs = []
         for label in ("first import (empty database)", "re-import (same file)"):
             with db.engine.connect() as conn:
@@ -282,7 +291,7 @@ def main() -> None:
                 written = writes(conn) - before
             runs.append(seconds)
             print(f"{label}: {seconds:.1f} s, {sum(counts.values()) / seconds:,.0f} records/s, "
-                  f"rows written {written:,}")
+                  f"rows written {written:,}, peak RSS so far {peak_rss_mib():,.0f} MiB")
         print("counts:", counts)
         with db.engine.connect() as conn:
             rows = {t.name: conn.execute(text(f"SELECT count(*) FROM {t.name}")).scalar()

@@ -32,7 +32,7 @@ def receive():
     except inbound.CallbackRejected as exc:
         return _rejected(exc)
     # Stored is acknowledged: the workers' relay (bot.tasks.relay_inbox) queues the job, so this request
-    # costs one INSERT and never waits on Redis.
+    # costs one INSERT (shared with callbacks arriving at the same time) and never waits on Redis.
     if inbound.accept(fields) is None:
         log.info("duplicate callback acknowledged: %s", inbound.dedup_key(fields))
     return Response("", mimetype="text/plain")

@@ -7,16 +7,18 @@ from ``Doc`` objects (rebuilt whenever the library changes) and calls
 from __future__ import annotations
 
 import json
-import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import text as T
+from .text import _ASCII_RUN_RE as _ASCII_WORD
 
 
 @dataclass
@@ -47,11 +49,13 @@ class EngineConfig:
     use_synonyms: bool = True        # domain groups (synonyms.tsv)
     use_colloquial: bool = True      # domain-independent chat concept groups (colloquial.tsv)
     synonym_weight: float = 1.3      # query weight of a canonical term added by expansion
+    concept_weight: float = 1.0      # x that for a chat concept head (price, return, fault ...)
+    single_char_synonym_weight: float = 0.7  # ... when the variant is one CJK character
     lexicon_weight: float = 1.0      # query weight of a term the lexicon / groups know (others 1.0)
     use_unigrams: bool = True
     unigram_share: float = 0.5       # share of the single-character channel in the fusion
     use_bigrams: bool = True
-    bigram_share: float = 0.05       # share of the char-bigram channel in the fusion
+    bigram_share: float = 0.15       # share of the char-bigram channel in the fusion
     use_pinyin: bool = True
     pinyin_share: float = 0.05       # share of the fuzzy-pinyin bigram channel
     fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
@@ -67,12 +71,169 @@ class EngineConfig:
     # fraction of the query's characters that no known word covers (a query
     # the vocabulary fully understands leans on the word channel).
     adaptive_unigrams: bool = True
+    # Coordination: the word channel is multiplied by (share of the query's
+    # concepts a script mentions) ** coord, favouring scripts that answer the
+    # whole question (topic and intent) over ones matching one strong word.
+    coord: float = 0.0
     min_char_matches: int = 2
+    adaptive_bigrams: bool = True    # the same for the bigram channel
     use_cilin: bool = False
     cilin_weight: float = 0.3
     # Learned (term -> script) evidence may add at most this fraction of the
     # best textual score, so it re-orders close calls but cannot beat a clear match.
     learned_cap: float = 0.3
+
+
+def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
+    """(distinct tokens in first-seen order, id of each token)."""
+    vocab: dict[str, int] = {}
+    setdefault = vocab.setdefault
+    ids = np.fromiter([setdefault(t, len(vocab)) for t in tokens], dtype=np.int32, count=len(tokens))
+    return list(vocab), ids
+
+
+def _weighted_tf(field_terms: Mapping[str, list[list[str]]], weights: Mapping[str, float],
+                 n_docs: int, b: float) -> tuple[dict[str, int], sp.csr_matrix]:
+    """BM25F pseudo term frequencies: per field, tf x weight / length normalisation,
+    summed over fields; a terms x docs CSR matrix (term-major: a query reads a
+    few rows contiguously)."""
+    flats: list[list[str]] = []
+    doc_ids: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for fname, per_doc in field_terms.items():
+        w = weights.get(fname, 0.0)
+        if w <= 0:
+            continue
+        lengths = np.fromiter(map(len, per_doc), dtype=np.int64, count=n_docs)
+        total = int(lengths.sum())
+        if total == 0:
+            continue
+        avg = total / n_docs
+        norm = w / (1.0 - b + b * lengths / avg)
+        # One flat pass over all tokens; duplicate (term, doc) pairs are
+        # summed by scipy below, which is much cheaper than a Counter per doc.
+        flats.append(list(chain.from_iterable(per_doc)))
+        docs = np.repeat(np.arange(n_docs, dtype=np.int32), lengths)
+        doc_ids.append(docs)
+        vals.append(norm[docs])
+    terms, r = _factorize(list(chain.from_iterable(flats)))
+    vocab = dict(zip(terms, range(len(terms))))
+    return vocab, _tf_matrix(r, doc_ids, vals, len(vocab), n_docs)
+
+
+def _tf_matrix(term_ids: np.ndarray, doc_ids: list[np.ndarray], vals: list[np.ndarray],
+               n_terms: int, n_docs: int) -> sp.csr_matrix:
+    if doc_ids:
+        c = np.concatenate(doc_ids)
+        v = np.concatenate(vals)
+    else:
+        term_ids = c = np.zeros(0, dtype=np.int32)
+        v = np.zeros(0)
+    m = sp.csr_matrix((v, (term_ids, c)), shape=(max(n_terms, 1), n_docs), dtype=np.float64)
+    m.sum_duplicates()
+    return m
+
+
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))  # as text._CJK
+_PAIR = 0x110000  # a bigram's code: first code point * _PAIR + second
+
+
+class _CharGrams:
+    """Single characters and character bigrams of whole fields, in numpy.
+
+    The same terms as ``text.char_features`` (CJK characters and in-run
+    bigrams minus stop words, plus ASCII words), but computed on code-point
+    arrays of a field's concatenated texts: no Python string per character,
+    which makes the character channels several times cheaper to build and
+    keeps the build's memory peak low.
+    """
+
+    def __init__(self, texts: Mapping[str, list[str]], stop: frozenset[str], n_docs: int):
+        self.n_docs = n_docs
+        cjk_stop = [w for w in stop if all(_is_cjk(ord(c)) for c in w)]
+        self._stop1 = np.array(sorted(ord(w) for w in cjk_stop if len(w) == 1), dtype=np.int64)
+        self._stop2 = np.array(sorted(ord(w[0]) * _PAIR + ord(w[1]) for w in cjk_stop if len(w) == 2),
+                               dtype=np.int64)
+        self._ascii: dict[str, int] = {}  # ASCII word -> negative code
+        self._fields = {f: self._field(t, stop) for f, t in texts.items()}
+
+    def _field(self, texts: list[str], stop: frozenset[str]):
+        if not texts:
+            none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32))
+            return {1: none, 2: none}
+        lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) + 1
+        big = " ".join(texts) + " "
+        cp = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        doc = np.repeat(np.arange(len(texts), dtype=np.int32), lens)
+        cjk = np.zeros(len(cp), dtype=bool)
+        for lo, hi in _CJK_RANGES:
+            cjk |= (cp >= lo) & (cp <= hi)
+        one = cjk & ~np.isin(cp, self._stop1)
+        pair = cjk[:-1] & cjk[1:]
+        codes2 = cp[:-1] * _PAIR + cp[1:]
+        pair &= ~np.isin(codes2, self._stop2)
+        # ASCII words (model numbers, "spf50", "xl") count in both channels.
+        w_codes, w_docs = [], []
+        if _ASCII_WORD.search(big):
+            for i, t in enumerate(texts):
+                for w in _ASCII_WORD.findall(t):
+                    if w not in stop:
+                        w_codes.append(self._ascii.setdefault(w, -1 - len(self._ascii)))
+                        w_docs.append(i)
+        w_codes_a = np.array(w_codes, dtype=np.int64)
+        w_docs_a = np.array(w_docs, dtype=np.int32)
+        return {1: (np.concatenate([cp[one], w_codes_a]), np.concatenate([doc[one], w_docs_a])),
+                2: (np.concatenate([codes2[pair], w_codes_a]), np.concatenate([doc[:-1][pair], w_docs_a]))}
+
+    def tf(self, n: int, weights: Mapping[str, float], b: float) -> tuple[dict[str, int], sp.csr_matrix]:
+        """(vocabulary, BM25F pseudo-tf matrix) of the n-gram channel (n = 1 or 2)."""
+        codes, docs, vals = [], [], []
+        for f, grams in self._fields.items():
+            w = weights.get(f, 0.0)
+            c, d = grams[n]
+            if w <= 0 or not len(c):
+                continue
+            lengths = np.bincount(d, minlength=self.n_docs)
+            norm = w / (1.0 - b + b * lengths / (lengths.sum() / self.n_docs))
+            codes.append(c)
+            docs.append(d)
+            vals.append(norm[d])
+        all_codes = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
+        uniq, inv = np.unique(all_codes, return_inverse=True)
+        words = {code: w for w, code in self._ascii.items()}
+        if n == 1:
+            terms = [chr(c) if c >= 0 else words[c] for c in uniq.tolist()]
+        else:
+            terms = [chr(c // _PAIR) + chr(c % _PAIR) if c >= 0 else words[c] for c in uniq.tolist()]
+        vocab = dict(zip(terms, range(len(terms))))
+        return vocab, _tf_matrix(inv.astype(np.int32).ravel(), docs, vals, len(vocab), self.n_docs)
+
+
+def _is_cjk(cp: int) -> bool:
+    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+def _pinyin_tf(bigram_vocab: dict[str, int], bigram_tf: sp.csr_matrix) -> tuple[dict[str, int], sp.csr_matrix]:
+    """The fuzzy-pinyin channel's tf, derived from the character-bigram tf.
+
+    A pinyin bigram is a function of its character bigram, so its row is the
+    sum of the rows of the character bigrams that sound alike: one sparse
+    product over the bigram vocabulary instead of a second pass over every
+    token of the library."""
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    pm = T.pinyin_map()
+    for term, j in bigram_vocab.items():
+        key = T.pinyin_key(term, pm)
+        if key is not None:
+            rows.append(vocab.setdefault(key, len(vocab)))
+            cols.append(j)
+    fold = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                         shape=(max(len(vocab), 1), bigram_tf.shape[0]))
+    m = (fold @ bigram_tf).tocsr()
+    m.sum_duplicates()
+    m.sort_indices()
+    return vocab, m
 
 
 class _SparseBM25F:
@@ -84,44 +245,22 @@ class _SparseBM25F:
 
     def __init__(self, field_terms: Mapping[str, list[list[str]]], weights: Mapping[str, float],
                  n_docs: int, k1: float, b: float):
-        vocab: dict[str, int] = {}
-        term_ids: list[np.ndarray] = []
-        doc_ids: list[np.ndarray] = []
-        vals: list[np.ndarray] = []
-        for fname, per_doc in field_terms.items():
-            w = weights.get(fname, 0.0)
-            if w <= 0:
-                continue
-            lengths = np.fromiter((len(t) for t in per_doc), dtype=np.int64, count=n_docs)
-            total = int(lengths.sum())
-            if total == 0:
-                continue
-            avg = total / n_docs
-            norm = w / (1.0 - b + b * lengths / avg)
-            # One flat pass over all tokens; duplicate (term, doc) pairs are
-            # summed by scipy below, which is much cheaper than a Counter per doc.
-            setdefault = vocab.setdefault
-            flat = [setdefault(t, len(vocab)) for terms in per_doc for t in terms]
-            docs = np.repeat(np.arange(n_docs, dtype=np.int32), lengths)
-            term_ids.append(np.asarray(flat, dtype=np.int32))
-            doc_ids.append(docs)
-            vals.append(norm[docs])
-        self.vocab = vocab
-        n_terms = max(len(vocab), 1)
-        if term_ids:
-            r = np.concatenate(term_ids)
-            c = np.concatenate(doc_ids)
-            v = np.concatenate(vals)
-        else:
-            r = c = np.zeros(0, dtype=np.int32)
-            v = np.zeros(0)
-        # Term-major layout: a query reads a few rows (its terms) contiguously.
-        m = sp.csr_matrix((v, (r, c)), shape=(n_terms, n_docs), dtype=np.float64)
-        m.sum_duplicates()
+        vocab, tf = _weighted_tf(field_terms, weights, n_docs, b)
+        self._finish(vocab, tf, n_docs, k1)
+
+    @classmethod
+    def from_tf(cls, vocab: dict[str, int], tf: sp.csr_matrix, n_docs: int, k1: float) -> _SparseBM25F:
+        self = cls.__new__(cls)
+        self._finish(vocab, tf, n_docs, k1)
+        return self
+
+    def _finish(self, vocab: dict[str, int], m: sp.csr_matrix, n_docs: int, k1: float) -> None:
+        """Turn length-normalised, field-weighted tf into saturated BM25 weights (in place)."""
         df = np.diff(m.indptr).astype(np.float64)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         tf = m.data
         m.data = (np.repeat(idf, np.diff(m.indptr)) * tf * (k1 + 1.0) / (k1 + tf)).astype(np.float32)
+        self.vocab = vocab
         self.idf = idf
         self.matrix = m
         self.n_docs = n_docs
@@ -178,6 +317,23 @@ def _cilin_synonyms() -> dict[str, tuple[str, ...]]:
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
+WORD_CACHE_SIZE = 200_000  # distinct texts; cleared when full
+_word_caches: dict[tuple, dict[str, list[str]]] = {}
+_word_cache_lock = threading.Lock()
+
+
+def _word_cache(fingerprint: tuple) -> dict[str, list[str]]:
+    """The process-wide analysis cache for one vocabulary (the last four are kept)."""
+    with _word_cache_lock:
+        cache = _word_caches.pop(fingerprint, None)
+        if cache is None:
+            cache = {}
+        _word_caches[fingerprint] = cache  # most recently used last
+        while len(_word_caches) > 4:
+            del _word_caches[next(iter(_word_caches))]
+        return cache
+
+
 class SuggestionIndex:
     """Ranks reply scripts for a customer message.
 
@@ -197,9 +353,11 @@ class SuggestionIndex:
         if cfg.use_synonyms:
             for head, variants in T.default_synonym_groups().items():
                 groups.setdefault(head, []).extend(variants)
+        self._concepts: frozenset[str] = frozenset()
         if cfg.use_colloquial:
             for head, variants in T.default_colloquial_groups().items():
                 groups.setdefault(head, []).extend(variants)
+            self._concepts = frozenset(T.normalize(h) for h in T.default_colloquial_groups())
         for head, variants in (extra_synonyms or {}).items():
             groups.setdefault(head, []).extend(variants)
         self._syn = T.SynonymMap(groups)
@@ -212,6 +370,14 @@ class SuggestionIndex:
         # shared jieba instance, so one tenant's vocabulary never changes
         # another tenant's segmentation.
         self._phrases = T.PhraseSet(self._syn.phrases | extra)
+        # Word analysis (jieba + phrase scan + canonical terms) is the costly
+        # part of a build and depends only on the text and the vocabulary, so
+        # it is kept across rebuilds for the same vocabulary: an import that
+        # changes a few scripts re-analyses only those.
+        fingerprint = (cfg.use_synonyms, cfg.use_colloquial,
+                       tuple(sorted((h, tuple(v)) for h, v in (extra_synonyms or {}).items())),
+                       tuple(sorted(extra)))
+        self._word_cache = _word_cache(fingerprint)
 
         unique: dict[str, Doc] = {}
         for d in docs:
@@ -224,59 +390,63 @@ class SuggestionIndex:
         self._pos = {eid: i for i, eid in enumerate(self.ids)}
         n = len(self.ids)
 
-        # channel name -> field -> per-doc term lists
-        kinds = ["words"]
-        if cfg.use_unigrams:
-            kinds.append("chars1")
-        if cfg.use_bigrams:
-            kinds.append("chars2")
-        if cfg.use_pinyin and T.pinyin_map():
-            kinds.append("pinyin")
-        fields: dict[str, dict[str, list[list[str]]]] = {k: {f: [] for f in FIELDS} for k in kinds}
+        word_fields: dict[str, list[list[str]]] = {f: [] for f in FIELDS}
+        texts: dict[str, list[str]] = {f: [] for f in FIELDS}  # normalised, for the char channels
         # Titles, tags and categories repeat a lot across a library; analysing
-        # each distinct string once keeps rebuilds cheap.
-        cache: dict[str, tuple[list[str], ...]] = {}
+        # each distinct string once keeps rebuilds cheap. Term lists are only
+        # read from here on, so scripts sharing a title share its list.
+        cache: dict[str, tuple[str, list[str]]] = {}
         for d in unique.values():
             for f in FIELDS:
                 raw = getattr(d, f)
                 parts = [raw] if isinstance(raw, str) else list(raw or ())
-                acc: tuple[list[str], ...] = tuple([] for _ in kinds)
+                if len(parts) == 1:
+                    hit = cache.get(parts[0])
+                    if hit is None:
+                        norm = T.normalize(parts[0])
+                        hit = (norm, self._analyze(norm))
+                        if f != "body":
+                            cache[parts[0]] = hit
+                    texts[f].append(hit[0])
+                    word_fields[f].append(hit[1])
+                    continue
+                norms, words = [], []
                 for part in parts:
                     hit = cache.get(part)
                     if hit is None:
-                        hit = self._analyze_all(T.normalize(part), kinds)
-                        if f != "body":
-                            cache[part] = hit
-                    for lst, terms in zip(acc, hit):
-                        lst.extend(terms)
-                for k, lst in zip(kinds, acc):
-                    fields[k][f].append(lst)
+                        norm = T.normalize(part)
+                        hit = cache[part] = (norm, self._analyze(norm))
+                    norms.append(hit[0])
+                    words.extend(hit[1])
+                texts[f].append(" ".join(norms))
+                word_fields[f].append(words)
 
-        self._words = _SparseBM25F(fields["words"], cfg.word_field_weights, n, cfg.k1, cfg.b)
-        self._chars1 = (_SparseBM25F(fields["chars1"], cfg.char_field_weights, n, cfg.k1, cfg.b)
-                        if "chars1" in fields else None)
-        self._chars = (_SparseBM25F(fields["chars2"], cfg.char_field_weights, n, cfg.k1, cfg.b)
-                       if "chars2" in fields else None)
-        self._sounds = (_SparseBM25F(fields["pinyin"], cfg.char_field_weights, n, cfg.k1, cfg.b)
-                        if "pinyin" in fields else None)
+        self._words = _SparseBM25F(word_fields, cfg.word_field_weights, n, cfg.k1, cfg.b)
+        self._chars1 = self._chars = self._sounds = None
+        use_pinyin = cfg.use_pinyin and bool(T.pinyin_map())
+        if cfg.use_unigrams or cfg.use_bigrams or use_pinyin:
+            grams = _CharGrams(texts, self._stop, n)
+            if cfg.use_unigrams:
+                self._chars1 = _SparseBM25F.from_tf(*grams.tf(1, cfg.char_field_weights, cfg.b), n, cfg.k1)
+            if cfg.use_bigrams or use_pinyin:
+                vocab, tf = grams.tf(2, cfg.char_field_weights, cfg.b)
+                if use_pinyin:
+                    self._sounds = _SparseBM25F.from_tf(*_pinyin_tf(vocab, tf), n, cfg.k1)
+                if cfg.use_bigrams:
+                    self._chars = _SparseBM25F.from_tf(vocab, tf, n, cfg.k1)
         self._cilin = _cilin_synonyms() if cfg.use_cilin else {}
 
     # ------------------------------------------------------------------ analysis
-    def _analyze_all(self, norm: str, kinds: list[str]) -> tuple[list[str], ...]:
-        out = []
-        for k in kinds:
-            if k == "words":
-                out.append(self._analyze(norm))
-            elif k == "chars1":
-                out.append(T.char_ngrams(norm, self._stop, n=1))
-            elif k == "chars2":
-                out.append(T.char_ngrams(norm, self._stop))
-            else:
-                out.append(T.pinyin_bigrams(norm, self._stop))
-        return tuple(out)
-
     def _analyze(self, norm: str) -> list[str]:
         """Tokens, known phrases and their canonical synonyms (with repeats, for tf)."""
+        hit = self._word_cache.get(norm)
+        if hit is None:
+            if len(self._word_cache) >= WORD_CACHE_SIZE:
+                self._word_cache.clear()
+            hit = self._word_cache[norm] = self._analyze_words(norm)
+        return hit
+
+    def _analyze_words(self, norm: str) -> list[str]:
         terms = [t for t in self._tok.cut(norm) if t not in self._stop]
         seen = set(terms)
         for p in T.scan_phrases(norm, self._phrases):
@@ -308,9 +478,13 @@ class SuggestionIndex:
                 w = 1.0
             weights[t] = max(weights.get(t, 0.0), w)
         for t in list(weights):
+            # A one-character variant (干, 晒, 抓 ...) is ambiguous across
+            # domains: its expansion counts for less than a phrase's.
+            w = cfg.synonym_weight if len(t) > 1 or t.isascii() else cfg.single_char_synonym_weight
             for c in self._syn.canonical(t):
                 if c not in base:
-                    weights[c] = max(weights.get(c, 0.0), cfg.synonym_weight)
+                    wc = w * cfg.concept_weight if c in self._concepts else w
+                    weights[c] = max(weights.get(c, 0.0), wc)
         if self._cilin:
             for t in base:
                 if len(t) < 2 or self._syn.canonical(t):
@@ -319,6 +493,30 @@ class SuggestionIndex:
                     if s not in weights and s not in self._stop and s in self._words.vocab:
                         weights[s] = cfg.cilin_weight
         return weights
+
+    def _coverage(self, norm: str) -> np.ndarray:
+        """Per doc: the share of the query's concepts (a term with its canonical
+        heads counts once) that the doc mentions in any field."""
+        concepts: dict[tuple[str, ...], None] = {}
+        base = [t for t in self._tok.cut(norm) if t not in self._stop]
+        base += [p for p in T.scan_phrases(norm, self._phrases) if p not in self._stop]
+        for t in base:
+            lone = len(t) == 1 and not t.isascii() and not self._syn.canonical(t)
+            if not lone:
+                concepts[tuple(sorted({t, *self._syn.canonical(t)}))] = None
+        vocab, m = self._words.vocab, self._words.matrix
+        hit = np.zeros(self._words.n_docs)
+        known = 0
+        for concept in concepts:
+            idx = [vocab[t] for t in concept if t in vocab]
+            if not idx:
+                continue  # a word no script uses cannot tell scripts apart
+            known += 1
+            seen = np.zeros(self._words.n_docs, dtype=bool)
+            for j in idx:
+                seen[m.indices[m.indptr[j]:m.indptr[j + 1]]] = True
+            hit += seen
+        return hit / known if known else np.ones(self._words.n_docs)
 
     def _residual(self, norm: str) -> str:
         """``norm`` with every known word blanked out (kept as spaces)."""
@@ -348,12 +546,17 @@ class SuggestionIndex:
         """Fuse the word channel with the (optional) char and pinyin bigram channels."""
         cfg = self.config
         qw = self._query_weights(norm)
-        channels = [(self._words.score(qw), 1.0)]
+        words = self._words.score(qw)
+        if cfg.coord > 0 and words.any():
+            words = words * self._coverage(norm) ** cfg.coord
+        channels = [(words, 1.0)]
+        residual = None  # the query minus every known word, computed once when needed
         if self._chars1 is not None and cfg.unigram_share > 0:
             grams = T.char_ngrams(norm, self._stop, n=1)
             share = cfg.unigram_share
             if cfg.char_residual or cfg.adaptive_unigrams:
-                rest = T.char_ngrams(self._residual(norm), self._stop, n=1)
+                residual = residual if residual is not None else self._residual(norm)
+                rest = T.char_ngrams(residual, self._stop, n=1)
                 if cfg.char_residual:
                     grams = rest
                 if cfg.adaptive_unigrams:
@@ -368,7 +571,12 @@ class SuggestionIndex:
             channels.append((uni, share))
         if self._chars is not None:
             grams = T.char_ngrams(norm, self._stop)
-            channels.append((self._chars.score(dict.fromkeys(grams, 1.0)), cfg.bigram_share))
+            share = cfg.bigram_share
+            if cfg.adaptive_bigrams:
+                residual = residual if residual is not None else self._residual(norm)
+                rest = T.char_ngrams(residual, self._stop)
+                share *= len(rest) / max(len(grams), 1)
+            channels.append((self._chars.score(dict.fromkeys(grams, 1.0)), share))
         if self._sounds is not None:
             grams = T.pinyin_bigrams(norm, self._stop)
             channels.append((self._sounds.score(dict.fromkeys(grams, 1.0)), cfg.pinyin_share))

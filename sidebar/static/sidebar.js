@@ -252,6 +252,15 @@
 
   /* ---------------------------------------------------------------- actions */
 
+  /* The 客户 tab's tag line follows what the 标签 tab shows as on. */
+  function refreshProfileTags() {
+    var box = $("#sb-profile-tags");
+    if (!box) return;
+    box.innerHTML = Array.prototype.map.call(document.querySelectorAll("#tab-tags .sb-chip.is-on"), function (b) {
+      return '<span class="sb-chip is-on">' + esc(b.textContent) + "</span>";
+    }).join("");
+  }
+
   function toggleTag(btn) {
     if (btn.classList.contains("is-busy")) return;
     var on = !btn.classList.contains("is-on");
@@ -261,6 +270,7 @@
       if (!r.ok) { toast(r.data.error || "操作失败", true); return; }
       btn.classList.toggle("is-on", r.data.on);
       btn.setAttribute("aria-pressed", r.data.on ? "true" : "false");
+      refreshProfileTags();
       toast(r.data.on ? "已打上「" + r.data.name + "」" : "已去掉「" + r.data.name + "」");
     });
   }
@@ -282,6 +292,7 @@
           r.data.id + '" aria-pressed="true">' + esc(r.data.name) + "</button>");
       }
       input.value = "";
+      refreshProfileTags();
       toast("已添加「" + r.data.name + "」");
     });
   }
@@ -301,11 +312,20 @@
     });
   }
 
+  function showQuota(q) {
+    var el = $("#sb-quota");
+    if (!el) return;
+    el.textContent = q.allowed
+      ? "这位客户今天还能收 " + q.today_left + " 条营销消息（7天内还剩 " + q.week_left + " 条）"
+      : "暂不能发营销素材：" + q.reason;
+  }
+
   function sendContent(btn) {
     btn.disabled = true;
     api("POST", customerPath("/content/" + encodeURIComponent(btn.getAttribute("data-content")) + "/send"), {})
       .then(function (r) {
         btn.disabled = false;
+        if (r.data.quota) showQuota(r.data.quota);
         if (!r.ok) { toast(r.data.error || "发送失败", true); return; }
         send(r.data.message).then(function (sent) { if (sent) toast("已发送"); });
       });

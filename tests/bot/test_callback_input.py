@@ -135,3 +135,30 @@ def test_rejections_are_logged_without_secrets(client, app, caplog):
     assert "callback rejected (400)" in text
     for secret in (app.config["WECOM_AES_KEY"], app.config["WECOM_SECRET"], app.config["WECOM_TOKEN"]):
         assert secret not in text
+
+
+def test_concurrent_callbacks_and_retries_are_each_stored_once(app):
+    """Many requests at once share group commits; a retry racing its original still gets one row."""
+    import threading
+
+    from bot import inbound
+
+    results: dict[int, list] = {}
+    start = threading.Barrier(24)
+
+    def deliver(n: int) -> None:
+        fields = {"MsgType": "event", "Event": "change_external_contact", "ChangeType": "del_follow_user",
+                  "UserID": "guide01", "ExternalUserID": f"wmRace{n % 12:02d}", "CreateTime": "1700000000"}
+        start.wait()
+        with app.app_context():
+            results[n] = [inbound.accept(fields) for _ in range(3)]
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(24)]  # 12 callbacks, each twice
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert inbox_count() == 12
+    stored = [i for ids in results.values() for i in ids if i is not None]
+    assert len(stored) == 12 and len(set(stored)) == 12  # each callback accepted exactly once
+    assert set(stored) == set(db.session.scalars(select(CallbackInbox.id)))

@@ -133,3 +133,54 @@ def test_query_terms_are_normalised(index):
     terms = index.query_terms("尿不湿ＸＬ码😂")
     assert "纸尿裤" in terms  # canonical library word recorded for learning
     assert all(t == normalize(t) for t in terms)
+
+
+# ---- generalisation to other stores' libraries (no store vocabulary involved)
+
+APPLIANCE_DOCS = [
+    Doc("e1", "安装收费标准", "基础安装免费，空调含3米铜管，超出部分每米80元，外机支架另收。", "安装", ["安装费", "铜管"]),
+    Doc("e2", "保修政策", "整机保修1年，压缩机保修10年，保修期内上门维修免费。", "售后", ["保修"]),
+    Doc("e3", "空调不制冷排查", "先看遥控器是否在制冷模式，过滤网是否太脏，仍不凉就安排师傅上门检测。", "故障",
+        ["空调", "不制冷"]),
+    Doc("e4", "送货时间", "市区次日送达，大件送货上楼，送货前司机电话联系。", "物流", ["送货"]),
+    Doc("e5", "腰围尺码表", "26码腰围约66cm，27码约69cm，28码约71cm。", "尺码", ["裤子"]),
+]
+
+
+@pytest.fixture(scope="module")
+def appliance_index():
+    return SuggestionIndex(APPLIANCE_DOCS)
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("装空调要额外掏钱吗 管子不够长咋算", "e1"),   # 掏钱 / 额外: fees
+    ("冰箱坏了免费修几年", "e2"),                  # 免费修: warranty
+    ("开了半天屋里还是很热 吹的不凉快", "e3"),       # 不凉: a fault
+    ("今天下单明天能到家吗", "e4"),                # 到家 / 明天能到: delivery
+    ("我腰2尺1 拿几码的裤子", "e5"),               # 腰 + 码: shared characters of unseen compounds
+])
+def test_customer_words_meet_an_unseen_store_library(appliance_index, query, expected):
+    assert top_id(appliance_index, query) == expected
+
+
+def test_one_shared_character_is_not_a_match(appliance_index):
+    # 天 occurs in the library (次日, ...) and 气 nowhere: chit-chat finds nothing.
+    assert appliance_index.search("今天天气不错哈哈") == []
+
+
+def test_fast_segmentation_equals_jieba():
+    from knowledge.text import default_tokenizer
+    tok = default_tokenizer()
+    texts = [d.body for d in DOCS + APPLIANCE_DOCS] + [
+        "娃三天没拉粑粑了咋办", "spf50+ 防晒 a醇 0.5% iphone15 pro", "75b的文胸 xl码 4k电视 16a插座",
+        "abc123你好世界def", "啊" * 30, ""]
+    for t in texts:
+        n = normalize(t)
+        assert tok.cut(n) == tok.cut_reference(n), t
+
+
+def test_variant_that_prefixes_another_is_still_a_word():
+    from knowledge.text import Tokenizer
+    tok = Tokenizer()
+    tok.add_words(["拉粑粑了没", "拉粑粑"])  # jieba stores 拉粑粑 as a 0-frequency prefix of the first
+    assert "拉粑粑" in tok.cut(normalize("娃拉粑粑"))

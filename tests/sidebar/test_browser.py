@@ -3,8 +3,12 @@ by Playwright against a live server (werkzeug in a thread) on PostgreSQL and Red
 Screenshots go to tests/screenshots/ (not committed)."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import shutil
 import threading
+from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from core.db import db
-from models import CustomerTag, RedDot, ScriptSend, Tag
+from models import CustomerTag, ProfileView, RedDot, ScriptSend, Tag
 from tests.knowledge.factories import LIBRARY
 from tests.knowledge.test_library import load
 from tests.sidebar.factories import task_for
@@ -23,18 +27,32 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: run scrip
 SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 
 
-@pytest.fixture
-def live_server(app):
-    app.config["DEMO"] = True
+@contextlib.contextmanager
+def serve(app, *, demo: bool):
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    saved = {k: app.config[k] for k in ("DEMO", "PUBLIC_BASE_URL")}
+    app.config.update(DEMO=demo, PUBLIC_BASE_URL=url)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield url
     finally:
         server.shutdown()
         thread.join(5)
-        app.config["DEMO"] = False
+        app.config.update(saved)
+
+
+@pytest.fixture
+def live_server(app):
+    with serve(app, demo=True) as url:
+        yield url
+
+
+@pytest.fixture
+def live_wecom_server(app):
+    with serve(app, demo=False) as url:
+        yield url
 
 
 @pytest.fixture
@@ -90,16 +108,17 @@ def test_demo_sidebar_tabs_tags_scripts_tasks_content(app, chain, standin, live_
 
     # 标签: one tap adds (synced to WeCom), another removes.
     page.click('.sb-tab[data-tab="tags"]')
-    chip = page.locator(".sb-chip", has_text="高意向")
+    chip = page.locator("#tab-tags .sb-chip", has_text="高意向")
     chip.click()
-    page.wait_for_selector('.sb-chip.is-on:has-text("高意向")')
+    page.wait_for_selector('#tab-tags .sb-chip.is-on:has-text("高意向")')
     _fresh()
     tag_id = db.session.scalar(select(Tag.id).where(Tag.name == "高意向"))
     assert db.session.get(CustomerTag, (chain.mine.id, tag_id)) is not None
     assert [t["tag_name"] for t in standin.corp.contacts[ext]["follow_user"][0]["tags"]] == ["高意向"]
+    assert "高意向" in page.locator("#sb-profile-tags").text_content()  # the 客户 tab follows
     page.screenshot(path=str(SHOTS / "sidebar-tags.png"), full_page=True)
     chip.click()
-    page.wait_for_selector('.sb-chip:not(.is-on):has-text("高意向")')
+    page.wait_for_selector('#tab-tags .sb-chip:not(.is-on):has-text("高意向")')
     _fresh()
     assert db.session.get(CustomerTag, (chain.mine.id, tag_id)) is None
     # A free-text note, and a too-long one refused with the reason.
@@ -128,9 +147,11 @@ def test_demo_sidebar_tabs_tags_scripts_tasks_content(app, chain, standin, live_
 
     # 素材: a news card whose link is the tracked link.
     page.click('.sb-tab[data-tab="content"]')
+    assert "今天还能收 1 条营销消息" in page.inner_text("#sb-quota")
     page.click('[data-action="content-send"][data-content="c-zhuannai"]')
     page.wait_for_selector('#sb-demo-sent-list li:has-text("转奶七日法图解")')
     assert "/c/" in page.inner_text("#sb-demo-sent-list")  # the tracked link, not the article's own
+    page.wait_for_selector('#sb-quota:has-text("暂不能发营销素材")')  # one a day: the tab says so at once
     page.screenshot(path=str(SHOTS / "sidebar-content.png"), full_page=True)
 
     # 优惠券 (tests/coupons/test_sidebar_tab.py issues one): open, and nothing to list without templates.
@@ -145,9 +166,9 @@ def test_wecom_error_shown_in_plain_chinese(app, chain, standin, live_server, pa
     page.click(f'[data-customer="{ext}"]')
     page.click('.sb-tab[data-tab="tags"]')
     standin.corp.add_fault("externalcontact/mark_tag", 45009)
-    page.locator(".sb-chip", has_text="待跟进").click()
+    page.locator("#tab-tags .sb-chip", has_text="待跟进").click()
     page.wait_for_selector('#sb-toast.is-error:has-text("调用企业微信太频繁")')
-    assert page.locator('.sb-chip.is-on:has-text("待跟进")').count() == 0
+    assert page.locator('#tab-tags .sb-chip.is-on:has-text("待跟进")').count() == 0
     # Too long a note: the reason, and nothing sent.
     page.fill("#sb-note-input", "券" * 30)
     page.evaluate("document.getElementById('sb-note-input').removeAttribute('maxlength')")
@@ -157,3 +178,88 @@ def test_wecom_error_shown_in_plain_chinese(app, chain, standin, live_server, pa
     page.screenshot(path=str(SHOTS / "sidebar-error.png"), full_page=True)
     _fresh()
     assert db.session.scalar(select(CustomerTag)) is None
+
+
+# A stand-in for WeCom's JS-SDK inside the webview: records what the page asks and answers like WeCom does.
+FAKE_WX = """
+window.__wx = [];
+window.wx = {
+  config: function (c) { __wx.push(["config", c]); },
+  ready: function (f) { setTimeout(f, 0); },
+  error: function () {},
+  agentConfig: function (c) { __wx.push(["agentConfig", c]); setTimeout(function () { c.success({}); }, 0); },
+  invoke: function (name, args, cb) {
+    __wx.push(["invoke", name, args]);
+    if (name === "getContext") cb({err_msg: "getContext:ok", entry: "single_chat_tools"});
+    else if (name === "getCurExternalContact") cb({err_msg: "getCurExternalContact:ok", userId: "%s"});
+    else if (name === "sendChatMessage") cb({err_msg: "sendChatMessage:ok"});
+  }
+};
+"""
+
+
+def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wecom_server, page, tmp_path):
+    load(tmp_path, LIBRARY)
+    from tests.tasks.factories import tag
+
+    tag(chain.mine, "0-6月", group="宝宝月龄")
+    db.session.commit()
+    ext = chain.ext[chain.mine.id]
+    oauth_base, jssdk_urls = app.config["WECOM_OAUTH_URL"], app.config["WECOM_JSSDK_URLS"]
+
+    page.route(jssdk_urls[0], lambda route: route.fulfill(status=200, content_type="application/javascript",
+                                                          body=FAKE_WX % ext))
+    for src in jssdk_urls[1:]:
+        page.route(src, lambda route: route.fulfill(status=200, content_type="application/javascript", body=""))
+
+    # Opened from the chat's toolbar without a session: the sidebar sends the guide to WeCom's OAuth2 page,
+    # which (the member being known) comes back with a code. Playwright cannot route a redirect's target,
+    # so the WeCom hop is played through the context's request API, which shares the browser's cookies.
+    resp = page.request.get(f"{live_wecom_server}/sidebar/", max_redirects=0)
+    assert resp.status == 302 and "/sidebar/login" in resp.headers["location"]
+    resp = page.request.get(live_wecom_server + resp.headers["location"], max_redirects=0)
+    assert resp.headers["location"].startswith(oauth_base)
+    q = parse_qs(urlsplit(resp.headers["location"]).query)
+    assert q["appid"] == [app.config["WECOM_CORP_ID"]] and q["scope"] == ["snsapi_base"]
+    code = standin.corp.issue_oauth_code("guide01")
+    page.goto(f"{q['redirect_uri'][0]}?code={code}&state={q['state'][0]}")
+    # Signed in: the page configures the JS-SDK and asks WeCom which customer's chat is open.
+    page.wait_for_url(f"**/sidebar/?customer={ext}&entry=single_chat_tools")
+    page.wait_for_selector("#tab-customer.is-active")
+    assert page.inner_text("#sb-customer-name") == "张女士"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    _fresh()
+    assert [(v.guide_id, v.entry) for v in db.session.scalars(select(ProfileView))] == \
+        [(chain.guide.id, "single_chat_tools")]
+
+    # The signatures the page configured with are WeCom's algorithm over this very URL.
+    page.wait_for_function("window.__wx.some(c => c[0] === 'agentConfig')")
+    calls = page.evaluate("window.__wx")
+    config = next(c[1] for c in calls if c[0] == "config")
+    agent = next(c[1] for c in calls if c[0] == "agentConfig")
+    from core.redis_store import rstore
+
+    tickets = {k.decode(): json.loads(rstore.client.get(k)) for k in rstore.client.keys("wecom:*ticket*")}
+    url = page.url.split("#")[0]
+    for conf, kind in ((config, "_jsapi_"), (agent, "agent_config")):
+        ticket = next(v for k, v in tickets.items() if kind in k)
+        raw = f"jsapi_ticket={ticket}&noncestr={conf['nonceStr']}&timestamp={conf['timestamp']}&url={url}"
+        assert conf["signature"] == hashlib.sha1(raw.encode()).hexdigest()
+    assert agent["agentid"] == app.config["WECOM_AGENT_ID"] and "sendChatMessage" in agent["jsApiList"]
+
+    # Tap a suggested script, send it unchanged through sendChatMessage; the send is reported back.
+    script = page.locator('#sb-top-suggestions [data-action="script"]').first
+    script_id = script.get_attribute("data-script")
+    script.click()
+    body = page.input_value("#sb-editor-text")
+    page.click("#sb-editor-send")
+    page.wait_for_function("window.__wx.some(c => c[1] === 'sendChatMessage')")
+    sent = next(c[2] for c in page.evaluate("window.__wx") if c[1] == "sendChatMessage")
+    assert sent == {"msgtype": "text", "enterChat": True, "text": {"content": body.strip()}}
+    page.wait_for_timeout(300)
+    _fresh()
+    send = db.session.scalar(select(ScriptSend))
+    assert send is not None and send.source == "suggested" and not send.edited
+    assert page.locator("#sb-demo-sent").count() == 0  # not demo mode: nothing is shown as sent on the page
+    page.screenshot(path=str(SHOTS / "sidebar-wecom.png"), full_page=True)
