@@ -73,9 +73,7 @@ def compose(push: GuidePush, guide: Guide) -> tuple[str, str, str] | None:
         more = f"\n另有 {s['more']} 项在「更多」里" if s["more"] else ""
         return f"今日待办 {s['open']} 项", f"{parts}{more}\n点开查看顾客和推荐话术", _link("tasks")
     if push.kind == "morning_brief":
-        new = db.session.scalars(select(Content.title).where(
-            Content.enabled.is_(True), or_(Content.valid_from == D, Content.created_at >= utcnow() - timedelta(days=1)))
-            .order_by(Content.id.desc()).limit(3)).all()
+        new = [c.title for c in morning_content(D)]
         lines = [f"· {t}" for t in new] or ["· 今天没有新素材，常用素材在「素材」里"]
         return "早安！今日素材与工具", "\n".join(lines) + "\n9:00 推送今日待办", _link("content")
     if push.kind == "daily_ranking":
@@ -88,17 +86,32 @@ def compose(push: GuidePush, guide: Guide) -> tuple[str, str, str] | None:
     return None
 
 
-def _ranking_card(guide: Guide, D: date) -> tuple[str, str, str] | None:
-    """The team's day from the leaderboard (reconciled at 20:00): attributed GMV and tasks done per guide of
-    the store; a guide also sees where they stand."""
+def morning_content(D: date, limit: int = 3) -> list[Content]:
+    """The morning brief's content: enabled items valid from D or added in the last day, newest first
+    (the sidebar's workbench shows the same list in its 素材 tab)."""
+    return list(db.session.scalars(select(Content).where(
+        Content.enabled.is_(True), or_(Content.valid_from == D, Content.created_at >= utcnow() - timedelta(days=1)))
+        .order_by(Content.id.desc()).limit(limit)))
+
+
+def team_ranking(guide: Guide, D: date) -> list[dict]:
+    """The day's ranking of the guide's store team from the leaderboard: active guides by attributed GMV,
+    ranked among themselves (the store manager coaches, not competes). Empty without a store."""
     from reports.leaderboard import guide_rows
 
     if guide.store_id is None:
-        return None
+        return []
     rows = [r for r in guide_rows("day", D, metric="gmv", store_id=guide.store_id)
             if r["status"] == "active" and r["role"] == "guide"]
-    for i, r in enumerate(rows, 1):  # ranks within the team of guides (the store manager coaches, not competes)
+    for i, r in enumerate(rows, 1):
         r["rank"] = i
+    return rows
+
+
+def _ranking_card(guide: Guide, D: date) -> tuple[str, str, str] | None:
+    """The team's day from the leaderboard (reconciled at 20:00): attributed GMV and tasks done per guide of
+    the store; a guide also sees where they stand."""
+    rows = team_ranking(guide, D)
     if not rows:
         return None
     lines = [f"{r['rank']}. {r['name']} 业绩¥{float(r['gmv']):.0f} 订单{r['orders']} 完成任务{r['tasks_done']}"

@@ -453,3 +453,25 @@ def rebuild_pairs(*, now: datetime | None = None, exclude_order_ids: set[int] | 
 
 def pair_count() -> int:
     return db.session.scalar(select(func.count()).select_from(ProductPair))
+
+
+# --------------------------------------------------------------------------------------------- sending
+
+# A short pitch per category for a product sent into the chat. The recommendation's reason is for the guide
+# (it says why the system picked it, e.g. "her formula runs out"), not for the customer, so it is never sent.
+PITCHES = {
+    "奶粉": "店里现货，新鲜批次，需要的话我帮您留一罐～",
+    "纸尿裤": "柔软透气，现在店里有货，需要我帮您留一包吗？",
+    "湿巾": "日常用得多，囤一些更方便，需要我帮您留吗？",
+    "辅食": "宝宝开始吃辅食可以试试，需要我帮您留一份吗？",
+}
+DEFAULT_PITCH = "这款店里有货，感兴趣的话我给您详细介绍～"
+
+
+def product_message(product: Product) -> str:
+    """The text a guide sends for one product: name, price and a short pitch (never the internal reason)."""
+    return f"{product.name}\n¥{product.price}\n{PITCHES.get(product.category, DEFAULT_PITCH)}"
+
+
+def product_by_sku(sku: str) -> Product | None:
+    return db.session.scalar(select(Product).where(Product.sku == sku))

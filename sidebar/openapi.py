@@ -193,6 +193,27 @@ def spec() -> dict:
             "requestBody": {"required": True, "content": {"application/json": {"schema": OBJ}}},
             "responses": {"201": _json(OBJ, "stored"), "200": _json(OBJ, "a duplicate: the first result"),
                           **_errors(400, 401, 413)}}},
+        # sidebar integration (docs/sidebar.md): products into the chat, the workbench's 排行
+        "/api/customers/{external_userid}/recommendations/{sku}/send": {"post": _op(
+            "Send one recommended product into the chat: counts a marketing touch (refused over a cap with the "
+            "reason) and returns the text message (name, price, a short pitch; never the internal reason)",
+            _json({"type": "object", "properties": {
+                "message": {"type": "object", "properties": {
+                    "msgtype": {"type": "string", "enum": ["text"]}, "enterChat": {"type": "boolean"},
+                    "text": {"type": "object", "properties": {"content": s}}}},
+                "quota": OBJ}}, "the message for sendChatMessage, and the touch caps now"),
+            params=[CUSTOMER_PATH, _param("sku", "path", description="the product's SKU")],
+            errors=(401, 403, 404, 409), tag="recommend", csrf=True, ok_status="201")},
+        "/api/sidebar/ranking": {"get": _op(
+            "The guide's store team's day from the leaderboard (guides ranked by attributed GMV), the guide's "
+            "own row marked `me`; for managers and admins the link to /manager/",
+            _json({"type": "object", "properties": {
+                "date": s, "my_rank": {"type": ["integer", "null"]}, "manager_url": {"type": ["string", "null"]},
+                "rows": {"type": "array", "items": {"type": "object", "properties": {
+                    "rank": {"type": "integer"}, "userid": s, "name": s, "gmv": s, "orders": {"type": "integer"},
+                    "tasks_done": {"type": "integer"}, "tasks_total": {"type": "integer"},
+                    "me": {"type": "boolean"}}}}}}, "the ranking"),
+            params=[_param("date", description="local day YYYY-MM-DD (default today)")], errors=(400, 401))},
         "/api/me/month": {"get": _op("The signed-in guide's month: orders, GMV, commission",
                                      _json(OBJ, "the month"), tag="commerce")},
     }

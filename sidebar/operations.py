@@ -35,6 +35,7 @@ EVENT_LABELS = {
     "tag_added": "打标签",
     "tag_removed": "去掉标签",
     "content_sent": "发送素材",
+    "product_sent": "推荐商品",
 }
 CHANNEL_LABELS = {"pos": "门店", "ecommerce": "商城", "miniprogram": "小程序", "wecom": "企业微信"}
 
@@ -83,7 +84,7 @@ def _event_text(ev: Event) -> str:
             names = [str(i.get("name") or i.get("sku")) for i in items[:3] if isinstance(i, dict)]
             parts.append("、".join(n for n in names if n))
         return " ".join(x for x in parts if x)
-    if ev.type in ("tag_added", "tag_removed", "content_sent"):
+    if ev.type in ("tag_added", "tag_removed", "content_sent", "product_sent"):
         return str(p.get("tag") or p.get("title") or "")
     return str(p.get("note") or p.get("reason") or p.get("remark") or "")
 
@@ -326,3 +327,36 @@ def first_screen(guide: Guide, customer: Customer, *, query: str | None = None, 
         "task_scripts": task_scripts,
         "quota": quota.quota(customer),
     }
+
+
+# ------------------------------------------------------------------------------------------- the workbench
+
+
+def workbench(guide: Guide, D: date) -> dict:
+    """The page without a customer (a push's link): all of the guide's tasks for D grouped by rule, with the
+    summary, and the morning brief's content."""
+    from bot.pushes import morning_content
+    from tasks.operations import list_tasks, summary
+
+    groups: dict[str, list[dict]] = {}
+    for t in list_tasks(D, guide=guide):
+        groups.setdefault(t["rule_label"], []).append(t)
+    return {"date": D.isoformat(), "summary": summary(D, guide),
+            "task_groups": [{"label": label, "tasks": tasks, "open": sum(t["status"] == "open" for t in tasks)}
+                            for label, tasks in groups.items()],
+            "content": [{"external_id": c.external_id, "title": c.title, "summary": c.summary, "url": c.url,
+                         "cover_url": c.cover_url, "category": c.category} for c in morning_content(D, limit=10)]}
+
+
+def team_ranking(guide: Guide, D: date) -> dict:
+    """The 排行 tab: the store team's day (reports/leaderboard), the guide's own row marked `me`, and for a
+    store manager or admin the link to the manager page."""
+    from bot.pushes import team_ranking as rows_for
+    from flask import url_for
+
+    rows = [{"rank": r["rank"], "userid": r["userid"], "name": r["name"], "gmv": r["gmv"], "orders": r["orders"],
+             "tasks_done": r["tasks_done"], "tasks_total": r["tasks_total"], "me": r["userid"] == guide.userid}
+            for r in rows_for(guide, D)]
+    mine = next((r for r in rows if r["me"]), None)
+    return {"date": D.isoformat(), "rows": rows, "my_rank": mine["rank"] if mine else None,
+            "manager_url": url_for("manager.page") if guide.role in ("manager", "admin") else None}

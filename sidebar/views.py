@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from datetime import date
 from urllib.parse import quote, urlsplit
 
 from flask import (Blueprint, abort, current_app, jsonify, redirect, render_template, request, session,
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from bot.wecom_client import WeComError, get_wecom
 from core.db import db
+from core.timeutil import local_today, utcnow
 from knowledge import service as knowledge
 from models import Customer, CustomerIdentity, Guide
 from sidebar import jssdk
@@ -51,7 +53,11 @@ pages.add_app_template_global(asset_url, "sidebar_asset")
 # The tabs, in order: (key, label, enabled). A new tab is one entry here, one partial
 # (templates/sidebar/tabs/<key>.html) and one function in static/sidebar.js (tabs.<key>).
 TABS = [("customer", "客户", True), ("tags", "标签", True), ("scripts", "话术", True),
-        ("content", "素材", True), ("tasks", "任务", True), ("coupons", "优惠券", True)]
+        ("content", "素材", True), ("tasks", "任务", True), ("coupons", "优惠券", True),
+        ("ranking", "排行", True)]
+# Without a customer (opened from a push's link, `/sidebar/?tab=…`) the page is the guide's workbench: these
+# tabs, rendered from templates/sidebar/workbench/<key>.html (排行 shares tabs/ranking.html).
+WORKBENCH_TABS = [("tasks", "任务", True), ("content", "素材", True), ("ranking", "排行", True)]
 
 
 def _error(status: int, message: str, **extra):
@@ -80,18 +86,26 @@ def index():
     if guide is None:
         return redirect(url_for("sidebar.login", next=request.full_path.rstrip("?")))
     external_userid = request.args.get("customer")
-    ctx = {"guide": guide, "tabs": TABS, "demo": _demo_session(), "csrf": csrf_token(),
+    tab = request.args.get("tab")
+    ctx = {"guide": guide, "demo": _demo_session(), "csrf": csrf_token(), "tab_given": bool(tab),
            "jssdk_urls": current_app.config.get("WECOM_JSSDK_URLS", [])}
     if not external_userid:
-        if ctx["demo"]:
+        if ctx["demo"] and not tab:
             return redirect(url_for("sidebar.demo_customers"))
-        return render_template("sidebar/page.html", screen=None, external_userid=None, **ctx)
+        from tasks.views import menu_focus
+
+        keys = [k for k, _, _ in WORKBENCH_TABS]
+        active = tab if tab in keys else menu_focus(utcnow())  # morning 素材, day 任务, evening 排行
+        return render_template("sidebar/page.html", screen=None, external_userid=None, tabs=WORKBENCH_TABS,
+                               active=active, bench=ops.workbench(guide, local_today()), **ctx)
     customer = visible_customer(guide, external_userid)
     screen = ops.first_screen(guide, customer)
     ops.record_view(guide, customer, entry=request.args.get("entry") or ("demo" if ctx["demo"] else "page"),
                     ip=request.remote_addr)
     db.session.commit()
-    return render_template("sidebar/page.html", screen=screen, external_userid=external_userid, **ctx)
+    active = tab if tab in {k for k, _, enabled in TABS if enabled} else "customer"
+    return render_template("sidebar/page.html", screen=screen, external_userid=external_userid, tabs=TABS,
+                           active=active, **ctx)
 
 
 @pages.get("/login")
@@ -321,6 +335,17 @@ def scripts_in_category():
     if not category:
         return _error(400, "请选择话术分类（category）")
     return jsonify(category=category, scripts=knowledge.scripts_in(category))
+
+
+@api.get("/sidebar/ranking")
+@login_required
+def team_ranking():
+    """The 排行 tab: the guide's store team's day from the leaderboard, the guide's own row marked."""
+    try:
+        D = date.fromisoformat(request.args["date"]) if request.args.get("date") else local_today()
+    except ValueError:
+        return _error(400, "date 不是有效日期（YYYY-MM-DD）")
+    return jsonify(ops.team_ranking(current_guide(), D))
 
 
 @api.get("/openapi.json")

@@ -58,6 +58,7 @@ def _clean_state(request):
 
     rstore.client.flushdb()
     application.extensions.pop("knowledge_library", None)  # built from the previous test's tables
+    application.extensions.pop("recommend_catalog", None)  # products cached from the previous test
     with application.app_context():
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         with db.engine.begin() as conn:

@@ -129,7 +129,7 @@
   /* ---------------------------------------------------------------- the tabs: one function each */
 
   var tabs = {
-    customer: function () {},
+    customer: function (panel, first) { if (first && S.customer) loadRecommendations(); },
     tags: function () {},
     scripts: function (panel, first) {
       if (!first) return;
@@ -143,7 +143,7 @@
       });
     },
     content: function (panel, first) {
-      if (!first) return;
+      if (!first || !S.customer) return;  // the workbench renders today's content on the server
       api("GET", customerPath("/content")).then(function (r) {
         var box = $("#sb-content-list");
         var items = (r.data && r.data.content) || [];
@@ -160,6 +160,7 @@
       });
     },
     tasks: function (panel, first) {
+      if (!S.customer) return;  // the workbench renders every task on the server
       api("GET", "/api/me/month").then(function (r) {  // the guide's month: attributed orders, GMV, commission
         if (!r.ok) return;
         $("#sb-my-month").textContent = "本月业绩 ¥" + r.data.gmv + " · 订单 " + r.data.orders + " · 提成 ¥" + r.data.commission;
@@ -173,8 +174,59 @@
         box.innerHTML = list.length ? list.map(taskHtml).join("") : '<p class="sb-muted sb-pad">今天没有任务</p>';
       });
     },
-    coupons: function () { loadCoupons(); }  // reloaded on each open: stock and the caps move
+    coupons: function () { loadCoupons(); },  // reloaded on each open: stock and the caps move
+    ranking: function (panel, first) { if (first) loadRanking(); }
   };
+
+  /* ---------------------------------------------------------------- 客户: recommended products (货找人) */
+
+  function loadRecommendations() {
+    var box = $("#sb-recs");
+    if (!box) return;
+    api("GET", "/api/customers/" + encodeURIComponent(S.customer) + "/recommendations?top=5").then(function (r) {
+      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      var list = r.data.recommendations || [];
+      box.innerHTML = list.length ? list.map(function (p) {
+        return '<div class="sb-rec" data-action="rec-send" data-sku="' + esc(p.sku) + '" tabindex="0">' +
+          '<div class="sb-rec__bd"><div class="sb-rec__name">' + esc(p.name) + "</div>" +
+          '<div class="sb-rec__reason"><span class="sb-badge">' + esc(p.source_label) + "</span> " + esc(p.reason) +
+          "</div></div>" + '<div class="sb-rec__price">¥' + esc(p.price) + "</div></div>";
+      }).join("") : '<p class="sb-muted sb-pad">暂时没有推荐商品</p>';
+    });
+  }
+
+  function sendRecommendation(el) {
+    if (el.classList.contains("is-busy")) return;
+    el.classList.add("is-busy");
+    api("POST", "/api/customers/" + encodeURIComponent(S.customer) + "/recommendations/" +
+        encodeURIComponent(el.getAttribute("data-sku")) + "/send", {}).then(function (r) {
+      el.classList.remove("is-busy");
+      if (r.data.quota) showQuota(r.data.quota);
+      if (!r.ok) { toast(r.data.error || "发送失败", true); return; }
+      send(r.data.message).then(function (sent) { if (sent) toast("已发送"); });
+    });
+  }
+
+  /* ---------------------------------------------------------------- 排行: the team's day and my month */
+
+  function loadRanking() {
+    api("GET", "/api/me/month").then(function (r) {
+      if (!r.ok) return;
+      $("#sb-rank-month").textContent = "我的本月：业绩 ¥" + r.data.gmv + " · 订单 " + r.data.orders +
+        " · 提成 ¥" + r.data.commission;
+    });
+    api("GET", "/api/sidebar/ranking").then(function (r) {
+      var box = $("#sb-ranking");
+      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      var rows = r.data.rows || [];
+      box.innerHTML = rows.length ? '<table class="sb-rank"><thead><tr><th>#</th><th>导购</th><th>业绩</th>' +
+        "<th>订单</th><th>任务</th></tr></thead><tbody>" + rows.map(function (row) {
+          return '<tr class="' + (row.me ? "is-me" : "") + '" data-userid="' + esc(row.userid) + '"><td>' + row.rank +
+            "</td><td>" + esc(row.name) + (row.me ? "（我）" : "") + "</td><td>¥" + esc(row.gmv) + "</td><td>" +
+            row.orders + "</td><td>" + row.tasks_done + "/" + row.tasks_total + "</td></tr>";
+        }).join("") + "</tbody></table>" : '<p class="sb-muted sb-pad">今天还没有团队数据</p>';
+    });
+  }
 
   /* ---------------------------------------------------------------- coupons: list → issue → send */
 
@@ -355,6 +407,7 @@
       case "content-send": sendContent(el); break;
       case "category": showCategory(el); break;
       case "coupon-issue": issueCoupon(el); break;
+      case "rec-send": sendRecommendation(el); break;
     }
   });
   document.addEventListener("submit", function (ev) {
@@ -386,21 +439,22 @@
       });
     });
     wxReady.catch(function (e) { toast(e.message, true); });
-    if (S.customer) return;
+    if (S.customer || S.tabGiven) return;  // a push's deep link (?tab=) is the workbench, not a chat
     wxReady.then(function () {
       window.wx.invoke("getContext", {}, function (ctx) {
         var entry = (ctx && ctx.entry) || "";
         window.wx.invoke("getCurExternalContact", {}, function (res) {
           if (res && res.err_msg === "getCurExternalContact:ok" && res.userId) {
             location.replace("/sidebar/?customer=" + encodeURIComponent(res.userId) + "&entry=" + encodeURIComponent(entry));
-          } else {
-            $("#sb-waiting").innerHTML = '<p class="sb-muted">请在客户的单聊或客户详情里打开侧边栏。</p>';
-          }
+          }  // otherwise not in a customer's chat: the workbench stays
         });
       });
     });
   }
 
   if (!S.demo) wecomInit();
-  if (S.customer) loaded.customer = true;
+  if (S.tab) {  // the server rendered this tab active (?tab=, or the time of day): load what it needs
+    loaded[S.tab] = true;
+    if (tabs[S.tab]) tabs[S.tab]($("#tab-" + S.tab), true);
+  }
 })();
