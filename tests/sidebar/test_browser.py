@@ -16,6 +16,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from core.db import db
+from core.timeutil import local_today
 from models import CustomerTag, ProfileView, RedDot, ScriptSend, Tag
 from tests.knowledge.factories import LIBRARY
 from tests.knowledge.test_library import load
@@ -198,8 +199,12 @@ window.wx = {
 """
 
 
-def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wecom_server, page, tmp_path):
+def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wecom_server, page, tmp_path,
+                                                   daytime):
     load(tmp_path, LIBRARY)
+    from tests.recommend.test_recommend import catalog
+
+    catalog()
     from tests.tasks.factories import tag
 
     tag(chain.mine, "0-6月", group="宝宝月龄")
@@ -263,3 +268,81 @@ def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wec
     assert send is not None and send.source == "suggested" and not send.edited
     assert page.locator("#sb-demo-sent").count() == 0  # not demo mode: nothing is shown as sent on the page
     page.screenshot(path=str(SHOTS / "sidebar-wecom.png"), full_page=True)
+
+    # A recommended product goes through the same sendChatMessage, as text: name and price, not the reason.
+    rec = page.locator("#sb-recs .sb-rec").first
+    rec.wait_for()
+    name, reason = rec.locator(".sb-rec__name").inner_text(), rec.locator(".sb-rec__reason").inner_text()
+    rec.click()
+    page.wait_for_function("window.__wx.filter(c => c[1] === 'sendChatMessage').length === 2")
+    sent = [c[2] for c in page.evaluate("window.__wx") if c[1] == "sendChatMessage"][1]
+    assert sent["msgtype"] == "text" and name in sent["text"]["content"] and "¥" in sent["text"]["content"]
+    assert reason.split(" ", 1)[-1] not in sent["text"]["content"]
+
+    # A push's deep link opens the workbench in WeCom's webview: no chat to look up, no reload to a customer.
+    page.goto(f"{live_wecom_server}/sidebar/?tab=ranking")
+    page.wait_for_function("window.__wx.some(c => c[0] === 'agentConfig')")
+    page.wait_for_selector("#tab-ranking.is-active #sb-ranking tr.is-me")
+    assert page.url.endswith("/sidebar/?tab=ranking")
+    assert not any(c[1] == "getCurExternalContact" for c in page.evaluate("window.__wx"))
+
+
+def test_demo_workbench_deep_links_ranking_and_product_send(app, chain, standin, live_server, page, daytime):
+    from models import Touch
+    from tests.recommend.test_recommend import catalog
+    from tests.tasks import factories as tf
+
+    P = catalog()
+    second = tf.customer(chain.guide, name="周女士")
+    tf.order(chain.mine, tf.at(local_today(), 11), (P["NF-AT-2"], 1))  # today's ¥418 for 王丽's row in the ranking
+    db.session.commit()
+    dot1 = task_for(chain, chain.mine, rule="dormant")
+    dot2 = task_for(chain, second, rule="birthday")
+    ext = chain.ext[chain.mine.id]
+    SHOTS.mkdir(exist_ok=True)
+
+    # A push's link: /sidebar/?tab=tasks, without a customer; sign-in (the demo picker) comes back to it.
+    page.goto(f"{live_server}/sidebar/?tab=tasks")
+    page.click('[data-guide="guide01"]')
+    page.wait_for_selector("#tab-tasks.is-active")
+    assert page.inner_text("#sb-workbench-title") == "我的工作台"
+    assert page.locator("[data-rule-group]").count() == 2
+    assert "今天待办 2 项" in page.inner_text("#sb-bench-summary")
+    page.click(f'#tab-tasks [data-action="task-done"][data-task="{dot2.id}"]')
+    page.wait_for_selector(f'#tab-tasks .sb-task_done[data-task="{dot2.id}"]')
+    _fresh()
+    assert db.session.get(RedDot, dot2.id).status == "done" and db.session.get(RedDot, dot1.id).status == "open"
+    page.screenshot(path=str(SHOTS / "sidebar-workbench-tasks.png"), full_page=True)
+
+    # 排行: the team's day with my row highlighted, and my month.
+    page.click('.sb-tab[data-tab="ranking"]')
+    page.wait_for_selector("#sb-ranking tr.is-me")
+    assert "王丽（我）" in page.inner_text("#sb-ranking tr.is-me") and "¥418.00" in page.inner_text("#sb-ranking")
+    page.wait_for_selector('#sb-rank-month:has-text("我的本月")')
+    assert page.locator("#sb-manager-link").count() == 0  # a guide: no manager page
+    page.screenshot(path=str(SHOTS / "sidebar-workbench-ranking.png"), full_page=True)
+
+    # A task row opens that customer's sidebar; the 客户 tab loads recommended products after the first paint.
+    page.click('.sb-tab[data-tab="tasks"]')
+    page.click(f'#tab-tasks a[href="/sidebar/?customer={ext}"]')
+    page.wait_for_selector("#tab-customer.is-active")
+    page.wait_for_selector("#sb-recs .sb-rec")
+    recs = page.locator("#sb-recs .sb-rec")
+    assert 1 <= recs.count() <= 5
+    name = page.inner_text("#sb-recs .sb-rec >> nth=0 >> .sb-rec__name")
+    assert page.inner_text("#sb-recs .sb-rec >> nth=0 >> .sb-rec__reason").strip()  # the reason, in Chinese
+    page.screenshot(path=str(SHOTS / "sidebar-recommendations.png"), full_page=True)
+    recs.first.click()
+    page.wait_for_selector(f'#sb-demo-sent-list li:has-text("{name}")')
+    assert "¥" in page.inner_text("#sb-demo-sent-list")
+    _fresh()
+    touch = db.session.scalar(select(Touch))
+    assert (touch.channel, touch.customer_id) == ("product", chain.mine.id)
+    # A second product the same day: refused over the cap, with the reason.
+    recs.last.click()
+    page.wait_for_selector('#sb-toast.is-error:has-text("今天已收到")')
+    assert page.locator("#sb-demo-sent-list li").count() == 1
+
+    # With a customer, ?tab= selects the tab too.
+    page.goto(f"{live_server}/sidebar/?customer={ext}&tab=ranking")
+    page.wait_for_selector("#tab-ranking.is-active #sb-ranking tr.is-me")
