@@ -13,6 +13,8 @@ benchmarks/suggest_speed.py). Then, in one process and one run:
 1. the first-screen API (`GET /api/sidebar/first-screen?customer=…`, a different random customer and its own
    guide each request, audit row written and committed) and, as the baseline, a trivial endpoint of the same
    app through the same WSGI client; median and p99 of each;
+1b. what loads after the first paint or without a customer, 200 random customers and their guides: the 客户
+   tab's recommendations, the workbench page (`/sidebar/?tab=tasks`) and the 排行 tab's API;
 2. the page's own assets, gzipped (WeUI css, sidebar css and js);
 3. headless Chromium (Debian's package, via Playwright) loading `/sidebar/?customer=…` over loopback from a
    werkzeug server in a thread: time from navigation start until the first screen is painted (the profile is
@@ -194,6 +196,35 @@ def time_api(app, args, rng) -> tuple[list[float], list[float]]:
     return first, base
 
 
+def time_lazy(app, args, rng, n: int = 200) -> dict[str, list[float]]:
+    """What loads after the first paint or without a customer: the 客户 tab's recommendations, the workbench
+    page (a push's link, `/sidebar/?tab=tasks`: all the guide's tasks by rule and today's content) and the 排行
+    tab's API; n random customers / guides each, same client."""
+    from sqlalchemy import text
+
+    from core.db import db
+
+    with app.app_context():
+        pairs = db.session.execute(text(
+            "SELECT c.binding_guide_id, i.value FROM customers c JOIN customer_identities i "
+            "ON i.customer_id = c.id AND i.kind = 'external_userid' "
+            "WHERE c.id = ANY(:ids)"), {"ids": rng.sample(range(1, args.customers + 1), n)}).all()
+        db.session.remove()
+    client = app.test_client()
+    out: dict[str, list[float]] = {"GET …/recommendations?top=5": [], "GET /sidebar/?tab=tasks (page)": [],
+                                   "GET /api/sidebar/ranking": []}
+    for i, (gid, ext) in enumerate(pairs):
+        client.set_cookie("session", session_cookie(app, gid))
+        for (label, times), url in zip(out.items(), (f"/api/customers/{ext}/recommendations?top=5",
+                                                      "/sidebar/?tab=tasks", "/api/sidebar/ranking")):
+            t0 = time.perf_counter()
+            resp = client.get(url)
+            if i >= 5:  # the first few warm the catalog cache and the leaderboard
+                times.append(time.perf_counter() - t0)
+            assert resp.status_code == 200, (url, resp.get_data(as_text=True)[:200])
+    return out
+
+
 def time_browser(app, args, rng) -> list[float] | None:
     chromium = shutil.which("chromium")
     try:
@@ -313,6 +344,10 @@ def main() -> None:
           f"{ms(percentile(first, 99)):>10} {len(first):>6}")
     print(f"first screen minus baseline (median): {ms(statistics.median(first) - statistics.median(base))}; "
           f"aims: median ≤ 30 ms, p99 ≤ 100 ms")
+
+    print("after the first paint / without a customer:")
+    for label, times in time_lazy(app, args, rng).items():
+        print(f"{label:<34} {ms(statistics.median(times)):>10} {ms(percentile(times, 99)):>10} {len(times):>6}")
 
     sizes = assets_gzipped()
     print("\nassets gzipped: " + ", ".join(f"{k} {v / 1024:.1f} KB" for k, v in sizes.items())
