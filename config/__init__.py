@@ -72,6 +72,7 @@ def load_settings(environ: dict | None = None) -> dict:
         "ATTRIBUTION_MODE": env.get("ATTRIBUTION_MODE", "binding"),  # binding | last_touch (orders/attribution.py)
         "ATTRIBUTION_WINDOW_DAYS": env.get("ATTRIBUTION_WINDOW_DAYS", "30"),
         "TASK_RULES": env.get("TASK_RULES"),  # rule parameters: JSON, or a JSON/YAML file (tasks/settings.py)
+        "RECOMMEND_RULES": env.get("RECOMMEND_RULES"),  # a chain's own stage rules (default recommend/rules.json)
         # "off": the callback inbox's insert does not wait for its WAL flush (PostgreSQL only; see
         # docs/callbacks.md for what a database crash can then lose). Everything else stays durable.
         "CALLBACK_SYNC_COMMIT": env.get("CALLBACK_SYNC_COMMIT", "on").strip().lower(),
