@@ -7,6 +7,8 @@
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
   var loaded = {};
   var wxReady = null; // a Promise once the JS-SDK is configured (WeCom only)
+  var inChat = null;  // WeCom: a Promise of whether this page sits in this customer's chat (sends go there)
+  var CHAT_ENTRIES = ["single_chat_tools", "group_chat_tools", "chat_attachment"];
 
   function esc(text) {
     return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
@@ -192,6 +194,15 @@
           '<div class="sb-rec__reason"><span class="sb-badge">' + esc(p.source_label) + "</span> " + esc(p.reason) +
           "</div></div>" + '<div class="sb-rec__price">¥' + esc(p.price) + "</div></div>";
       }).join("") : '<p class="sb-muted sb-pad">暂时没有推荐商品</p>';
+    });
+  }
+
+  /* Sends go to the chat the sidebar is open in. Opened from a push (an app message) or from another
+   * customer's chat, there is no chat or the wrong one: refuse before anything is counted. */
+  function whenInChat(action) {
+    (S.demo ? Promise.resolve(true) : (inChat || Promise.resolve(false))).then(function (ok) {
+      if (ok) action();
+      else toast("请在与这位客户的聊天中打开侧边栏再发送", true);
     });
   }
 
@@ -404,10 +415,10 @@
       case "tag": toggleTag(el); break;
       case "task-done": closeTask(el, "done"); break;
       case "task-skip": closeTask(el, "skip"); break;
-      case "content-send": sendContent(el); break;
+      case "content-send": whenInChat(function () { sendContent(el); }); break;
       case "category": showCategory(el); break;
       case "coupon-issue": issueCoupon(el); break;
-      case "rec-send": sendRecommendation(el); break;
+      case "rec-send": whenInChat(function () { sendRecommendation(el); }); break;
     }
   });
   document.addEventListener("submit", function (ev) {
@@ -439,6 +450,24 @@
       });
     });
     wxReady.catch(function (e) { toast(e.message, true); });
+    if (S.customer) {
+      inChat = wxReady.then(function () {
+        return new Promise(function (resolve) {
+          window.wx.invoke("getContext", {}, function (ctx) {
+            var entry = (ctx && ctx.entry) || "";
+            if (CHAT_ENTRIES.indexOf(entry) < 0) { resolve(false); return; }
+            if (entry !== "single_chat_tools") { resolve(true); return; }
+            window.wx.invoke("getCurExternalContact", {}, function (res) {  // the chat is this customer's?
+              resolve(!!(res && res.userId === S.customer));
+            });
+          });
+        });
+      }).catch(function () { return false; });
+      inChat.then(function (ok) {
+        var note = $("#sb-not-in-chat");
+        if (note) note.hidden = ok;
+      });
+    }
     if (S.customer || S.tabGiven) return;  // a push's deep link (?tab=) is the workbench, not a chat
     wxReady.then(function () {
       window.wx.invoke("getContext", {}, function (ctx) {

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from core.db import db
@@ -285,6 +285,23 @@ def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wec
     page.wait_for_selector("#tab-ranking.is-active #sb-ranking tr.is-me")
     assert page.url.endswith("/sidebar/?tab=ranking")
     assert not any(c[1] == "getCurExternalContact" for c in page.evaluate("window.__wx"))
+
+    # From the workbench to a customer's page: WeCom's webview is not a chat (getContext says "normal"), so a
+    # send is refused before anything is counted, and the page says why.
+    from models import Touch
+
+    page.unroute(jssdk_urls[0])
+    page.route(jssdk_urls[0], lambda route: route.fulfill(
+        status=200, content_type="application/javascript",
+        body=(FAKE_WX % ext).replace('entry: "single_chat_tools"', 'entry: "normal"')))
+    page.goto(f"{live_wecom_server}/sidebar/?customer={ext}")
+    page.wait_for_selector("#sb-not-in-chat:not([hidden])")
+    page.locator("#sb-recs .sb-rec").first.click()
+    page.wait_for_selector('#sb-toast.is-error:has-text("请在与这位客户的聊天中打开侧边栏再发送")')
+    assert not any(c[1] == "sendChatMessage" for c in page.evaluate("window.__wx"))
+    _fresh()
+    assert db.session.scalar(select(func.count()).select_from(Touch).where(Touch.kind == "marketing")) == 1
+    # (the product sent from the chat above; the script was a service touch)
 
 
 def test_demo_workbench_deep_links_ranking_and_product_send(app, chain, standin, live_server, page, daytime):
