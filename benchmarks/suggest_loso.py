@@ -40,7 +40,7 @@ FAMILIES: dict[str, list[dict]] = {
     "subword": grid(subword_weight=[1.0, 0.7, 0.5, 0.3, 0.0]),
     "intent_title": [{}] + grid(intent_fields=["title"], intent_boost=[0.1, 0.2, 0.3, 0.5]),
     "query_idf": grid(query_idf_k=[0.0, 0.5, 1.0, 2.0, 4.0]),
-    "category_prior": grid(category_prior=[0.0, 0.25, 0.5, 1.0]),
+    "category_prior": grid(category_prior=[0.0, 0.25, 0.5, 1.0, 1.5, 2.0]),
     "concept_weight": grid(concept_weight=[1.0, 1.3, 1.6]),
     "shares": grid(unigram_share=[0.3, 0.5, 0.7], bigram_share=[0.05, 0.15, 0.3]),
     "shares_wide": grid(unigram_share=[0.5, 0.6, 0.7, 0.8, 0.9], bigram_share=[0.0, 0.05, 0.1]),

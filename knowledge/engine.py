@@ -61,7 +61,7 @@ class EngineConfig:
     fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
     # Category prior: scripts whose category collects much of the query's
     # score mass get up to this relative lift (0 disables).
-    category_prior: float = 0.5
+    category_prior: float = 1.0
     single_char_weight: float = 1.0  # query weight of a lone CJK character (用, 买, 家 ...)
     # The single-character channel only sees query characters that no known
     # word (lexicon, synonym or concept group) covers: it is the fallback for
