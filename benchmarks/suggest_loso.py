@@ -39,6 +39,7 @@ FAMILIES: dict[str, list[dict]] = {
     "intent": grid(intent_boost=[0.0, 0.1, 0.2, 0.3, 0.5]),
     "subword": grid(subword_weight=[1.0, 0.7, 0.5, 0.3, 0.0]),
     "intent_title": [{}] + grid(intent_fields=["title"], intent_boost=[0.1, 0.2, 0.3, 0.5]),
+    "subword_known": grid(subword_known=[False, True], subword_weight=[0.0, 0.5]),
     "query_idf": grid(query_idf_k=[0.0, 0.5, 1.0, 2.0, 4.0]),
     "category_prior": grid(category_prior=[0.0, 0.25, 0.5, 1.0, 1.5, 2.0]),
     "concept_weight": grid(concept_weight=[1.0, 1.3, 1.6]),

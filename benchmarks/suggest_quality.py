@@ -160,8 +160,9 @@ ABLATIONS = [
     ("+ pseudo-relevance feedback (3 docs, 0.15)", {"prf_docs": 3, "prf_weight": 0.15}),
     ("+ query idf saturation (k 1.0)", {"query_idf_k": 1.0}),
     ("single chars 0.7 / bigrams 0.05 shares", {"unigram_share": 0.7, "bigram_share": 0.05}),
-    ("- round-2 changes (units, subword, intent)", {"use_units": False, "subword_weight": 1.0,
-                                                    "intent_boost": 0.0}),
+    ("  compound parts dropped only if the library knows the compound", {"subword_known": True}),
+    ("- round-2 changes (units, subword, intent, prior 1.0)", {"use_units": False, "subword_weight": 1.0,
+                                                            "intent_boost": 0.0, "category_prior": 0.5}),
 ]
 
 

@@ -104,6 +104,7 @@ class EngineConfig:
     # without care a topic compound votes three times against one intent word.
     # A query term inside a longer query term is weighted by this factor.
     subword_weight: float = 0.0
+    subword_known: bool = False      # ... only when the longer term occurs in the library
 
 
 def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
@@ -510,7 +511,9 @@ class SuggestionIndex:
                 w = 1.0
             weights[t] = max(weights.get(t, 0.0), w)
         if cfg.subword_weight != 1.0:
-            longer = [t for t in weights if len(t) > 2]
+            # Only a compound the library uses replaces its parts: when no
+            # script has 电热水器, its part 热水器 must still match.
+            longer = [t for t in weights if len(t) > 2 and (t in self._words.vocab or not cfg.subword_known)]
             for t in list(weights):
                 if len(t) >= 2 and any(t != u and t in u for u in longer):
                     weights[t] *= cfg.subword_weight
