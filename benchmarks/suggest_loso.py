@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     for kv in filter(None, args.base.split(",")):
         k, v = kv.split("=", 1)
         base[k] = eval(v)  # noqa: S307 - a developer's own command line
-    sets = [(name, load_docs(kb), load_jsonl(qs)) for name, role, kb, qs in SETS if role != "blind-new"]
+    sets = [(name, load_docs(kb), load_jsonl(qs)) for name, role, kb, qs in SETS if role != "blind-2"]
     names = [n for n, *_ in sets]
     for fam in args.family or list(FAMILIES):
         points = FAMILIES[fam]
