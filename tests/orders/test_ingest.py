@@ -257,3 +257,20 @@ def test_the_same_order_posted_concurrently_is_stored_once(app, ingest_key):
     assert sorted(statuses) == [200] * 7 + [201]
     db.session.expire_all()
     assert count(Order) == 1 and count(OrderLine) == 2 and count(Event, Event.type == "order") == 1
+
+
+def test_bulk_import_in_last_touch_mode(app, runner, tmp_path, monkeypatch, rates):
+    a, b = f.guide("guide_a"), f.guide("guide_b")
+    c = customer_with_mobile(a, added=local_today() - timedelta(days=10))
+    f.touch(c, b, paid(3, hour=11))
+    db.session.commit()
+    monkeypatch.setitem(app.config, "ATTRIBUTION_MODE", "last_touch")
+    record = {"type": "order", "order_no": "IMP-T", "channel": "pos", "paid_at": paid(2).isoformat(), "amount": 100,
+              "customer": {"mobile": "13900000001"},
+              "items": [{"sku": "X", "name": "x", "category": "玩具", "qty": 1, "price": 100}]}
+    path = tmp_path / "orders.jsonl"
+    path.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    assert runner.invoke(args=["data", "import", str(path)]).exit_code == 0
+    db.session.remove()
+    o = db.session.scalar(select(Order).where(Order.order_no == "IMP-T"))
+    assert (o.guide_id, o.attribution, o.commission) == (b.id, "last_touch", Decimal("5.00"))
