@@ -61,7 +61,7 @@ class EngineConfig:
     fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
     # Category prior: scripts whose category collects much of the query's
     # score mass get up to this relative lift (0 disables).
-    category_prior: float = 0.5
+    category_prior: float = 1.0
     single_char_weight: float = 1.0  # query weight of a lone CJK character (用, 买, 家 ...)
     # The single-character channel only sees query characters that no known
     # word (lexicon, synonym or concept group) covers: it is the fallback for
@@ -82,6 +82,29 @@ class EngineConfig:
     # Learned (term -> script) evidence may add at most this fraction of the
     # best textual score, so it re-orders close calls but cannot beat a clear match.
     learned_cap: float = 0.3
+    # Numbers with units (163cm, 一百斤, 6个月, 500ml) emit measure words
+    # (身高, 体重, 月龄, 容量) on scripts and questions alike.
+    use_units: bool = True
+    unit_weight: float = 1.0
+    # Pseudo-relevance feedback: the word terms of the top ``prf_docs``
+    # scripts (weighted by their score) are added to the query, at most
+    # ``prf_terms`` of them, scaled so the strongest weighs ``prf_weight``.
+    prf_docs: int = 0
+    prf_terms: int = 8
+    prf_weight: float = 0.3
+    # Intent: a script mentioning the chat concepts of the question (price,
+    # return, repair, delivery ...) is lifted by up to this fraction, so the
+    # intent word decides between scripts sharing the topic noun.
+    intent_boost: float = 0.1
+    intent_fields: str = "title"      # where the concept must occur: "all" fields or "title" (title/tags/keywords)
+    # Query-side saturation: each query term's weight is scaled by
+    # idf / (idf + query_idf_k) (0 disables), damping common words in long rambles.
+    query_idf_k: float = 0.0
+    # Search-mode cutting emits a compound and its parts (热水器, 热水, 水器):
+    # without care a topic compound votes three times against one intent word.
+    # A query term inside a longer query term is weighted by this factor.
+    subword_weight: float = 0.0
+    subword_known: bool = False      # ... only when the longer term occurs in the library
 
 
 def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
@@ -374,7 +397,7 @@ class SuggestionIndex:
         # part of a build and depends only on the text and the vocabulary, so
         # it is kept across rebuilds for the same vocabulary: an import that
         # changes a few scripts re-analyses only those.
-        fingerprint = (cfg.use_synonyms, cfg.use_colloquial,
+        fingerprint = (cfg.use_synonyms, cfg.use_colloquial, cfg.use_units,
                        tuple(sorted((h, tuple(v)) for h, v in (extra_synonyms or {}).items())),
                        tuple(sorted(extra)))
         self._word_cache = _word_cache(fingerprint)
@@ -422,6 +445,10 @@ class SuggestionIndex:
                 word_fields[f].append(words)
 
         self._words = _SparseBM25F(word_fields, cfg.word_field_weights, n, cfg.k1, cfg.b)
+        self._heads = None
+        if cfg.intent_boost > 0 and cfg.intent_fields == "title":
+            self._heads = _SparseBM25F({f: word_fields[f] for f in ("title", "tags", "keywords")},
+                                       {"title": 1.0, "tags": 1.0, "keywords": 1.0}, n, cfg.k1, cfg.b)
         self._chars1 = self._chars = self._sounds = None
         use_pinyin = cfg.use_pinyin and bool(T.pinyin_map())
         if cfg.use_unigrams or cfg.use_bigrams or use_pinyin:
@@ -435,6 +462,10 @@ class SuggestionIndex:
                 if cfg.use_bigrams:
                     self._chars = _SparseBM25F.from_tf(vocab, tf, n, cfg.k1)
         self._cilin = _cilin_synonyms() if cfg.use_cilin else {}
+        self._doc_terms = self._terms = None  # docs x word terms, for pseudo-relevance feedback
+        if cfg.prf_docs > 0:
+            self._doc_terms = self._words.matrix.T.tocsr()
+            self._terms = np.array(sorted(self._words.vocab, key=self._words.vocab.get), dtype=object)
 
     # ------------------------------------------------------------------ analysis
     def _analyze(self, norm: str) -> list[str]:
@@ -458,6 +489,8 @@ class SuggestionIndex:
             for c in self._syn.canonical(t):
                 if c != t:
                     canon.append(c)
+        if self.config.use_units:
+            canon.extend(T.unit_terms(norm))
         return terms + canon
 
     def _query_weights(self, norm: str) -> dict[str, float]:
@@ -477,6 +510,13 @@ class SuggestionIndex:
             else:
                 w = 1.0
             weights[t] = max(weights.get(t, 0.0), w)
+        if cfg.subword_weight != 1.0:
+            # Only a compound the library uses replaces its parts: when no
+            # script has 电热水器, its part 热水器 must still match.
+            longer = [t for t in weights if len(t) > 2 and (t in self._words.vocab or not cfg.subword_known)]
+            for t in list(weights):
+                if len(t) >= 2 and any(t != u and t in u for u in longer):
+                    weights[t] *= cfg.subword_weight
         for t in list(weights):
             # A one-character variant (干, 晒, 抓 ...) is ambiguous across
             # domains: its expansion counts for less than a phrase's.
@@ -485,6 +525,9 @@ class SuggestionIndex:
                 if c not in base:
                     wc = w * cfg.concept_weight if c in self._concepts else w
                     weights[c] = max(weights.get(c, 0.0), wc)
+        if cfg.use_units:
+            for u in T.unit_terms(norm):
+                weights[u] = max(weights.get(u, 0.0), cfg.unit_weight)
         if self._cilin:
             for t in base:
                 if len(t) < 2 or self._syn.canonical(t):
@@ -546,6 +589,55 @@ class SuggestionIndex:
         """Fuse the word channel with the (optional) char and pinyin bigram channels."""
         cfg = self.config
         qw = self._query_weights(norm)
+        if cfg.query_idf_k > 0:
+            qw = self._saturate(qw)
+        fused = self._fuse(norm, qw)
+        if cfg.prf_docs > 0 and fused.any():
+            extra = self._feedback(fused, qw)
+            if extra:
+                fused = self._fuse(norm, {**qw, **extra})
+        if cfg.intent_boost > 0 and self._concepts:
+            heads = [t for t in qw if t in self._concepts]
+            if heads and fused.any():
+                share = (self._heads or self._words).matched(heads) / len(heads)
+                fused = fused * (1.0 + cfg.intent_boost * share)
+        return fused, qw
+
+    def _saturate(self, qw: dict[str, float]) -> dict[str, float]:
+        k = self.config.query_idf_k
+        out = {}
+        for t, w in qw.items():
+            j = self._words.vocab.get(t)
+            idf = self._words.idf[j] if j is not None else 0.0
+            out[t] = w * idf / (idf + k) if idf > 0 else w
+        return out
+
+    def _feedback(self, fused: np.ndarray, qw: Mapping[str, float]) -> dict[str, float]:
+        """Expansion terms from the best-scoring scripts (pseudo-relevance feedback)."""
+        cfg = self.config
+        k = min(cfg.prf_docs, len(fused))
+        top = np.argsort(-fused, kind="stable")[:k]
+        top = top[fused[top] > 0]
+        if not len(top):
+            return {}
+        mass = np.asarray(self._doc_terms[top].T @ (fused[top] / fused[top].max())).ravel()
+        order = np.argsort(-mass, kind="stable")
+        out: dict[str, float] = {}
+        best = 0.0
+        for j in order[:cfg.prf_terms + len(qw)]:
+            if mass[j] <= 0:
+                break
+            t = self._terms[j]
+            if t in qw or t in self._stop:
+                continue
+            best = best or float(mass[j])
+            out[t] = cfg.prf_weight * float(mass[j]) / best
+            if len(out) >= cfg.prf_terms:
+                break
+        return out
+
+    def _fuse(self, norm: str, qw: Mapping[str, float]) -> np.ndarray:
+        cfg = self.config
         words = self._words.score(qw)
         if cfg.coord > 0 and words.any():
             words = words * self._coverage(norm) ** cfg.coord
@@ -587,7 +679,7 @@ class SuggestionIndex:
             fused = sum(w * _rrf(s) for s, w in channels)
         else:
             fused = sum(w * _unit(s) for s, w in channels)
-        return np.asarray(fused, dtype=np.float64), qw
+        return np.asarray(fused, dtype=np.float64)
 
     def search(self, query: str, top: int = 5, *, boosts: dict[str, float] | None = None,
                learned: dict[str, dict[str, float]] | None = None) -> list[tuple[str, float]]:

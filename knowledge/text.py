@@ -432,3 +432,23 @@ def char_features(normalized: str, stop: frozenset[str] = frozenset(), *, pinyin
     bi.extend(words)
     return uni, bi, py
 
+
+
+# Numbers with units carry meaning a word index cannot see: "163 一百斤" is a
+# size question, "6个月" a baby's age. Each recognised quantity emits a
+# domain-independent measure word, on scripts and questions alike (a script's
+# "165cm" meets a customer's "163": both say 身高).
+_NUM = r"(?:\d+(?:\.\d+)?|[零一二两三四五六七八九十百半几]+)"
+_UNIT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?:\d{2,3}\s*(?:cm|厘米|公分))|(?:[1一]米[4-9五六七八九]\d?)"
+                r"|(?:(?:我|身高|个子|高)\s*1[4-9]\d(?!\d))"), "身高"),
+    (re.compile(rf"{_NUM}\s*(?:斤|kg|公斤|千克)"), "体重"),
+    (re.compile(rf"{_NUM}\s*(?:个多月|个月|月龄|月大)"), "月龄"),
+    (re.compile(rf"{_NUM}\s*(?:周岁|岁)"), "年龄"),
+    (re.compile(rf"{_NUM}\s*(?:ml|毫升|升)(?![a-z])"), "容量"),
+)
+
+
+def unit_terms(normalized: str) -> list[str]:
+    """Measure words (身高, 体重, 月龄, 年龄, 容量) for the quantities in a normalised text."""
+    return [term for pattern, term in _UNIT_PATTERNS if pattern.search(normalized)]

@@ -184,3 +184,33 @@ def test_variant_that_prefixes_another_is_still_a_word():
     tok = Tokenizer()
     tok.add_words(["拉粑粑了没", "拉粑粑"])  # jieba stores 拉粑粑 as a 0-frequency prefix of the first
     assert "拉粑粑" in tok.cut(normalize("娃拉粑粑"))
+
+
+def test_numbers_with_units_read_as_measures():
+    from knowledge.text import unit_terms
+    assert unit_terms(normalize("我163 一百斤 穿多大")) == ["身高", "体重"]
+    assert unit_terms(normalize("宝宝6个月了")) == ["月龄"]
+    assert unit_terms(normalize("1米8的男生")) == ["身高"]
+    assert unit_terms(normalize("近视1000度 256的")) == []  # no unit we know: no measure
+
+
+def test_height_and_weight_find_the_size_chart():
+    """A customer giving height and weight wants the size chart, although no digit or word matches it."""
+    docs = [
+        Doc("size", "上衣尺码推荐", "身高160到165cm、体重45到52kg建议M码；身高170cm以上选L码。", "尺码", ["尺码"]),
+        Doc("kids", "童装尺码参考", "童装按孩子年龄选：3岁选100码，5岁选110码，再看实际身长。", "尺码", ["童装"]),
+        Doc("hem", "裤长修改服务", "裤子太长可以免费帮您改短，一般当天就能取。", "服务", ["改裤长"]),
+    ]
+    index = SuggestionIndex(docs)
+    assert index.search("我163 一百斤 拿哪个合适", top=3)[0][0] == "size"
+
+
+def test_the_intent_word_decides_between_scripts_sharing_the_topic():
+    docs = [
+        Doc("guide", "燃气和电热水器怎么选", "电热水器安装简单，燃气热水器出水快、不限人数。", "选购", ["热水器"]),
+        Doc("install", "预约上门安装", "下单后师傅48小时内电话预约，上门安装免费。", "服务", ["安装", "上门"]),
+        Doc("price", "热水器价格", "热水器价格从899元起，按容量和功率不同。", "选购", ["价格"]),
+    ]
+    index = SuggestionIndex(docs)
+    assert index.search("热水器买好了 师傅啥时候上门装", top=3)[0][0] == "install"
+    assert index.search("电热水器多少钱", top=3)[0][0] == "price"
