@@ -417,7 +417,7 @@
       case "task-skip": closeTask(el, "skip"); break;
       case "content-send": whenInChat(function () { sendContent(el); }); break;
       case "category": showCategory(el); break;
-      case "coupon-issue": issueCoupon(el); break;
+      case "coupon-issue": whenInChat(function () { issueCoupon(el); }); break;
       case "rec-send": whenInChat(function () { sendRecommendation(el); }); break;
     }
   });
