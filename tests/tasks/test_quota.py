@@ -106,9 +106,10 @@ def test_task_tab_api_done_skip_and_auto_done(app, client, monkeypatch):
     g = f.guide("guide01")
     other = f.guide("guide02")
     today = local_today()
-    c1 = f.customer(g, birthday=today + timedelta(days=1))
+    recently = today - timedelta(days=10)  # never dormant, whatever day the suite runs
+    c1 = f.customer(g, birthday=today + timedelta(days=1), added=recently)
     c2 = f.customer(g, added=today - timedelta(days=1))
-    c3 = f.customer(g, birthday=today + timedelta(days=2))
+    c3 = f.customer(g, birthday=today + timedelta(days=2), added=recently)
     db.session.commit()
     ops.generate(today)
     headers = sign_in(client, g)

@@ -27,7 +27,8 @@ def setup_day():
     today = local_today()
     g1 = f.guide("guide01", name="王小美")
     g2 = f.guide("guide02", name="李佳")
-    f.customer(g1, birthday=today + timedelta(days=1))
+    # Added 10 days ago: never dormant, whatever day the suite runs (the dormant rule fires every 30 days).
+    f.customer(g1, birthday=today + timedelta(days=1), added=today - timedelta(days=10))
     f.customer(g1, added=today - timedelta(days=1))
     db.session.commit()
     return today, g1, g2
