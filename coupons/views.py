@@ -5,17 +5,12 @@ from flask import Blueprint, abort, jsonify, render_template, request
 from sqlalchemy import select
 
 from core.db import db
+from core.http import json_error
 from coupons import operations as ops
 from models import Coupon
 from sidebar.auth import csrf_required, current_guide, login_required, visible_customer
 
 bp = Blueprint("coupons", __name__, template_folder="templates")
-
-
-def _error(status: int, message: str, **extra):
-    resp = jsonify(error=message, **extra)
-    resp.status_code = status
-    return resp
 
 
 @bp.get("/api/customers/<external_userid>/coupons")
@@ -33,15 +28,15 @@ def issue_coupon(external_userid: str):
     customer = visible_customer(guide, external_userid)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("template"), str) or not body["template"].strip():
-        return _error(400, "请求体需要 template（券模板编号）")
+        return json_error(400, "请求体需要 template（券模板编号）")
     try:
         coupon = ops.issue(body["template"].strip(), customer, guide)
     except LookupError:
         db.session.rollback()
-        return _error(404, "没有这个优惠券")
+        return json_error(404, "没有这个优惠券")
     except ops.CouponRefused as exc:
         db.session.rollback()
-        return _error(409, exc.reason, code=exc.code)
+        return json_error(409, exc.reason, code=exc.code)
     from tracking.operations import create_tracked_link
 
     # The link sent is a tracked redirect to the coupon page: its opens count in the funnels (tracking/).

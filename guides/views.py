@@ -7,23 +7,18 @@ from flask import Blueprint, jsonify, request
 
 from bot.wecom_client import WeComError
 from core.db import db
+from core.http import json_error
 from guides import operations as ops
 from sidebar.auth import csrf_required, current_guide, login_required
 
 bp = Blueprint("guides_admin_api", __name__, url_prefix="/api/admin/guides")
 
 
-def _error(status: int, message: str, **extra):
-    resp = jsonify(error=message, **extra)
-    resp.status_code = status
-    return resp
-
-
 def admin_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if current_guide().role != "admin":
-            return _error(403, "需要总部管理员权限")
+            return json_error(403, "需要总部管理员权限")
         return view(*args, **kwargs)
 
     return wrapped
@@ -36,15 +31,15 @@ def admin_required(view):
 def offboard(userid: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("to"), str) or not body["to"].strip():
-        return _error(400, "缺少 to（接替导购的企业微信账号）")
+        return json_error(400, "缺少 to（接替导购的企业微信账号）")
     try:
         result = ops.offboard(userid, body["to"].strip())
     except ops.OffboardError as exc:
         db.session.rollback()
-        return _error(404 if str(exc).startswith("unknown") else 400, str(exc))
+        return json_error(404 if str(exc).startswith("unknown") else 400, str(exc))
     except WeComError as exc:
         db.session.rollback()
-        return _error(502, exc.user_message)
+        return json_error(502, exc.user_message)
     db.session.commit()
     return jsonify(result)
 
@@ -56,4 +51,4 @@ def transfers(userid: str):
     try:
         return jsonify(transfers=ops.transfers_of(userid))
     except ops.OffboardError as exc:
-        return _error(404, str(exc))
+        return json_error(404, str(exc))

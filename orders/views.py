@@ -18,6 +18,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from config import DEMO_INGEST_KEY
 from core.db import db
+from core.http import json_error
 from core.timeutil import local_today
 from orders import operations as ops
 from sidebar.auth import current_guide, login_required
@@ -28,12 +29,6 @@ bp = Blueprint("orders_api", __name__, url_prefix="/api")
 
 MAX_SKEW_SECONDS = 300
 MAX_BODY = 256 * 1024
-
-
-def _error(status: int, message: str):
-    resp = jsonify(error=message)
-    resp.status_code = status
-    return resp
 
 
 def ingest_key() -> str | None:
@@ -64,23 +59,23 @@ def _check_signature(key: str, body: bytes) -> str | None:
 def ingest_order():
     key = ingest_key()
     if not key:
-        return _error(503, "INGEST_HMAC_KEY is not configured: the orders API is off")
+        return json_error(503, "INGEST_HMAC_KEY is not configured: the orders API is off")
     if (request.content_length or 0) > MAX_BODY:
-        return _error(413, f"body larger than {MAX_BODY // 1024} KiB")
+        return json_error(413, f"body larger than {MAX_BODY // 1024} KiB")
     body = request.get_data(cache=False)
     reason = _check_signature(key, body)
     if reason:
         log.warning("orders API: rejected a request from %s: %s", request.remote_addr, reason)
-        return _error(401, f"signature rejected: {reason}")
+        return json_error(401, f"signature rejected: {reason}")
     try:
         payload = json.loads(body)
     except ValueError:
-        return _error(400, "the body is not JSON")
+        return json_error(400, "the body is not JSON")
     try:
         order, created = ops.ingest(payload)
     except ops.OrderRejected as exc:
         db.session.rollback()
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     result = dict(order.receipt or ops.receipt(order))
     db.session.commit()
     if not created:

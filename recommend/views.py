@@ -5,16 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from core.db import db
+from core.http import json_error
 from recommend import operations as ops
 from sidebar.auth import csrf_required, current_guide, login_required, visible_customer
 
 bp = Blueprint("recommend_api", __name__, url_prefix="/api")
-
-
-def _error(status: int, message: str, **extra):
-    resp = jsonify(error=message, **extra)
-    resp.status_code = status
-    return resp
 
 
 @bp.get("/customers/<external_userid>/recommendations")
@@ -26,7 +21,7 @@ def recommendations(external_userid: str):
         if not 1 <= top <= 20:
             raise ValueError
     except ValueError:
-        return _error(400, "top 必须是 1 到 20 之间的整数")
+        return json_error(400, "top 必须是 1 到 20 之间的整数")
     return jsonify(customer=external_userid, recommendations=ops.recommend(customer, top=top))
 
 
@@ -42,12 +37,12 @@ def send_recommendation(external_userid: str, sku: str):
     customer = visible_customer(guide, external_userid)
     product = ops.product_by_sku(sku)
     if product is None:
-        return _error(404, "商品不存在或已下架")
+        return json_error(404, "商品不存在或已下架")
     try:
         quota.record_touch(customer, guide, kind="marketing", channel="product", ref=product.sku)
     except quota.TouchRefused as exc:
         db.session.rollback()
-        return _error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
+        return json_error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
     record_event(customer, "product_sent", channel="wecom", guide=guide,
                  payload={"title": product.name, "sku": product.sku})
     db.session.commit()

@@ -138,16 +138,6 @@ def spec() -> dict:
                 "kind": {"type": "string", "enum": ["marketing", "service"]}, "channel": s, "ref": s}},
             errors=(400, 401, 403, 404, 409), tag="tasks", csrf=True, ok_status="201")},
         # issue 7, part B: tracked links, funnels, recommendations, staff departure (docs/tracking.md)
-        "/api/customers/{external_userid}/links": {"post": _op(
-            "Send a content item as a news card: counts a marketing touch (refused over the caps) and returns "
-            "the card with a tracked link (/c/<token>)",
-            _json({"type": "object", "properties": {
-                "url": s, "token": s, "title": s, "summary": s, "cover_url": {"type": ["string", "null"]},
-                "content_id": {"type": "integer"}, "external_id": s, "kind": s, "link_id": {"type": "integer"}}},
-                "the news card"),
-            params=[CUSTOMER_PATH], body={"type": "object", "required": ["content_id"], "properties": {
-                "content_id": {"type": ["string", "integer"], "description": "external_id or numeric id"}}},
-            errors=(400, 401, 403, 404, 409), tag="tracking", csrf=True, ok_status="201")},
         "/api/reports/funnel": {"get": _op(
             "Tracked links sent → opened → converted (an order within 7 days of an open); managers see their "
             "own store, admins everyone (or ?store=CODE); 403 for guides",

@@ -17,7 +17,7 @@ from core.db import db
 from core.timeutil import local_today, to_local, utcnow
 from customers.operations import record_event
 from customers.segments import LIFECYCLE_LABELS, baby_age, lifecycle_stage, rfm_segment
-from models import (Content, Customer, CustomerIdentity, CustomerTag, Event, Follow, Guide, ProfileView, Tag,
+from models import (Customer, CustomerIdentity, CustomerTag, Event, Follow, Guide, ProfileView, Tag,
                     TagGroup)
 
 GUIDE_TAG_GROUP = "导购备注"  # the corp tag group that holds guides' free-text tags
@@ -278,22 +278,6 @@ def add_guide_tag(guide: Guide, customer: Customer, external_userid: str, name) 
 
 
 # ------------------------------------------------------------------------------------------- content
-
-
-def content_card(guide: Guide, customer: Customer, content_external_id: str) -> tuple[Content, dict]:
-    """The news card for sendChatMessage; its link is the service's tracked link for this guide and customer."""
-    from sidebar.links import tracked_url
-
-    content = db.session.scalar(select(Content).where(Content.external_id == content_external_id,
-                                                      Content.enabled.is_(True)))
-    if content is None:
-        raise LookupError("素材不存在或已下架")
-    link = tracked_url(guide, customer, content)
-    if not link:
-        raise SidebarInputError("这条素材没有链接，不能作为图文卡片发送")
-    news = {"link": link, "title": content.title, "desc": (content.summary or "")[:120],
-            "imgUrl": content.cover_url or ""}
-    return content, {"msgtype": "news", "enterChat": True, "news": news}
 
 
 # ------------------------------------------------------------------------------------------- first screen

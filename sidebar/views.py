@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from bot.wecom_client import WeComError, get_wecom
 from core.db import db
+from core.http import json_error
 from core.timeutil import local_today, utcnow
 from knowledge import service as knowledge
 from models import Customer, CustomerIdentity, Guide
@@ -58,12 +59,6 @@ TABS = [("customer", "客户", True), ("tags", "标签", True), ("scripts", "话
 # Without a customer (opened from a push's link, `/sidebar/?tab=…`) the page is the guide's workbench: these
 # tabs, rendered from templates/sidebar/workbench/<key>.html (排行 shares tabs/ranking.html).
 WORKBENCH_TABS = [("tasks", "任务", True), ("content", "素材", True), ("ranking", "排行", True)]
-
-
-def _error(status: int, message: str, **extra):
-    resp = jsonify(error=message, **extra)
-    resp.status_code = status
-    return resp
 
 
 def _safe_next(value: str | None) -> str:
@@ -196,18 +191,18 @@ def page_not_found(_exc):
 def wecom_failed(exc: WeComError):
     db.session.rollback()  # nothing half-written: WeCom refused, so nothing of this request is kept
     current_app.logger.warning("WeCom call failed in the sidebar: %s", exc)
-    return _error(502, exc.user_message, errcode=exc.errcode)
+    return json_error(502, exc.user_message, errcode=exc.errcode)
 
 
 @api.errorhandler(404)
 def api_not_found(_exc):
-    return _error(404, "找不到：客户不存在或不是你的客户")
+    return json_error(404, "找不到：客户不存在或不是你的客户")
 
 
 @api.errorhandler(ops.SidebarInputError)
 def bad_input(exc):
     db.session.rollback()
-    return _error(400, str(exc))
+    return json_error(400, str(exc))
 
 
 def _customer(external_userid: str) -> Customer:
@@ -219,7 +214,7 @@ def _customer(external_userid: str) -> Customer:
 def jssdk_signatures():
     url = request.args.get("url", "")
     if not url.startswith(("http://", "https://")):
-        return _error(400, "url 必须是当前页面的完整地址（http 或 https 开头）")
+        return json_error(400, "url 必须是当前页面的完整地址（http 或 https 开头）")
     return jsonify(jssdk.signatures(url))
 
 
@@ -258,16 +253,16 @@ def toggle_tag(external_userid: str):
     customer = _customer(external_userid)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _error(400, "请求体必须是 JSON 对象")
+        return json_error(400, "请求体必须是 JSON 对象")
     tag_id, on = body.get("tag"), body.get("on")
     if not isinstance(tag_id, int) or isinstance(tag_id, bool):
-        return _error(400, "tag 必须是标签编号（整数）")
+        return json_error(400, "tag 必须是标签编号（整数）")
     if not isinstance(on, bool):
-        return _error(400, "on 必须是 true（打上）或 false（去掉）")
+        return json_error(400, "on 必须是 true（打上）或 false（去掉）")
     try:
         result = ops.set_tag(current_guide(), customer, external_userid, tag_id, on)
     except LookupError as exc:
-        return _error(404, str(exc))
+        return json_error(404, str(exc))
     db.session.commit()
     return jsonify(result)
 
@@ -279,7 +274,7 @@ def add_note_tag(external_userid: str):
     customer = _customer(external_userid)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _error(400, "请求体必须是 JSON 对象")
+        return json_error(400, "请求体必须是 JSON 对象")
     result = ops.add_guide_tag(current_guide(), customer, external_userid, body.get("name"))
     db.session.commit()
     return jsonify(result), 201
@@ -292,7 +287,7 @@ def customer_content(external_userid: str):
     try:
         top = max(1, min(int(request.args.get("top", 10)), 50))
     except ValueError:
-        return _error(400, "top 必须是 1 到 50 之间的整数")
+        return json_error(400, "top 必须是 1 到 50 之间的整数")
     return jsonify(content=knowledge.content_for(customer, top=top))
 
 
@@ -300,25 +295,30 @@ def customer_content(external_userid: str):
 @login_required
 @csrf_required
 def send_content(external_userid: str, content_id: str):
-    """Check the touch caps and count the send, then hand the page the news card to send."""
+    """Check the touch caps and count the send, then hand the page the news card (its link tracked) to send."""
+    from customers.operations import record_event
     from tasks import quota
+    from tracking import operations as tracking
 
     guide = current_guide()
     customer = _customer(external_userid)
     try:
-        content, card = ops.content_card(guide, customer, content_id)
+        sent = tracking.send_content(guide, customer, content_id)
     except LookupError as exc:
-        return _error(404, str(exc))
-    try:
-        quota.record_touch(customer, guide, kind="marketing", channel="content", ref=content.external_id)
+        db.session.rollback()
+        return json_error(404, str(exc.args[0]))
+    except tracking.TrackingInputError as exc:
+        db.session.rollback()
+        return json_error(400, str(exc))
     except quota.TouchRefused as exc:
         db.session.rollback()
-        return _error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
-    from customers.operations import record_event
-
+        return json_error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
     record_event(customer, "content_sent", channel="wecom", guide=guide,
-                 payload={"title": content.title, "content": content.external_id})
+                 payload={"title": sent["title"], "content": sent["external_id"]})
     db.session.commit()
+    card = {"msgtype": "news", "enterChat": True,
+            "news": {"link": sent["url"], "title": sent["title"], "desc": sent["summary"][:120],
+                     "imgUrl": sent["cover_url"] or ""}}
     return jsonify(message=card, quota=quota.quota(customer)), 201
 
 
@@ -333,7 +333,7 @@ def script_categories():
 def scripts_in_category():
     category = (request.args.get("category") or "").strip()
     if not category:
-        return _error(400, "请选择话术分类（category）")
+        return json_error(400, "请选择话术分类（category）")
     return jsonify(category=category, scripts=knowledge.scripts_in(category))
 
 
@@ -344,7 +344,7 @@ def team_ranking():
     try:
         D = date.fromisoformat(request.args["date"]) if request.args.get("date") else local_today()
     except ValueError:
-        return _error(400, "date 不是有效日期（YYYY-MM-DD）")
+        return json_error(400, "date 不是有效日期（YYYY-MM-DD）")
     return jsonify(ops.team_ranking(current_guide(), D))
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from flask import Blueprint, jsonify, request
 
 from core.db import db
+from core.http import json_error
 from core.timeutil import app_tz, local_today, utcnow
 from sidebar.auth import csrf_required, current_guide, login_required, visible_customer
 from tasks import operations as ops
@@ -15,12 +16,6 @@ from tasks import quota
 bp = Blueprint("tasks_api", __name__, url_prefix="/api")
 
 CHANNELS = ("script", "content", "coupon", "product", "task", "mass", "other")
-
-
-def _error(status: int, message: str, **extra):
-    resp = jsonify(error=message, **extra)
-    resp.status_code = status
-    return resp
 
 
 def menu_focus(now: datetime) -> str:
@@ -40,7 +35,7 @@ def tasks_today():
     try:
         D = date.fromisoformat(request.args["date"]) if request.args.get("date") else local_today()
     except ValueError:
-        return _error(400, "date 不是有效日期（YYYY-MM-DD）")
+        return json_error(400, "date 不是有效日期（YYYY-MM-DD）")
     customer = visible_customer(guide, request.args["customer"]) if request.args.get("customer") else None
     tasks = ops.list_tasks(D, guide=guide, customer_id=customer.id if customer else None)
     return jsonify(date=D.isoformat(), summary=ops.summary(D, guide), tasks=tasks, focus=menu_focus(utcnow()))
@@ -55,9 +50,9 @@ def close(task_id: int, action: str):
         task = ops.close_task(task_id, current_guide(), status="done" if action == "done" else "skipped",
                               reason=body.get("reason") if isinstance(body, dict) else None)
     except LookupError:
-        return _error(404, "任务不存在")
+        return json_error(404, "任务不存在")
     except ops.TaskInputError as exc:
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     db.session.commit()
     return jsonify(id=task.id, status=task.status, skip_reason=task.skip_reason)
 
@@ -77,19 +72,19 @@ def record_touch(external_userid: str):
     customer = visible_customer(guide, external_userid)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _error(400, "请求体必须是 JSON 对象")
+        return json_error(400, "请求体必须是 JSON 对象")
     kind, channel = body.get("kind", "marketing"), body.get("channel", "other")
     if kind not in ("marketing", "service"):
-        return _error(400, "kind 只能是 marketing（营销）或 service（服务）")
+        return json_error(400, "kind 只能是 marketing（营销）或 service（服务）")
     if channel not in CHANNELS:
-        return _error(400, f"channel 只能是 {'、'.join(CHANNELS)} 之一")
+        return json_error(400, f"channel 只能是 {'、'.join(CHANNELS)} 之一")
     ref = body.get("ref")
     if ref is not None and (not isinstance(ref, str) or len(ref) > 100):
-        return _error(400, "ref 必须是不超过100字的文本")
+        return json_error(400, "ref 必须是不超过100字的文本")
     try:
         touch = quota.record_touch(customer, guide, kind=kind, channel=channel, ref=ref)
     except quota.TouchRefused as exc:
         db.session.rollback()
-        return _error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
+        return json_error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
     db.session.commit()
     return jsonify(id=touch.id, quota=quota.quota(customer)), 201

@@ -89,8 +89,8 @@ def find_content(ref) -> Content | None:
 
 
 def send_content(guide: Guide, customer: Customer, content_ref, *, now: datetime | None = None) -> dict:
-    """The sidebar sends a content item as a news card: check the customer's marketing caps, record the touch,
-    create the tracked link. Raises LookupError (no such content), TrackingInputError, or
+    """A guide sends a content item from the sidebar (as a news card): check the item and its link, record the
+    marketing touch (the customer's caps), create the tracked link. Raises LookupError (no such content), TrackingInputError, or
     tasks.quota.TouchRefused (over a cap: nothing is written)."""
     from tasks import quota
 
@@ -113,12 +113,3 @@ def find_link(token: str) -> TrackedLink | None:
     if not token or len(token) > 64:
         return None
     return db.session.scalar(select(TrackedLink).where(TrackedLink.token == token))
-
-
-def tracked_url(guide: Guide, customer: Customer, content: Content) -> str | None:
-    """The sidebar's hook (sidebar/links.py): the tracked address for sending `content` to `customer`, or None
-    when the content has no http(s) link. Flushes the new link; the request commits it with the send."""
-    try:
-        return create_tracked_link(guide, customer, content).url
-    except TrackingInputError:
-        return None

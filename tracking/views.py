@@ -9,10 +9,10 @@ from flask import Blueprint, jsonify, redirect, request
 from sqlalchemy import select
 
 from core.db import db
+from core.http import json_error
 from core.timeutil import app_tz
 from models import Store
-from sidebar.auth import csrf_required, current_guide, login_required, visible_customer
-from tasks import quota
+from sidebar.auth import current_guide, login_required
 from tracking import funnels
 from tracking import operations as ops
 
@@ -27,12 +27,6 @@ padding:20vh 24px 0}h1{font-size:20px;font-weight:600}p{color:#888;font-size:15p
 </head><body><h1>抱歉，这个链接不存在或已失效</h1>
 <p>请联系为您服务的导购，重新发送一次～</p></body></html>
 """
-
-
-def _error(status: int, message: str, **extra):
-    resp = jsonify(error=message, **extra)
-    resp.status_code = status
-    return resp
 
 
 @bp.get("/c/<token>")
@@ -50,42 +44,16 @@ def open_link(token: str):
     return resp
 
 
-@bp.post("/api/customers/<external_userid>/links")
-@login_required
-@csrf_required
-def send_content(external_userid: str):
-    guide = current_guide()
-    customer = visible_customer(guide, external_userid)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return _error(400, "请求体必须是 JSON 对象")
-    if body.get("content_id") in (None, ""):
-        return _error(400, "缺少 content_id（素材编号）")
-    try:
-        card = ops.send_content(guide, customer, body["content_id"])
-    except LookupError as exc:
-        db.session.rollback()
-        return _error(404, str(exc.args[0]))
-    except ops.TrackingInputError as exc:
-        db.session.rollback()
-        return _error(400, str(exc))
-    except quota.TouchRefused as exc:
-        db.session.rollback()
-        return _error(409, exc.reason, code=exc.code, quota=quota.quota(customer))
-    db.session.commit()
-    return jsonify(card), 201
-
-
 @bp.get("/api/reports/funnel")
 @login_required
 def funnel_report():
     """The funnel for managers (their own store) and head office (everyone, or ?store=CODE)."""
     guide = current_guide()
     if guide.role not in ("manager", "admin"):
-        return _error(403, "需要店长或总部权限")
+        return json_error(403, "需要店长或总部权限")
     by = request.args.get("by", "content")
     if by not in funnels.GROUPINGS:
-        return _error(400, f"by 只能是 {'、'.join(funnels.GROUPINGS)} 之一")
+        return json_error(400, f"by 只能是 {'、'.join(funnels.GROUPINGS)} 之一")
     bounds = {}
     for name in ("since", "until"):
         value = request.args.get(name)
@@ -93,12 +61,12 @@ def funnel_report():
             try:
                 bounds[name] = datetime.combine(date.fromisoformat(value), time.min, tzinfo=app_tz())
             except ValueError:
-                return _error(400, f"{name} 不是有效日期（YYYY-MM-DD）")
+                return json_error(400, f"{name} 不是有效日期（YYYY-MM-DD）")
     store_id = guide.store_id if guide.role == "manager" else None
     if guide.role == "admin" and request.args.get("store"):
         store_id = db.session.scalar(select(Store.id).where(Store.code == request.args["store"]))
         if store_id is None:
-            return _error(404, "门店不存在")
+            return json_error(404, "门店不存在")
     if guide.role == "manager" and store_id is None:
-        return _error(403, "店长账号没有所属门店")
+        return json_error(403, "店长账号没有所属门店")
     return jsonify(by=by, rows=funnels.funnel(by, store_id=store_id, **bounds))

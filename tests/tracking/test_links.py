@@ -79,8 +79,6 @@ def test_tokens_are_unique_and_links_without_a_target_are_refused(app):
         except ops.TrackingInputError as exc:
             assert "链接" in str(exc)
     assert db.session.scalar(select(func.count()).select_from(TrackedLink)) == 50
-    assert ops.tracked_url(g, c, bad) is None  # the sidebar's hook: no link, no card
-    assert ops.tracked_url(g, c, item).startswith(app.config["PUBLIC_BASE_URL"].rstrip("/") + "/c/")
 
 
 def test_funnel_by_content_and_guide_counts_opens_and_conversions_within_7_days(app):
@@ -162,20 +160,22 @@ def test_sidebar_send_returns_the_news_card_and_counts_a_marketing_touch(app, cl
     g = f.guide()
     c = f.customer(g)
     item = content()
+    content("c-two")
     db.session.commit()
     headers = sign_in(client, g)
     ext = f.external_userid(c)
-    resp = client.post(f"/api/customers/{ext}/links", json={"content_id": "c-zhuannai"}, headers=headers)
+    resp = client.post(f"/api/sidebar/customers/{ext}/content/c-zhuannai/send", json={}, headers=headers)
     assert resp.status_code == 201, resp.json
-    card = resp.json
-    assert card["title"] == "转奶七日法图解" and card["summary"] == "一图看懂转奶节奏"
-    assert card["url"].endswith("/c/" + card["token"]) and card["cover_url"]
+    news = resp.json["message"]["news"]
+    assert news["title"] == "转奶七日法图解" and news["desc"] == "一图看懂转奶节奏" and news["imgUrl"]
+    link = db.session.scalar(select(TrackedLink))
+    assert news["link"] == link.url and link.url.endswith("/c/" + link.token)
     touch = db.session.scalar(select(Touch))
     assert (touch.kind, touch.channel, touch.ref, touch.customer_id) == ("marketing", "content", "c-zhuannai", c.id)
-    assert client.get(f"/c/{card['token']}").headers["Location"] == item.url
+    assert client.get(f"/c/{link.token}").headers["Location"] == item.url
 
     # The day's marketing cap is used: the second send is refused with the reason and writes nothing.
-    resp = client.post(f"/api/customers/{ext}/links", json={"content_id": item.id}, headers=headers)
+    resp = client.post(f"/api/sidebar/customers/{ext}/content/c-two/send", json={}, headers=headers)
     assert resp.status_code == 409 and resp.json["code"] == "daily_cap"
     assert "今天已收到1条营销消息" in resp.json["error"] and resp.json["quota"]["today_left"] == 0
     assert db.session.scalar(select(func.count()).select_from(TrackedLink)) == 1
@@ -186,19 +186,22 @@ def test_sidebar_send_access_and_bad_input(app, client):
     mine, theirs = f.customer(a), f.customer(b)
     content()
     content("c-off", enabled=False)
+    content("c-nolink", url="")
     db.session.commit()
-    url = f"/api/customers/{f.external_userid(mine)}/links"
-    assert client.post(url, json={"content_id": "c-zhuannai"}).status_code == 401
+
+    def url(customer, ref="c-zhuannai"):
+        return f"/api/sidebar/customers/{f.external_userid(customer)}/content/{ref}/send"
+
+    assert client.post(url(mine), json={}).status_code == 401
     headers = sign_in(client, a)
-    assert client.post(url, json={"content_id": "c-zhuannai"}).status_code == 403  # no CSRF token
-    other = client.post(f"/api/customers/{f.external_userid(theirs)}/links", json={"content_id": "c-zhuannai"},
-                        headers=headers)
-    assert other.status_code == 404
-    assert client.post("/api/customers/wmNobody/links", json={"content_id": 1}, headers=headers).status_code == 404
-    assert client.post(url, json={}, headers=headers).json["error"].startswith("缺少 content_id")
-    assert client.post(url, json={"content_id": "nope"}, headers=headers).status_code == 404
-    resp = client.post(url, json={"content_id": "c-off"}, headers=headers)
+    assert client.post(url(mine), json={}).status_code == 403  # no CSRF token
+    assert client.post(url(theirs), json={}, headers=headers).status_code == 404
+    assert client.post("/api/sidebar/customers/wmNobody/content/c-zhuannai/send", json={},
+                       headers=headers).status_code == 404
+    assert client.post(url(mine, "nope"), json={}, headers=headers).status_code == 404
+    resp = client.post(url(mine, "c-off"), json={}, headers=headers)
     assert resp.status_code == 400 and "已停用" in resp.json["error"]
+    assert client.post(url(mine, "c-nolink"), json={}, headers=headers).status_code == 400
     assert db.session.scalar(select(func.count()).select_from(TrackedLink)) == 0
     assert db.session.scalar(select(func.count()).select_from(Touch)) == 0
 
