@@ -82,13 +82,15 @@ def relearn_cmd(days):
 @knowledge_cli.command("stats")
 @click.option("--since", help="Sends from this local day on (YYYY-MM-DD).")
 @click.option("--until", help="Sends before this local day (YYYY-MM-DD).")
+@click.option("--store", help="Only sends by this store's guides (store code).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def stats_cmd(since, until, as_json):
+def stats_cmd(since, until, store, as_json):
     """Which scripts work: each script's sends and the orders its customers paid within 7 days after."""
-    from tracking.cli import day_start
+    from tracking.cli import day_start, store_option
     from tracking.funnels import script_stats
 
-    rows = script_stats(since=day_start(since, "--since"), until=day_start(until, "--until"))
+    rows = script_stats(since=day_start(since, "--since"), until=day_start(until, "--until"),
+                        store_id=store_option(store))
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))

@@ -1,17 +1,25 @@
-"""The manager page `/manager/`: rankings per guide (and per store for admins), a 30-day trend chart
-(ECharts, vendored) and CSV export. A store manager sees their own store; an admin sees every store; a guide
-gets 403."""
+"""The manager page `/manager/`, for a store manager on a phone in WeCom and for head office on a desktop,
+styled with the sidebar's vendored WeUI. Five sections (`?tab=`): 排行 (rankings per guide, and per store for
+admins), 趋势 (a 30-day trend chart, ECharts, vendored), 内容效果 (the funnel per content item), 话术效果 (each
+script's sends and the orders that followed within 7 days) and 导购漏斗 (the funnel per guide); every table
+exports as CSV (`/manager/export/<table>.csv`, UTF-8 with a BOM for Excel). A store manager sees their own
+store; an admin sees every store, or one with `?store=CODE`; a guide gets 403."""
 from __future__ import annotations
 
 import csv
 import io
-from datetime import date
+from datetime import date, timedelta
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
+from sqlalchemy import select
+
+from core.db import db
 
 from core.timeutil import local_today
+from models import Store
 from reports import leaderboard as lb
 from sidebar.auth import current_guide, login_required
+from tracking import funnels
 
 bp = Blueprint("manager", __name__, url_prefix="/manager", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -20,8 +28,21 @@ METRIC_LABELS = {"gmv": "业绩", "orders": "订单数", "commission": "提成",
                  "tasks_done": "完成任务", "completion_rate": "任务完成率", "messages_sent": "发送消息",
                  "coupons_sent": "发券", "coupons_redeemed": "核销券"}
 PERIOD_LABELS = {"day": "日", "week": "周", "month": "月"}
+TABS = {"rank": "排行", "trend": "趋势", "content": "内容效果", "scripts": "话术效果", "guides": "导购漏斗"}
 CSV_FIELDS = ("rank", "userid", "name", "store", "new_customers", "tasks_done", "tasks_total", "completion_rate",
               "messages_sent", "coupons_sent", "coupons_redeemed", "orders", "gmv", "commission", "status")
+FUNNEL_FIELDS = ("key", "label", "sent", "opened", "opens", "converted", "orders", "gmv", "open_rate",
+                 "conversion_rate")
+# The tables the page shows, as CSV: {table: (fields, file name prefix)}.
+EXPORTS = {"rank": (CSV_FIELDS, "leaderboard"),
+           "stores": (("rank", "store", "name", "new_customers", "tasks_done", "tasks_total", "completion_rate",
+                       "messages_sent", "coupons_sent", "coupons_redeemed", "orders", "gmv", "commission"),
+                      "stores"),
+           "trend": (("date", "orders", "gmv", "commission"), "trend"),
+           "content": (FUNNEL_FIELDS, "content-funnel"),
+           "scripts": (("external_id", "title", "category", "sends", "customers", "converted", "orders", "gmv",
+                        "conversion_rate"), "scripts"),
+           "guides": (FUNNEL_FIELDS, "guide-funnel")}
 
 
 def _manager():
@@ -43,13 +64,45 @@ def _params():
     return period, D, metric
 
 
-def _rankings(guide, period, D, metric):
-    store_id = None if guide.role == "admin" else guide.store_id
+def _store_scope(guide) -> tuple[int | None, str | None]:
+    """(store id, store code) the viewer looks at: a manager their own store, whatever the URL says; an admin
+    every store (None) or the one ?store=CODE names (404 for an unknown code)."""
+    if guide.role != "admin":
+        return guide.store_id, guide.store.code if guide.store else None
+    code = request.args.get("store") or None
+    try:
+        return funnels.store_id_for(code), code
+    except LookupError:
+        abort(404, f"门店 {code} 不存在")
+
+
+def _rankings(guide, period, D, metric, store_id):
     if guide.role != "admin" and store_id is None:
         return [], []
     rows = lb.guide_rows(period, D, metric=metric, store_id=store_id)
-    stores = lb.store_rows(period, D, metric=metric) if guide.role == "admin" else []
+    stores = lb.store_rows(period, D, metric=metric) if guide.role == "admin" and store_id is None else []
     return rows, stores
+
+
+def _table(guide, table: str, period: str, D: date, metric: str, store_id: int | None) -> list[dict]:
+    """The rows of one table of the page, for the viewer's scope. Funnels and script figures cover what was
+    sent in the chosen period (a day, week or month); conversions may come up to 7 days later."""
+    if guide.role != "admin" and store_id is None:  # a manager without a store sees nothing
+        return []
+    s = lb.span(period, D)
+    if table == "rank":
+        return _rankings(guide, period, D, metric, store_id)[0]
+    if table == "stores":
+        return _rankings(guide, period, D, metric, store_id)[1]
+    if table == "trend":
+        return lb.trend(30, D, store_id=store_id)
+    if table == "content":
+        return funnels.funnel("content", since=s.start_utc, until=s.end_utc, store_id=store_id)
+    if table == "guides":
+        return funnels.funnel("guide", since=s.start_utc, until=s.end_utc, store_id=store_id)
+    if table == "scripts":
+        return funnels.script_stats(since=s.start_utc, until=s.end_utc, store_id=store_id)
+    abort(404)
 
 
 @bp.get("/")
@@ -60,11 +113,22 @@ def page():
         return redirect(_login_path())
     guide = _manager()
     period, D, metric = _params()
-    rows, stores = _rankings(guide, period, D, metric)
-    trend = lb.trend(30, D, store_id=None if guide.role == "admin" else guide.store_id)
-    return render_template("manager.html", guide=guide, rows=rows, stores=stores, trend=trend, period=period,
-                           date=D, metric=metric, metrics=METRIC_LABELS, periods=PERIOD_LABELS,
-                           span=lb.span(period, D))
+    tab = request.args.get("tab", "rank")
+    if tab not in TABS:
+        abort(400, f"tab 只能是 {'、'.join(TABS)} 之一")
+    store_id, store_code = _store_scope(guide)
+    tables = {"rank": ("rank", "stores"), "trend": ("trend",), "content": ("content",), "scripts": ("scripts",),
+              "guides": ("guides",)}[tab]
+    data = {t: _table(guide, t, period, D, metric, store_id) for t in tables}
+    query = {"period": period, "date": D.isoformat(), "metric": metric}
+    if guide.role == "admin" and store_code:
+        query["store"] = store_code
+    all_stores = (db.session.execute(select(Store.code, Store.name).order_by(Store.code)).all()
+                  if guide.role == "admin" else [])
+    return render_template("manager.html", guide=guide, tab=tab, tabs=TABS, data=data, query=query,
+                           period=period, date=D, metric=metric, metrics=METRIC_LABELS, periods=PERIOD_LABELS,
+                           span=lb.span(period, D), last_day=lb.span(period, D).end - timedelta(days=1),
+                           store_code=store_code, all_stores=all_stores)
 
 
 @bp.get("/data.json")
@@ -72,22 +136,40 @@ def page():
 def data():
     guide = _manager()
     period, D, metric = _params()
-    rows, stores = _rankings(guide, period, D, metric)
+    store_id, _ = _store_scope(guide)
+    rows, stores = _rankings(guide, period, D, metric, store_id)
     return jsonify(period=period, key=lb.span(period, D).key, metric=metric, guides=rows, stores=stores,
-                   trend=lb.trend(30, D, store_id=None if guide.role == "admin" else guide.store_id))
+                   trend=lb.trend(30, D, store_id=store_id))
+
+
+def _csv(table: str, rows: list[dict], name: str) -> Response:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=EXPORTS[table][0], extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    # A BOM so Excel opens the Chinese names correctly.
+    return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.get("/export.csv")
 @login_required
 def export():
+    return export_table("rank")
+
+
+@bp.get("/export/<table>.csv")
+@login_required
+def export_table(table: str):
     guide = _manager()
+    if table not in EXPORTS:
+        abort(404)
     period, D, metric = _params()
-    rows, _ = _rankings(guide, period, D, metric)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    name = f"leaderboard-{period}-{lb.span(period, D).key}-{metric}.csv"
-    # A BOM so Excel opens the Chinese names correctly.
-    return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    store_id, store_code = _store_scope(guide)
+    rows = _table(guide, table, period, D, metric, store_id)
+    name = f"{EXPORTS[table][1]}-{period}-{lb.span(period, D).key}"
+    if table == "rank":
+        name += f"-{metric}"
+    if store_code:
+        name += f"-{store_code}"
+    return _csv(table, rows, name + ".csv")

@@ -1,4 +1,5 @@
-"""`flask --app app report funnel [--by content|guide|store|script] [--since D] [--until D] [--json]`
+"""`flask --app app report funnel [--by content|guide|store|script] [--since D] [--until D] [--store CODE]
+[--json]`
 (registered in reports/cli.py's `report` group)."""
 from __future__ import annotations
 
@@ -22,15 +23,24 @@ def day_start(value: str | None, param: str) -> datetime | None:
     return datetime.combine(D, time.min, tzinfo=app_tz())
 
 
+def store_option(code: str | None) -> int | None:
+    try:
+        return funnels.store_id_for(code)
+    except LookupError:
+        raise click.BadParameter(f"no store with code {code!r}", param_hint="--store") from None
+
+
 @click.command("funnel")
 @click.option("--by", type=click.Choice(funnels.GROUPINGS), default="content", show_default=True)
 @click.option("--since", help="Links sent from this local day on (YYYY-MM-DD).")
 @click.option("--until", help="Links sent before this local day (YYYY-MM-DD).")
+@click.option("--store", help="Only links sent by this store's guides (store code).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def funnel_command(by, since, until, as_json):
+def funnel_command(by, since, until, store, as_json):
     """Tracked links: sent → opened → converted (an order within 7 days of an open), per content item,
     guide or script."""
-    rows = funnels.funnel(by, since=day_start(since, "--since"), until=day_start(until, "--until"))
+    rows = funnels.funnel(by, since=day_start(since, "--since"), until=day_start(until, "--until"),
+                          store_id=store_option(store))
     if as_json:
         for row in rows:
             click.echo(json.dumps({"by": by, **row}, ensure_ascii=False))

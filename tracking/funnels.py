@@ -128,11 +128,15 @@ def _labels(by: str, ids: list[int]) -> dict[int, tuple[str, str]]:
     return {i: (k, label) for i, k, label in db.session.execute(q)}
 
 
-def script_stats(*, since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+def script_stats(*, since: datetime | None = None, until: datetime | None = None,
+                 store_id: int | None = None) -> list[dict]:
     """Each script's sends and the orders that followed: rows {external_id, title, category, sends,
     customers, converted, orders, gmv, conversion_rate} (converted: sends to a known customer followed by an
-    order of theirs within 7 days), most converting first; scripts never sent are left out."""
+    order of theirs within 7 days), most converting first; scripts never sent are left out. `store_id`: only
+    sends by that store's guides (the guide's store now, as in funnel())."""
     period = []
+    if store_id is not None:
+        period.append(ScriptSend.guide_id.in_(select(Guide.id).where(Guide.store_id == store_id)))
     if since is not None:
         period.append(ScriptSend.sent_at >= since)
     if until is not None:
@@ -166,6 +170,16 @@ def script_stats(*, since: datetime | None = None, until: datetime | None = None
                      "conversion_rate": _rate(g["converted"], g["sends"])})
     rows.sort(key=lambda r: (-r["converted"], -r["sends"], str(r["external_id"])))
     return rows
+
+
+def store_id_for(code: str | None) -> int | None:
+    """The id of the store with this code; None for no code; LookupError for an unknown one."""
+    if not code:
+        return None
+    store_id = db.session.scalar(select(Store.id).where(Store.code == code))
+    if store_id is None:
+        raise LookupError(code)
+    return store_id
 
 
 def link_count() -> int:

@@ -120,7 +120,8 @@ def test_manager_page_roles_and_csv(app, client, ingest_key, rates):
     page = client.get("/manager/?period=week")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "小安" in html and "小陈" not in html  # S2's guide is not theirs
-    assert "vendor/echarts/echarts.min.js" in html
+    assert "weui/weui.min.css" in html and "vendor/echarts/echarts.min.js" not in html  # the chart is its own tab
+    assert "vendor/echarts/echarts.min.js" in client.get("/manager/?tab=trend").get_data(as_text=True)
     assert client.get("/manager/static/vendor/echarts/echarts.min.js").status_code == 200
     data = client.get("/manager/data.json").json
     assert data["trend"][-1]["gmv"] == "1200.00" and data["stores"] == []

@@ -1,20 +1,50 @@
-"""The manager page in a real browser (headless Chromium, as tests/sidebar/test_browser.py): the vendored
-ECharts draws the trend, the ranking lists the store's guides."""
+"""The manager page in a real browser (headless Chromium at a phone's 360 px, as tests/sidebar/test_browser.py):
+each section opens from the tab bar, fits the phone's width (wide tables scroll inside their card, not the
+page), the vendored ECharts draws the trend, and a screenshot of each lands in tests/screenshots/."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+from core.db import db
+from models import ScriptSend
 from tests.sidebar.conftest import chain, standin  # noqa: F401 (fixtures)
 from tests.sidebar.test_browser import SHOTS, live_server, page, pytestmark  # noqa: F401 (fixtures, chromium skip)
+from tests.tasks import factories as f
+from tests.tracking.test_links import content, noon, script
+from tracking import operations as ops
 
 
-def test_manager_page_draws_the_trend(app, chain, standin, live_server, page):
+def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, page):
+    # Something to show in the funnels: 王丽 sends an article (opened, bought 1 day later) and a script today.
+    link = ops.create_tracked_link(chain.guide, chain.mine, content(), now=noon(0) - timedelta(hours=2))
+    ops.record_open(link.token, now=noon(0) - timedelta(hours=1))
+    f.order(chain.mine, noon(0), (f.product(), 1))
+    db.session.add(ScriptSend(script_id=script().id, guide_id=chain.guide.id, customer_id=chain.mine.id,
+                              sent_at=noon(0) - timedelta(hours=3)))
+    db.session.commit()
+
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{live_server}/sidebar/")
     page.click('[data-guide="manager01"]')  # the demo picker signs the store manager in
     page.goto(f"{live_server}/manager/?period=month")
-    page.wait_for_selector("#trend canvas")
-    assert page.evaluate("typeof echarts") == "object" and errors == []
-    table = page.inner_text("table")
-    assert "王丽" in table and "李娜" in table and "赵敏" not in table  # S1's guides, not S2's
+    assert page.evaluate("innerWidth") == 360
     SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / "manager.png"), full_page=True)
+    expected = {"rank": ("王丽", "李娜"), "trend": (), "content": ("转奶七日法图解", "100.0%"),
+                "scripts": ("转奶方法",), "guides": ("王丽",)}
+    for tab, texts in expected.items():
+        page.click(f'.mg-tabs [data-tab="{tab}"]')
+        page.wait_for_selector(f'.mg-tabs [data-tab="{tab}"].is-on')
+        # WeUI is applied, and nothing pushes the page wider than the phone.
+        assert page.evaluate("getComputedStyle(document.body).getPropertyValue('--weui-BRAND').trim()") != ""
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, tab
+        body = page.inner_text(".mg-page")
+        assert all(t in body for t in texts), (tab, body)
+        assert "赵敏" not in body  # S2's guide is not the manager's
+        if tab == "trend":
+            page.wait_for_selector("#trend canvas")
+            assert page.evaluate("typeof echarts") == "object"
+        else:
+            assert page.is_visible(f'[data-csv="{tab}"]')
+        page.screenshot(path=str(SHOTS / f"manager-{tab}.png"), full_page=True)
+    assert errors == []
