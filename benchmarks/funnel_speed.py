@@ -8,6 +8,9 @@ content items, N customers with one tracked link each (sent in the last 30 days)
 (a third opened twice), and two orders per customer spread over 60 days. Then times `funnel("content")`,
 `funnel("guide")` and the script stats over as many sends, against the baseline measured in the same run:
 one plain read of every (link, open) row the report needs (`SELECT … FROM tracked_links LEFT JOIN link_opens`).
+Then what the manager page (`/manager/`) does for one store (10 guides, 1 % of the links): the same three
+reports with `store_id`, and the page's three funnel tabs rendered through the app (test client, a signed-in
+store manager, this month's period).
 """
 from __future__ import annotations
 
@@ -93,6 +96,39 @@ def main() -> None:
             print(f"{name:<18} {took:>6.2f} s ({took / base:.1f}× baseline), {len(out)} rows, "
                   f"{sum(r.get('converted', 0) for r in out):,} converted")
             db.session.remove()
+
+        # The manager page for one store, and head office's for every store: the month of 15 days ago (the
+        # seeded 30 days hold from 15 up to 30 of its days).
+        from datetime import date, timedelta
+
+        month = (date.today() - timedelta(days=15)).isoformat()
+        admin = db.session.execute(text("SELECT id FROM guides WHERE store_id = 2 LIMIT 1")).scalar()
+        db.session.execute(text("UPDATE guides SET role = 'admin' WHERE id = :g"), {"g": admin})
+        conn_rows = db.session.execute(text("SELECT id FROM guides WHERE store_id = 1 LIMIT 1")).scalar()
+        db.session.execute(text("UPDATE guides SET role = 'manager' WHERE id = :g"), {"g": conn_rows})
+        db.session.commit()
+        for name, run in (("store: by content", lambda: funnels.funnel("content", store_id=1)),
+                          ("store: by guide", lambda: funnels.funnel("guide", store_id=1)),
+                          ("store: scripts", lambda: funnels.script_stats(store_id=1))):
+            t0 = time.perf_counter()
+            out = run()
+            took = time.perf_counter() - t0
+            print(f"{name:<18} {took:>6.2f} s ({took / base:.2f}× baseline), {len(out)} rows, "
+                  f"{sum(r.get('sent', r.get('sends', 0)) for r in out):,} sent")
+            db.session.remove()
+        for who, gid in (("manager", conn_rows), ("admin", admin)):
+            client = app.test_client()
+            with client.session_transaction() as s:
+                s["guide_id"], s["signed_in_at"], s["csrf"] = gid, int(time.time()), "x"
+            for tab in ("rank", "content", "scripts", "guides"):
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    resp = client.get(f"/manager/?tab={tab}&period=month&date={month}")
+                    times.append(time.perf_counter() - t0)
+                    assert resp.status_code == 200, resp.status_code
+                print(f"{who:<7} page ?tab={tab:<8} median {sorted(times)[1] * 1000:>6.0f} ms of 3 "
+                      f"({len(resp.data) // 1024} KiB html)")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,16 @@ def page():
     return render_template("manager.html", guide=guide, tab=tab, tabs=TABS, data=data, query=query,
                            period=period, date=D, metric=metric, metrics=METRIC_LABELS, periods=PERIOD_LABELS,
                            span=lb.span(period, D), last_day=lb.span(period, D).end - timedelta(days=1),
-                           store_code=store_code, all_stores=all_stores)
+                           store_code=store_code, all_stores=all_stores,
+                           scope_name=_scope_name(guide, store_code, all_stores))
+
+
+def _scope_name(guide, store_code, all_stores) -> str:
+    if guide.role != "admin":
+        return guide.store.name if guide.store else ""
+    if not store_code:
+        return "全部门店"
+    return next((name for code, name in all_stores if code == store_code), store_code)
 
 
 @bp.get("/data.json")

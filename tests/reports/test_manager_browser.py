@@ -44,7 +44,22 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
         if tab == "trend":
             page.wait_for_selector("#trend canvas")
             assert page.evaluate("typeof echarts") == "object"
+            page.wait_for_timeout(500)  # the chart's 300 ms animation, for the screenshot
         else:
             assert page.is_visible(f'[data-csv="{tab}"]')
         page.screenshot(path=str(SHOTS / f"manager-{tab}.png"), full_page=True)
+    assert errors == []
+
+    # Head office on a desktop: every store, the store ranking beside the guides', a store picker.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{live_server}/sidebar/demo")
+    page.click('[data-guide="admin01"]')
+    page.goto(f"{live_server}/manager/?period=month")
+    assert "全部门店" in page.inner_text("h1") and page.is_visible('[data-csv="stores"]')
+    assert "赵敏" in page.inner_text("#rank")
+    page.select_option('select[name="store"]', "S2")
+    page.click(".mg-filter button")
+    page.wait_for_selector("h1:has-text('门店S2')")
+    assert "王丽" not in page.inner_text("#rank") and "赵敏" in page.inner_text("#rank")
+    page.screenshot(path=str(SHOTS / "manager-desktop-admin.png"), full_page=True)
     assert errors == []
