@@ -19,8 +19,8 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
     link = ops.create_tracked_link(chain.guide, chain.mine, content(), now=noon(0) - timedelta(hours=2))
     ops.record_open(link.token, now=noon(0) - timedelta(hours=1))
     f.order(chain.mine, noon(0), (f.product(), 1))
-    db.session.add(ScriptSend(script_id=script().id, guide_id=chain.guide.id, customer_id=chain.mine.id,
-                              sent_at=noon(0) - timedelta(hours=3)))
+    db.session.add(ScriptSend(script_id=script().id, guide_id=chain.guide.id,
+                              customer_id=chain.mine.id, sent_at=noon(0) - timedelta(hours=3)))
     db.session.commit()
 
     errors = []
