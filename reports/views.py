@@ -128,6 +128,8 @@ def page():
     return render_template("manager.html", guide=guide, tab=tab, tabs=TABS, data=data, query=query,
                            period=period, date=D, metric=metric, metrics=METRIC_LABELS, periods=PERIOD_LABELS,
                            span=lb.span(period, D), last_day=lb.span(period, D).end - timedelta(days=1),
+                           prev_date=lb.span(period, D).first - timedelta(days=1), next_date=lb.span(period, D).end,
+                           today=local_today(),
                            store_code=store_code, all_stores=all_stores,
                            scope_name=_scope_name(guide, store_code, all_stores))
 

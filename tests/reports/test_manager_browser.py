@@ -48,6 +48,9 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
         else:
             assert page.is_visible(f'[data-csv="{tab}"]')
         page.screenshot(path=str(SHOTS / f"manager-{tab}.png"), full_page=True)
+    page.click('[data-step="prev"]')  # last month, same tab
+    page.wait_for_selector('.mg-tabs [data-tab="guides"].is-on')
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert errors == []
 
     # Head office on a desktop: every store, the store ranking beside the guides', a store picker.

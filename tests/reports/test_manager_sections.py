@@ -140,6 +140,13 @@ def test_roles_tabs_and_exports(app, client, world):
     for tab in SECTIONS:
         resp = client.get("/manager/", query_string={"tab": tab})
         assert resp.status_code == 200 and f'data-tab="{tab}" class="is-on"' in resp.get_data(as_text=True)
+    # ‹ › step a period back and forth; there is no step into the future.
+    html = client.get("/manager/", query_string={"tab": "content", "period": "day"}).get_data(as_text=True)
+    yesterday = (local_today() - timedelta(days=1)).isoformat()
+    assert f"date={yesterday}" in html and 'data-step="prev"' in html and 'data-step="next"' not in html
+    html = client.get("/manager/", query_string={"tab": "content", "period": "day", "date": yesterday}
+                      ).get_data(as_text=True)
+    assert f"date={local_today().isoformat()}" in html and 'data-step="next"' in html and "tab=content" in html
     assert client.get("/manager/", query_string={"tab": "money"}).status_code == 400
     assert client.get("/manager/export/secrets.csv").status_code == 404
     trend = exported(client, "trend")
