@@ -21,6 +21,8 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
     f.order(chain.mine, noon(0), (f.product(), 1))
     db.session.add(ScriptSend(script_id=script().id, guide_id=chain.guide.id,
                               customer_id=chain.mine.id, sent_at=noon(0) - timedelta(hours=3)))
+    ops.create_tracked_link(chain.colleague, chain.colleagues, content("c-video", "门店活动视频"),
+                            now=noon(0) - timedelta(hours=2))  # 李娜's: not opened
     db.session.commit()
 
     errors = []
@@ -30,8 +32,8 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
     page.goto(f"{live_server}/manager/?period=month")
     assert page.evaluate("innerWidth") == 360
     SHOTS.mkdir(exist_ok=True)
-    expected = {"rank": ("王丽", "李娜"), "trend": (), "content": ("转奶七日法图解", "100.0%"),
-                "scripts": ("转奶方法",), "guides": ("王丽",)}
+    expected = {"rank": ("王丽", "李娜"), "trend": (), "content": ("转奶七日法图解", "门店活动视频", "100.0%"),
+                "scripts": ("转奶方法",), "guides": ("王丽", "李娜")}
     for tab, texts in expected.items():
         page.click(f'.mg-tabs [data-tab="{tab}"]')
         page.wait_for_selector(f'.mg-tabs [data-tab="{tab}"].is-on')
@@ -48,16 +50,28 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
         else:
             assert page.is_visible(f'[data-csv="{tab}"]')
         page.screenshot(path=str(SHOTS / f"manager-{tab}.png"), full_page=True)
+    # Tapping a header sorts by it: 成交 largest first, then smallest first.
+    assert page.inner_text("#guides tbody tr:first-child td:first-child") == "王丽"
+    page.click('#guides th:has-text("成交")')
+    assert page.inner_text("#guides tbody tr:first-child td:first-child") == "王丽"
+    page.click('#guides th:has-text("成交")')
+    assert page.inner_text("#guides tbody tr:first-child td:first-child") == "李娜"
+    assert page.get_attribute('#guides th:has-text("成交")', "aria-sort") == "ascending"
     page.click('[data-step="prev"]')  # last month, same tab
     page.wait_for_selector('.mg-tabs [data-tab="guides"].is-on')
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert errors == []
 
-    # Head office on a desktop: every store, the store ranking beside the guides', a store picker.
-    page.set_viewport_size({"width": 1280, "height": 800})
+    # Head office: on a phone the store picker and both rankings still fit; on a desktop every store, the
+    # store ranking beside the guides', a store picker.
     page.goto(f"{live_server}/sidebar/demo")
     page.click('[data-guide="admin01"]')
     page.goto(f"{live_server}/manager/?period=month")
+    assert page.is_visible('select[name="store"]') and page.is_visible("#stores")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.screenshot(path=str(SHOTS / "manager-admin.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.reload()
     assert "全部门店" in page.inner_text("h1") and page.is_visible('[data-csv="stores"]')
     assert "赵敏" in page.inner_text("#rank")
     page.select_option('select[name="store"]', "S2")
