@@ -125,12 +125,11 @@ def page():
         query["store"] = store_code
     all_stores = (db.session.execute(select(Store.code, Store.name).order_by(Store.code)).all()
                   if guide.role == "admin" else [])
+    s = lb.span(period, D)
     return render_template("manager.html", guide=guide, tab=tab, tabs=TABS, data=data, query=query,
                            period=period, date=D, metric=metric, metrics=METRIC_LABELS, periods=PERIOD_LABELS,
-                           span=lb.span(period, D), last_day=lb.span(period, D).end - timedelta(days=1),
-                           prev_date=lb.span(period, D).first - timedelta(days=1), next_date=lb.span(period, D).end,
-                           today=local_today(),
-                           store_code=store_code, all_stores=all_stores,
+                           span=s, last_day=s.end - timedelta(days=1), prev_date=s.first - timedelta(days=1),
+                           next_date=s.end, today=local_today(), store_code=store_code, all_stores=all_stores,
                            scope_name=_scope_name(guide, store_code, all_stores))
 
 
@@ -150,7 +149,7 @@ def data():
     store_id, _ = _store_scope(guide)
     rows, stores = _rankings(guide, period, D, metric, store_id)
     return jsonify(period=period, key=lb.span(period, D).key, metric=metric, guides=rows, stores=stores,
-                   trend=lb.trend(30, D, store_id=store_id))
+                   trend=_table(guide, "trend", period, D, metric, store_id))
 
 
 def _csv(table: str, rows: list[dict], name: str) -> Response:

@@ -12,7 +12,7 @@ import pytest
 
 from core.db import db
 from core.timeutil import local_today
-from models import ScriptSend
+from models import Guide, ScriptSend
 from tests.knowledge.test_api import sign_in
 from tests.tasks import factories as f
 from tests.tracking.test_links import content, noon, script
@@ -154,3 +154,16 @@ def test_roles_tabs_and_exports(app, client, world):
     assert exported(client, "stores") == []  # a manager gets no store ranking
     header = client.get("/manager/export/content.csv").get_data(as_text=True).splitlines()[0]
     assert header == "\ufeffkey,label,sent,opened,opens,converted,orders,gmv,open_rate,conversion_rate"
+
+
+def test_a_manager_without_a_store_sees_nothing_of_the_chain(app, client, world):
+    lost = Guide(userid="boss0", name="无店店长", role="manager", store_id=None)
+    db.session.add(lost)
+    db.session.commit()
+    q, _ = week_of_the_sends()
+    sign_in(client, lost)
+    for table in ("rank", "stores", "trend", "content", "scripts", "guides"):
+        assert exported(client, table, **q) == [], table
+    assert client.get("/manager/data.json").json["trend"] == []  # not the chain's trend
+    html = client.get("/manager/", query_string={"tab": "guides", **q}).get_data(as_text=True)
+    assert "王丽" not in html and "赵敏" not in html
