@@ -55,6 +55,13 @@ SETS = [
     ("eyewear", "blind-2", DATA / "kb_eyewear.jsonl", DATA / "queries_eyewear.jsonl"),
     ("outdoor", "blind-2", DATA / "kb_outdoor.jsonl", DATA / "queries_outdoor.jsonl"),
 ]
+# Third round: questions typed (partly) in Latin pinyin for the nine libraries above, a dev
+# file of their own ({"set", "text", "relevant"}); --pinyin-dev scores them per set.
+PINYIN_DEV = DATA / "queries_pinyin_dev.jsonl"
+
+
+def pinyin_dev(name: str) -> list[dict]:
+    return [q for q in load_jsonl(PINYIN_DEV) if q["set"] == name]
 
 
 def load_jsonl(path: Path) -> list[dict]:
@@ -180,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=Path, help="questions JSONL matching --kb")
     ap.add_argument("--ablate", action="store_true", help="print the component ablation table")
     ap.add_argument("--service", action="store_true", help="also measure through import + `knowledge suggest`")
+    ap.add_argument("--pinyin-dev", action="store_true",
+                    help="score the Latin-pinyin dev questions (queries_pinyin_dev.jsonl) instead")
     args = ap.parse_args(argv)
 
     if bool(args.kb) != bool(args.queries):
@@ -195,7 +204,9 @@ def main(argv=None) -> int:
     else:
         sets = SETS
 
-    loaded = [(name, role, kb, load_docs(kb), load_jsonl(qs)) for name, role, kb, qs in sets]
+    loaded = [(name, role, kb, load_docs(kb), pinyin_dev(name) if args.pinyin_dev else load_jsonl(qs))
+              for name, role, kb, qs in sets]
+    loaded = [row for row in loaded if row[-1]]
     pooled = {"engine": [], "baseline": [], "service": []}
     per_set = {"engine": [], "baseline": [], "service": []}
     tmp = tempfile.TemporaryDirectory(prefix="kbq-") if args.service else None
