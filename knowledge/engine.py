@@ -53,9 +53,9 @@ class EngineConfig:
     single_char_synonym_weight: float = 0.7  # ... when the variant is one CJK character
     lexicon_weight: float = 1.0      # query weight of a term the lexicon / groups know (others 1.0)
     use_unigrams: bool = True
-    unigram_share: float = 0.5       # share of the single-character channel in the fusion
+    unigram_share: float = 0.6       # share of the single-character channel in the fusion
     use_bigrams: bool = True
-    bigram_share: float = 0.15       # share of the char-bigram channel in the fusion
+    bigram_share: float = 0.05       # share of the char-bigram channel in the fusion
     use_pinyin: bool = True
     pinyin_share: float = 0.05       # share of the fuzzy-pinyin bigram channel
     fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
