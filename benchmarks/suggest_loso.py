@@ -46,6 +46,7 @@ FAMILIES: dict[str, list[dict]] = {
     "shares": grid(unigram_share=[0.3, 0.5, 0.7], bigram_share=[0.05, 0.15, 0.3]),
     "shares_wide": grid(unigram_share=[0.5, 0.6, 0.7, 0.8, 0.9], bigram_share=[0.0, 0.05, 0.1]),
     "pinyin": grid(pinyin_share=[0.0, 0.05, 0.1]),
+    "coord": grid(coord=[0.0, 0.25, 0.5, 1.0]),
     "latin_pinyin": grid(latin_pinyin_words=[0, 1, 2, 3], latin_pinyin_bigrams=[False, True]),
     "bm25": grid(k1=[1.2, 1.5, 2.0], b=[0.3, 0.5, 0.75]),
     "title_weight": [{"word_field_weights": {"title": w, "tags": w, "keywords": w, "body": 1.0, "category": 1.0}}
