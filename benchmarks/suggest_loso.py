@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from suggest_quality import SETS, load_docs, load_jsonl, metrics, run_engine  # noqa: E402
+from suggest_quality import SETS, load_docs, load_jsonl, metrics, pinyin_dev, run_engine  # noqa: E402
 
 from knowledge.engine import EngineConfig  # noqa: E402
 
@@ -46,6 +46,8 @@ FAMILIES: dict[str, list[dict]] = {
     "shares": grid(unigram_share=[0.3, 0.5, 0.7], bigram_share=[0.05, 0.15, 0.3]),
     "shares_wide": grid(unigram_share=[0.5, 0.6, 0.7, 0.8, 0.9], bigram_share=[0.0, 0.05, 0.1]),
     "pinyin": grid(pinyin_share=[0.0, 0.05, 0.1]),
+    "coord": grid(coord=[0.0, 0.25, 0.5, 1.0]),
+    "latin_pinyin": grid(latin_pinyin_words=[0, 1, 2, 3], latin_pinyin_bigrams=[False, True]),
     "bm25": grid(k1=[1.2, 1.5, 2.0], b=[0.3, 0.5, 0.75]),
     "title_weight": [{"word_field_weights": {"title": w, "tags": w, "keywords": w, "body": 1.0, "category": 1.0}}
                      for w in (2.0, 4.0, 6.0)],
@@ -60,12 +62,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--family", action="append", help="family name(s): " + ", ".join(FAMILIES))
     ap.add_argument("--base", default="", help="overrides applied under every grid point, as k=v,k=v (python literals)")
+    ap.add_argument("--pinyin-dev", action="store_true",
+                    help="add each set's Latin-pinyin dev questions (queries_pinyin_dev.jsonl) to its questions")
     args = ap.parse_args(argv)
     base = {}
     for kv in filter(None, args.base.split(",")):
         k, v = kv.split("=", 1)
         base[k] = eval(v)  # noqa: S307 - a developer's own command line
-    sets = [(name, load_docs(kb), load_jsonl(qs)) for name, role, kb, qs in SETS if role != "blind-2"]
+    # Third round: all nine sets are dev sets (bedding and tea, blind-3, are never read here).
+    sets = [(name, load_docs(kb), load_jsonl(qs) + (pinyin_dev(name) if args.pinyin_dev else []))
+            for name, role, kb, qs in SETS if role != "blind-3"]
     names = [n for n, *_ in sets]
     for fam in args.family or list(FAMILIES):
         points = FAMILIES[fam]

@@ -23,6 +23,8 @@ evaluated only at the end, digital was written after the engine was frozen (both
 first round). In the second round all seven were dev sets (knobs chosen by leave-one-set-out,
 benchmarks/suggest_loso.py) and eyewear and outdoor (role blind-2) were written before any
 change and run once, after the freeze, with this engine and with the one before the round.
+In the third round all nine were dev sets (plus queries_pinyin_dev.jsonl, --pinyin-dev) and
+bedding and tea (role blind-3) were written first and run once after the freeze, likewise.
 """
 from __future__ import annotations
 
@@ -54,7 +56,17 @@ SETS = [
     # Second round (issue 4): written before any round-2 change, run once after the freeze.
     ("eyewear", "blind-2", DATA / "kb_eyewear.jsonl", DATA / "queries_eyewear.jsonl"),
     ("outdoor", "blind-2", DATA / "kb_outdoor.jsonl", DATA / "queries_outdoor.jsonl"),
+    # Third round: written before any round-3 change, run once after the freeze.
+    ("bedding", "blind-3", DATA / "kb_bedding.jsonl", DATA / "queries_bedding.jsonl"),
+    ("tea", "blind-3", DATA / "kb_tea.jsonl", DATA / "queries_tea.jsonl"),
 ]
+# Third round: questions typed (partly) in Latin pinyin for the nine libraries above, a dev
+# file of their own ({"set", "text", "relevant"}); --pinyin-dev scores them per set.
+PINYIN_DEV = DATA / "queries_pinyin_dev.jsonl"
+
+
+def pinyin_dev(name: str) -> list[dict]:
+    return [q for q in load_jsonl(PINYIN_DEV) if q["set"] == name]
 
 
 def load_jsonl(path: Path) -> list[dict]:
@@ -169,6 +181,11 @@ ABLATIONS = [
     ("  compound parts dropped only if the library knows the compound", {"subword_known": True}),
     ("- round-2 changes (units, subword, intent, prior 1.0)", {"use_units": False, "subword_weight": 1.0,
                                                             "intent_boost": 0.0, "category_prior": 0.5}),
+    ("- Latin pinyin to library words", {"latin_pinyin_words": 0}),
+    ("  Latin pinyin without char bigrams", {"latin_pinyin_bigrams": False}),
+    ("  round-2 shares (single chars 0.5 / bigrams 0.15)", {"unigram_share": 0.5, "bigram_share": 0.15}),
+    ("- round-3 changes (= round-2 engine)", {"latin_pinyin_words": 0, "unigram_share": 0.5,
+                                             "bigram_share": 0.15}),
 ]
 
 
@@ -180,6 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=Path, help="questions JSONL matching --kb")
     ap.add_argument("--ablate", action="store_true", help="print the component ablation table")
     ap.add_argument("--service", action="store_true", help="also measure through import + `knowledge suggest`")
+    ap.add_argument("--pinyin-dev", action="store_true",
+                    help="score the Latin-pinyin dev questions (queries_pinyin_dev.jsonl) instead")
     args = ap.parse_args(argv)
 
     if bool(args.kb) != bool(args.queries):
@@ -195,7 +214,9 @@ def main(argv=None) -> int:
     else:
         sets = SETS
 
-    loaded = [(name, role, kb, load_docs(kb), load_jsonl(qs)) for name, role, kb, qs in sets]
+    loaded = [(name, role, kb, load_docs(kb), pinyin_dev(name) if args.pinyin_dev else load_jsonl(qs))
+              for name, role, kb, qs in sets]
+    loaded = [row for row in loaded if row[-1]]
     pooled = {"engine": [], "baseline": [], "service": []}
     per_set = {"engine": [], "baseline": [], "service": []}
     tmp = tempfile.TemporaryDirectory(prefix="kbq-") if args.service else None

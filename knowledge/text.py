@@ -452,3 +452,94 @@ _UNIT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 def unit_terms(normalized: str) -> list[str]:
     """Measure words (身高, 体重, 月龄, 年龄, 容量) for the quantities in a normalised text."""
     return [term for pattern, term in _UNIT_PATTERNS if pattern.search(normalized)]
+
+
+# Latin pinyin typed instead of characters ("fang lan guang", "meitong",
+# "tui huo"): split into toneless syllables so they can be matched, folded
+# like the fuzzy-pinyin channel, against the pinyin of words the library uses.
+_LATIN_RUN_RE = re.compile(r"[a-z]+(?: [a-z]+)*")
+_MAX_SYLLABLE = 6  # zhuang, chuang, shuang
+
+
+_syllables: frozenset[str] | None = None
+
+
+def pinyin_syllables() -> frozenset[str]:
+    """Every toneless syllable pypinyin knows ("ü" folded to "u"); empty without pypinyin."""
+    global _syllables
+    with _pinyin_lock:
+        if _syllables is None:
+            try:
+                from pypinyin.pinyin_dict import pinyin_dict
+            except ImportError:
+                _syllables = frozenset()
+            else:
+                out = set()
+                for readings in pinyin_dict.values():
+                    for r in readings.split(","):
+                        s = "".join(c for c in unicodedata.normalize("NFD", r) if not unicodedata.combining(c))
+                        if s.isascii() and s.isalpha():
+                            out.add(s)
+                _syllables = frozenset(out)
+        return _syllables
+
+
+def split_syllables(word: str, syllables: frozenset[str] | None = None) -> list[str] | None:
+    """``word`` as the fewest pinyin syllables ("meitong" -> [mei, tong]); None if it is not pinyin."""
+    syl = pinyin_syllables() if syllables is None else syllables
+    n = len(word)
+    best: list[list[str] | None] = [None] * (n + 1)
+    best[0] = []
+    for i in range(n):
+        if best[i] is None:
+            continue
+        for j in range(i + 1, min(n, i + _MAX_SYLLABLE) + 1):
+            piece = word[i:j]
+            if piece in syl and (best[j] is None or len(best[i]) + 1 < len(best[j])):
+                best[j] = best[i] + [piece]
+    return best[n]
+
+
+def fold_latin_syllable(syl: str) -> str:
+    """A typed syllable folded like ``pinyin_map`` folds a character's reading."""
+    return _fold_syllable(syl)
+
+
+def latin_pinyin_runs(normalized: str) -> list[list[str]]:
+    """Runs of consecutive Latin words that all read as pinyin, as folded syllables.
+
+    "fang lan guang的片子" -> [[fan, nan, guan]]; a non-pinyin word (ok, ipad)
+    ends a run. Runs shorter than two syllables are dropped: one syllable
+    matches too many words to mean anything.
+    """
+    syl = pinyin_syllables()
+    if not syl:
+        return []
+    runs: list[list[str]] = []
+    for span in _LATIN_RUN_RE.findall(normalized):
+        current: list[str] = []
+        for word in span.split(" "):
+            # "v" only ever stands for "ü", which pypinyin's readings fold to "u".
+            parts = split_syllables(word.replace("v", "u"), syl)
+            if parts is None:
+                if len(current) >= 2:
+                    runs.append(current)
+                current = []
+                continue
+            current.extend(fold_latin_syllable(p) for p in parts)
+        if len(current) >= 2:
+            runs.append(current)
+    return runs
+
+
+def word_pinyin_key(word: str, pm: Mapping[str, str] | None = None) -> tuple[str, ...] | None:
+    """Folded syllables of a CJK word (the key ``latin_pinyin_runs`` is matched against)."""
+    if pm is None:
+        pm = pinyin_map()
+    out = []
+    for c in word:
+        s = pm.get(c)
+        if not s:
+            return None
+        out.append(s)
+    return tuple(out)

@@ -214,3 +214,21 @@ def test_the_intent_word_decides_between_scripts_sharing_the_topic():
     index = SuggestionIndex(docs)
     assert index.search("热水器买好了 师傅啥时候上门装", top=3)[0][0] == "install"
     assert index.search("电热水器多少钱", top=3)[0][0] == "price"
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("niao bu shi 买哪个码", "d1"),        # spaced syllables -> a synonym word (尿不湿 -> 纸尿裤)
+    ("you hui quan 能叠加吗", "d5"),        # -> a library word
+    ("kuaidi 两天没动了", "d6"),            # unspaced syllables
+    ("想 tui huo 没拆封的", "d7"),
+    ("fang shai 选多少倍的", "d9"),          # shai / sai: fuzzy like a phone keyboard
+])
+def test_questions_typed_in_latin_pinyin_find_the_script(index, query, expected):
+    assert top_id(index, query) == expected
+
+
+def test_english_and_single_syllables_are_not_read_as_pinyin(index):
+    # "ok", "spf" are no pinyin; a lone syllable ("hao") matches too much to mean anything.
+    norm = index._prepare("ok spf hao")
+    assert norm == "ok spf hao"
+    assert top_id(index, "SPF 50 够吗") == "d9"
