@@ -76,6 +76,24 @@ def transfer_results(D: date) -> dict:
     return poll_transfers(D)
 
 
+def prune_job_runs(D: date) -> dict:
+    """Forget the record of slots older than 30 days (the hourly jobs add ~100 rows a day); failed runs stay
+    until they are 90 days old, for whoever investigates them."""
+    from datetime import datetime, time, timedelta
+
+    from sqlalchemy import delete
+
+    from core.db import db
+    from core.timeutil import app_tz
+    from models import JobRun
+
+    midnight = datetime.combine(D, time.min, tzinfo=app_tz())
+    done = db.session.execute(delete(JobRun).where(JobRun.status != "failed",
+                                                   JobRun.slot < midnight - timedelta(days=30))).rowcount
+    failed = db.session.execute(delete(JobRun).where(JobRun.slot < midnight - timedelta(days=90))).rowcount
+    return {"deleted": done + failed}
+
+
 @dataclass(frozen=True)
 class Job:
     key: str
@@ -106,4 +124,5 @@ JOBS = [
     Job.every("leaderboard_reconcile", 60, leaderboard_reconcile, "每小时：从数据库重建昨日与今日排行"),
     Job("product_pairs", 23, 30, recommend_pairs, "23:30 重算商品关联（常一起买）"),
     Job.every("transfer_results", 60, transfer_results, "每小时查询离职继承结果"),
+    Job.every("prune_job_runs", 1440, prune_job_runs, "每天：清理30天前的任务运行记录"),
 ]

@@ -135,3 +135,18 @@ def test_an_interval_job_runs_once_per_clock_aligned_slot(app):
     assert "probe" not in runner.catch_up(t)  # interval jobs are not caught up, they run at their next slot
     with pytest.raises(ValueError, match="out of range"):
         Job.every("bad", 0, lambda D: {}, "bad")
+
+
+def test_old_job_runs_are_pruned_but_recent_and_failed_ones_stay(app):
+    from scheduler.jobs import prune_job_runs
+
+    today = local_today()
+    noon = datetime.combine(today, datetime.min.time().replace(hour=12), tzinfo=runner.app_tz())
+    for days, status in ((1, "done"), (29, "done"), (31, "done"), (45, "failed"), (120, "failed")):
+        db.session.add(JobRun(job="orders_match", slot=(noon - timedelta(days=days)).astimezone(UTC),
+                              status=status))
+    db.session.commit()
+    assert prune_job_runs(today) == {"deleted": 2}
+    db.session.commit()
+    left = sorted((today - r.slot.astimezone(runner.app_tz()).date()).days for r in db.session.scalars(select(JobRun)))
+    assert left == [1, 29, 45]
