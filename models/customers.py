@@ -64,7 +64,8 @@ class Follow(Base):
     """A guide follows a customer in WeCom. Ended relations are kept (ended_at set) as history."""
 
     __tablename__ = "follows"
-    __table_args__ = (UniqueConstraint("guide_id", "customer_id"),)
+    # added_at: new customers per period (leaderboards) without scanning every relation
+    __table_args__ = (UniqueConstraint("guide_id", "customer_id"), Index("ix_follows_added_at", "added_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     guide_id: Mapped[int] = mapped_column(ForeignKey("guides.id"), index=True)
