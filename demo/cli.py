@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from core.db import db
-from demo.data import build_records, demo_corp_seed
+from demo.data import TAG_GROUPS, build_records, demo_corp_seed, demo_tag_id
 from imports.operations import ImportRejected, import_records
 from imports.records import TYPE_ORDER
 from knowledge.operations import import_library, read_library_file
@@ -31,10 +31,23 @@ def seed(*, if_empty: bool = False) -> dict[str, int] | None:
     seed_commission()  # before the orders, so they are priced as they are imported
     records = build_records()
     counts = import_records(enumerate(records, 1), progress=sys.stderr.isatty())
+    seed_tag_ids()
     counts.update(seed_library())
     counts.update(seed_coupons())
     counts.update(seed_tracking())
     return counts
+
+
+def seed_tag_ids() -> None:
+    """Give the demo's tags the corp tag ids the local WeCom uses for them (a bulk import carries none)."""
+    from models import Tag, TagGroup
+
+    for group in db.session.scalars(select(TagGroup).where(TagGroup.name.in_(TAG_GROUPS))):
+        group.wecom_id = group.wecom_id or demo_tag_id(group.name)
+        for tag in db.session.scalars(select(Tag).where(Tag.group_id == group.id)):
+            if tag.name in TAG_GROUPS[group.name]:
+                tag.wecom_id = tag.wecom_id or demo_tag_id(group.name, tag.name)
+    db.session.commit()
 
 
 def seed_commission() -> None:

@@ -17,6 +17,7 @@ the bulk import twice changes nothing. Pure Python: no Flask, no database.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -52,6 +53,13 @@ GIVEN = ["晓燕", "丽娟", "静怡", "雅婷", "梦瑶", "欣怡", "佳慧", "
          "雪梅", "海燕", "春燕", "秀英", "玉兰", "美玲", "文静", "晓琳", "佳琪", "梓涵"]
 MOBILE_PREFIXES = ["138", "139", "136", "137", "135", "150", "151", "158", "159", "186", "187", "188", "177",
                    "189", "133", "180", "183", "199"]
+
+
+def demo_tag_id(group: str, name: str | None = None) -> str:
+    """The corp tag id (or, without a name, the group id) the demo chain and the local WeCom share, so a tag
+    tapped in the demo sidebar goes through `mark_tag` like a real corp's."""
+    digest = hashlib.sha1(f"{group}/{name or ''}".encode()).hexdigest()[:16]
+    return f"etDEMO{'g' if name is None else 't'}{digest}"
 
 
 def _products() -> list[dict]:
@@ -455,7 +463,9 @@ def build(today: date | None = None) -> DemoData:
     corp = {
         "members": {u: {"name": name, "department": [1 if st == "XH01" else 2],
                         "position": "店长" if role == "manager" else "导购"} for u, name, st, role in STAFF},
-        "tag_groups": [{"group_name": g, "tags": list(tags)} for g, tags in TAG_GROUPS.items()],
+        "tag_groups": [{"group_name": g, "group_id": demo_tag_id(g),
+                        "tags": [{"name": t, "id": demo_tag_id(g, t)} for t in tags]}
+                       for g, tags in TAG_GROUPS.items()],
         "contacts": {},
     }
     for c in customers:

@@ -118,3 +118,17 @@ def test_seed_brings_the_demo_library(app, runner):
     result = service.suggest("星飞帆一段的宝宝便秘了要换奶吗")
     assert result["scripts"] and result["products"]
     assert any("飞鹤" in p["name"] for p in result["products"])
+
+
+def test_demo_tags_carry_the_local_wecom_ids_so_sidebar_taps_reach_mark_tag(app, runner):
+    from wecom_standin.corp import Corp
+
+    _seed(runner)
+    corp = Corp.from_dict(demo_corp_seed())
+    tags = db.session.scalars(select(Tag)).all()
+    assert tags and all(t.wecom_id for t in tags)
+    for tag in tags:
+        group, found = corp.find_tag(tag.wecom_id)
+        assert found["name"] == tag.name and group["group_id"] == tag.group.wecom_id
+    _seed(runner)  # a second seed keeps the same ids
+    assert sorted(t.wecom_id for t in db.session.scalars(select(Tag))) == sorted(t.wecom_id for t in tags)
