@@ -26,29 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.callback_throughput import SETTINGS, ensure_database  # noqa: E402
+from benchmarks.callback_throughput import SETTINGS, ensure_database, start_gunicorn, summary  # noqa: E402
 
 KEY = "benchmark-ingest-key-0123456789"
 ENV = {**SETTINGS, "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/bench_orders",
        "REDIS_URL": "redis://127.0.0.1:6379/12", "INGEST_HMAC_KEY": KEY}
-
-
-def start_gunicorn(target: str, port: int, env: dict) -> subprocess.Popen:
-    """gunicorn, 2 workers x 8 threads (gthread), ready when /healthz answers."""
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning", target],
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(100):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"gunicorn {target} did not start: {proc.stderr.read().decode()[-2000:]}")
 
 
 def load(port: int, bodies: list[bytes], concurrency: int) -> dict:
@@ -81,10 +63,7 @@ def load(port: int, bodies: list[bytes], concurrency: int) -> dict:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    return {"rps": len(latencies) / elapsed, "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000, "statuses": statuses}
+    return summary(latencies, time.perf_counter() - t0, statuses)
 
 
 def orders(n: int, prefix: str, mobiles: list[str], products: list[tuple[str, str]], rng) -> list[bytes]:
@@ -128,7 +107,7 @@ def main() -> None:
     results = {}
     for name, target, port in (("bare Flask endpoint", "benchmarks.bare_ingest:app", 5821),
                                ("/api/ingest/orders", "app:app", 5822)):
-        proc = start_gunicorn(target, port, ENV)
+        proc = start_gunicorn(target, port, ENV, 2, 8, "gthread")
         try:
             load(port, warm, args.concurrency)
             results[name] = load(port, reqs, args.concurrency)

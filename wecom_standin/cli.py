@@ -101,30 +101,24 @@ _standin_opt = click.option("--standin", default=DEFAULT_STANDIN, show_default=T
 _repeat_opt = click.option("--repeat", type=int, default=1, show_default=True, help="post it this many times")
 
 
-@fire.command("add-contact")
-@click.option("--guide", required=True, help="the member's userid")
-@click.option("--customer", default=None, help="external_userid (new random one when omitted)")
-@click.option("--name", default=None)
-@click.option("--state", default=None, help="the 联系我 / acquisition-link state")
-@_repeat_opt
-@_standin_opt
-def fire_add_contact(guide, customer, name, state, repeat, standin):
-    """A customer adds a guide (add_external_contact with a WelcomeCode)."""
-    _control(standin, "add_contact", {"userid": guide, "external_userid": customer, "name": name,
-                                      "state": state, "repeat": repeat})
+def _add_command(name: str, control: str, doc: str) -> None:
+    """`fire add-contact` and `fire add-half-contact` take the same options and differ only in the event."""
+
+    @fire.command(name, help=doc)
+    @click.option("--guide", required=True, help="the member's userid")
+    @click.option("--customer", default=None, help="external_userid (new random one when omitted)")
+    @click.option("--name", default=None)
+    @click.option("--state", default=None, help="the 联系我 / acquisition-link state")
+    @_repeat_opt
+    @_standin_opt
+    def command(guide, customer, name, state, repeat, standin):
+        _control(standin, control, {"userid": guide, "external_userid": customer, "name": name,
+                                    "state": state, "repeat": repeat})
 
 
-@fire.command("add-half-contact")
-@click.option("--guide", required=True, help="the member's userid")
-@click.option("--customer", default=None, help="external_userid (new random one when omitted)")
-@click.option("--name", default=None)
-@click.option("--state", default=None, help="the 联系我 / acquisition-link state")
-@_repeat_opt
-@_standin_opt
-def fire_add_half_contact(guide, customer, name, state, repeat, standin):
-    """A customer adds a guide who accepts without verification (add_half_external_contact)."""
-    _control(standin, "add_half_contact", {"userid": guide, "external_userid": customer, "name": name,
-                                           "state": state, "repeat": repeat})
+_add_command("add-contact", "add_contact", "A customer adds a guide (add_external_contact with a WelcomeCode).")
+_add_command("add-half-contact", "add_half_contact",
+             "A customer adds a guide who accepts without verification (add_half_external_contact).")
 
 
 @fire.command("del-contact")
