@@ -117,7 +117,7 @@ def _relation_ended(fields: dict, *, ref: str, ended_by: str, event_type: str) -
 def _watch_mass_loss(guide: Guide, when) -> None:
     """Alert the store manager at once when a guide loses many customers in one day."""
     from bot.pushes import alert_mass_loss
-    from tasks.rules import start_of
+    from core.timeutil import start_of
     from tasks.settings import rule_settings
 
     day = to_local(when).date()

@@ -1,7 +1,7 @@
 """Time: stored in UTC, read and shown in APP_TIMEZONE."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 from flask import current_app, has_app_context
@@ -36,3 +36,8 @@ def parse_date(value: str) -> date:
 
 def to_local(dt: datetime | None) -> datetime | None:
     return dt.astimezone(app_tz()) if dt else None
+
+
+def start_of(d: date) -> datetime:
+    """The UTC instant at which local day `d` begins."""
+    return datetime.combine(d, time.min, tzinfo=app_tz()).astimezone(UTC)

@@ -63,10 +63,6 @@ class EngineConfig:
     # score mass get up to this relative lift (0 disables).
     category_prior: float = 1.0
     single_char_weight: float = 1.0  # query weight of a lone CJK character (用, 买, 家 ...)
-    # The single-character channel only sees query characters that no known
-    # word (lexicon, synonym or concept group) covers: it is the fallback for
-    # unseen compounds, not a second vote for words the word channel handled.
-    char_residual: bool = False
     # Adaptive share: the single-character channel's share is scaled by the
     # fraction of the query's characters that no known word covers (a query
     # the vocabulary fully understands leans on the word channel).
@@ -171,7 +167,7 @@ _PAIR = 0x110000  # a bigram's code: first code point * _PAIR + second
 class _CharGrams:
     """Single characters and character bigrams of whole fields, in numpy.
 
-    The same terms as ``text.char_features`` (CJK characters and in-run
+    The same terms as ``text.char_ngrams`` (n=1, 2: CJK characters and in-run
     bigrams minus stop words, plus ASCII words), but computed on code-point
     arrays of a field's concatenated texts: no Python string per character,
     which makes the character channels several times cheaper to build and
@@ -702,13 +698,9 @@ class SuggestionIndex:
         if self._chars1 is not None and cfg.unigram_share > 0:
             grams = T.char_ngrams(norm, self._stop, n=1)
             share = cfg.unigram_share
-            if cfg.char_residual or cfg.adaptive_unigrams:
-                residual = residual if residual is not None else self._residual(norm)
-                rest = T.char_ngrams(residual, self._stop, n=1)
-                if cfg.char_residual:
-                    grams = rest
-                if cfg.adaptive_unigrams:
-                    share *= len(rest) / max(len(T.char_ngrams(norm, self._stop, n=1)), 1)
+            if cfg.adaptive_unigrams:
+                residual = self._residual(norm)
+                share *= len(T.char_ngrams(residual, self._stop, n=1)) / max(len(grams), 1)
             uni = self._chars1.score(dict.fromkeys(grams, 1.0))
             if cfg.min_char_matches > 1 and uni.any():
                 # One shared character (天, 用 ...) is no evidence on its own:

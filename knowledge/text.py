@@ -404,36 +404,6 @@ def pinyin_bigrams(normalized: str, stop: frozenset[str] = frozenset()) -> list[
     return grams
 
 
-def char_features(normalized: str, stop: frozenset[str] = frozenset(), *, pinyin: bool = True
-                  ) -> tuple[list[str], list[str], list[str]]:
-    """(single characters, character bigrams, fuzzy-pinyin bigrams) in one pass.
-
-    Same terms as ``char_ngrams(n=1)``, ``char_ngrams(n=2)`` and
-    ``pinyin_bigrams``; one loop instead of three keeps index builds cheap.
-    """
-    pm = pinyin_map() if pinyin else {}
-    uni: list[str] = []
-    bi: list[str] = []
-    py: list[str] = []
-    for run in _CJK_RUN_RE.findall(normalized):
-        uni.extend(c for c in run if c not in stop)
-        syl = [pm.get(c) for c in run] if pm else ()
-        for i in range(len(run) - 1):
-            pair = run[i:i + 2]
-            if pair in stop:
-                continue
-            bi.append(pair)
-            if pm:
-                a, b = syl[i], syl[i + 1]
-                if a and b:
-                    py.append(f"{a}_{b}")
-    words = [w for w in _ASCII_RUN_RE.findall(normalized) if w not in stop]
-    uni.extend(words)
-    bi.extend(words)
-    return uni, bi, py
-
-
-
 # Numbers with units carry meaning a word index cannot see: "163 一百斤" is a
 # size question, "6个月" a baby's age. Each recognised quantity emits a
 # domain-independent measure word, on scripts and questions alike (a script's
@@ -500,11 +470,6 @@ def split_syllables(word: str, syllables: frozenset[str] | None = None) -> list[
     return best[n]
 
 
-def fold_latin_syllable(syl: str) -> str:
-    """A typed syllable folded like ``pinyin_map`` folds a character's reading."""
-    return _fold_syllable(syl)
-
-
 def latin_pinyin_runs(normalized: str) -> list[list[str]]:
     """Runs of consecutive Latin words that all read as pinyin, as folded syllables.
 
@@ -526,7 +491,7 @@ def latin_pinyin_runs(normalized: str) -> list[list[str]]:
                     runs.append(current)
                 current = []
                 continue
-            current.extend(fold_latin_syllable(p) for p in parts)
+            current.extend(_fold_syllable(p) for p in parts)
         if len(current) >= 2:
             runs.append(current)
     return runs

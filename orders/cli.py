@@ -42,7 +42,7 @@ def recompute_cmd(since):
     """Recompute the commission of orders paid since a date with today's rates."""
     from orders.attribution import set_commission
     from reports.leaderboard import invalidate
-    from tasks.rules import start_of
+    from core.timeutil import start_of
 
     try:
         D = parse_date(since)

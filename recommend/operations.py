@@ -205,24 +205,23 @@ def _same_line(a: Product, b: Product) -> bool:
     return a.category == b.category and _brand(a.name) == _brand(b.name)
 
 
-def _age_rule(rules: dict, customer: Customer, today) -> tuple[dict | None, str | None]:
+def _age_rule(rules: dict, customer: Customer, today) -> dict | None:
+    """The baby-age rule for a born baby, else the due-date rule for an expected one."""
     if customer.baby_birthday and customer.baby_birthday <= today:
         days = (today - customer.baby_birthday).days
-        rule = next((r for r in rules.get("baby_age", []) if r["from_days"] <= days <= r["to_days"]), None)
-        return rule, "baby_age"
+        return next((r for r in rules.get("baby_age", []) if r["from_days"] <= days <= r["to_days"]), None)
     if customer.due_date and customer.due_date >= today:
         ahead = (customer.due_date - today).days
-        rule = next((r for r in sorted(rules.get("due", []), key=lambda r: r["within_days"])
+        return next((r for r in sorted(rules.get("due", []), key=lambda r: r["within_days"])
                      if ahead <= r["within_days"]), None)
-        return rule, "due"
-    return None, None
+    return None
 
 
 def _stage(cat: Catalog, rules: dict, customer: Customer, bought: list[Bought], now: datetime,
            brands: dict[str, set[str]]) -> list[Candidate]:
     today = to_local(now).date()
     out = []
-    rule, _ = _age_rule(rules, customer, today)
+    rule = _age_rule(rules, customer, today)
     age = baby_age(customer, today)
     bought_categories = {b.category for b in bought}
     if rule is not None:
@@ -449,10 +448,6 @@ def rebuild_pairs(*, now: datetime | None = None, exclude_order_ids: set[int] | 
     current_app.extensions.pop("recommend_catalog", None)
     return {"pairs": len(rows), "skus": len(neighbours), "customers": len(per_customer),
             "seconds": round(time.perf_counter() - started, 2)}
-
-
-def pair_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(ProductPair))
 
 
 # --------------------------------------------------------------------------------------------- sending

@@ -9,5 +9,4 @@ def rebuild_pairs(D: date | None = None) -> dict:
     scheduler commits."""
     from recommend.operations import rebuild_pairs as rebuild
 
-    result = rebuild()
-    return result
+    return rebuild()

@@ -54,13 +54,13 @@ class Span:
 
     @property
     def start_utc(self) -> datetime:
-        from tasks.rules import start_of
+        from core.timeutil import start_of
 
         return start_of(self.first)
 
     @property
     def end_utc(self) -> datetime:
-        from tasks.rules import start_of
+        from core.timeutil import start_of
 
         return start_of(self.end)
 

@@ -25,7 +25,8 @@ from sqlalchemy import and_, exists, func, or_, select
 
 from core.db import db
 from models import Customer, CustomerTag, Playbook, Tag
-from tasks.rules import Candidate, _bound, marketing_allowed, start_of
+from core.timeutil import start_of
+from tasks.rules import Candidate, _bound, marketing_allowed
 
 BABY_STAGES = ("孕期", "0-6月", "6-12月", "1-3岁", "3岁以上")
 LIFECYCLES = ("new", "active", "dormant", "lost")

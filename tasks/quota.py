@@ -8,7 +8,6 @@ Lua script, so two guides tapping at once cannot both pass the last slot); every
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select

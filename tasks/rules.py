@@ -7,14 +7,14 @@ UTC instants of local midnights in APP_TIMEZONE, so the same SQL runs on Postgre
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import and_, exists, extract, func, or_, select, text
 from sqlalchemy.orm import aliased
 
 from core.db import db
-from core.timeutil import UTC, app_tz
+from core.timeutil import app_tz, start_of
 from models import (Coupon, CouponTemplate, Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Tag,
                     Touch)
 
@@ -35,11 +35,6 @@ class Candidate:
     content: str | None = None
     coupon: str | None = None
     marketing: bool = False
-
-
-def start_of(d: date) -> datetime:
-    """The UTC instant at which local day `d` begins."""
-    return datetime.combine(d, time.min, tzinfo=app_tz()).astimezone(UTC)
 
 
 def day_phrase(d: date, today: date) -> str:

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
+from datetime import date, datetime
 
 import click
 
-from core.timeutil import app_tz
+from core.timeutil import start_of
 from tracking import funnels
 
 
@@ -20,7 +20,7 @@ def day_start(value: str | None, param: str) -> datetime | None:
         D = date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=param) from None
-    return datetime.combine(D, time.min, tzinfo=app_tz())
+    return start_of(D)
 
 
 def store_option(code: str | None) -> int | None:

@@ -17,7 +17,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.db import db
 from models import Content, Guide, LinkOpen, Order, Script, ScriptSend, Store, TrackedLink
@@ -45,9 +45,8 @@ def _orders_within(orders: list[tuple], starts: list[datetime], days: int = CONV
     """The orders paid within `days` after any of `starts`."""
     found = {}
     window = timedelta(days=days)
-    times = [o[0] for o in orders]
     for start in starts:
-        i = bisect.bisect_left(times, start)
+        i = bisect.bisect_left(orders, (start,))  # rows are sorted (paid_at, id, amount) tuples
         while i < len(orders) and orders[i][0] <= start + window:
             found[orders[i][1]] = orders[i]
             i += 1
@@ -180,7 +179,3 @@ def store_id_for(code: str | None) -> int | None:
     if store_id is None:
         raise LookupError(code)
     return store_id
-
-
-def link_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(TrackedLink))

@@ -3,15 +3,13 @@
 `GET /api/reports/funnel` for managers and head office."""
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date
 
 from flask import Blueprint, jsonify, redirect, request
-from sqlalchemy import select
 
 from core.db import db
 from core.http import json_error
-from core.timeutil import app_tz
-from models import Store
+from core.timeutil import start_of
 from sidebar.auth import current_guide, login_required
 from tracking import funnels
 from tracking import operations as ops
@@ -59,13 +57,14 @@ def funnel_report():
         value = request.args.get(name)
         if value:
             try:
-                bounds[name] = datetime.combine(date.fromisoformat(value), time.min, tzinfo=app_tz())
+                bounds[name] = start_of(date.fromisoformat(value))
             except ValueError:
                 return json_error(400, f"{name} 不是有效日期（YYYY-MM-DD）")
     store_id = guide.store_id if guide.role == "manager" else None
-    if guide.role == "admin" and request.args.get("store"):
-        store_id = db.session.scalar(select(Store.id).where(Store.code == request.args["store"]))
-        if store_id is None:
+    if guide.role == "admin":
+        try:
+            store_id = funnels.store_id_for(request.args.get("store"))
+        except LookupError:
             return json_error(404, "门店不存在")
     if guide.role == "manager" and store_id is None:
         return json_error(403, "店长账号没有所属门店")
