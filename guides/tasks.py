@@ -9,5 +9,4 @@ def poll_transfers(D: date | None = None) -> dict:
     commits."""
     from guides.operations import poll_transfers as poll
 
-    result = poll()
-    return result
+    return poll()

@@ -490,10 +490,12 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
         SELECT 1 FROM orders o JOIN tmp_order t ON t.order_no = o.order_no
         WHERE o.id = order_lines.order_id AND order_lines.line_no > t.n_lines)""")
 
-    # In last_touch mode a recent touch overrides the binding guide; then the commission (needs the lines).
+    # In last_touch mode a recent touch overrides the binding guide (attribute() prices the commission
+    # too); otherwise only the commission is left (it needs the lines).
     if attribution_settings()[0] != "binding":
         attribute("o.order_no IN (SELECT order_no FROM tmp_order)")
-    set_commission("o.order_no IN (SELECT order_no FROM tmp_order)")
+    else:
+        set_commission("o.order_no IN (SELECT order_no FROM tmp_order)")
 
     # One trajectory event per matched order; (type, ref) is unique, so a re-import adds none.
     bulk.run("""INSERT INTO events (customer_id, type, occurred_at, channel, guide_id, payload, ref)

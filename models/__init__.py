@@ -27,6 +27,5 @@ __all__ = [
     "COUPON_KINDS", "CallbackInbox", "IDENTITY_KINDS",
     "Script", "Content", "Vocabulary", "ScriptSend", "CONTENT_KINDS",
     "RedDot", "Touch", "Playbook", "GuidePush", "JobRun", "ProfileView",
-    "RedDot", "Touch", "Playbook", "GuidePush", "JobRun",
     "TrackedLink", "LinkOpen", "ProductPair", "CustomerTransfer", "TRANSFER_STATES",
 ]

@@ -21,7 +21,6 @@ from sqlalchemy import text
 
 from core.db import db
 
-MODES = ("binding", "last_touch")
 
 def binding_sql(customer: str = "o.customer_id", paid_at: str = "o.paid_at") -> str:
     """SQL: the binding guide of `customer` at `paid_at` (the earliest-added guide whose relation was live)."""

@@ -119,7 +119,11 @@ def page():
     store_id, store_code = _store_scope(guide)
     tables = {"rank": ("rank", "stores"), "trend": ("trend",), "content": ("content",), "scripts": ("scripts",),
               "guides": ("guides",)}[tab]
-    data = {t: _table(guide, t, period, D, metric, store_id) for t in tables}
+    if tab == "rank" and (guide.role == "admin" or store_id is not None):  # both tables from one ranking
+        rows, stores = _rankings(guide, period, D, metric, store_id)
+        data = {"rank": rows, "stores": stores}
+    else:
+        data = {t: _table(guide, t, period, D, metric, store_id) for t in tables}
     query = {"period": period, "date": D.isoformat(), "metric": metric}
     if guide.role == "admin" and store_code:
         query["store"] = store_code

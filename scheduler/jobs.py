@@ -35,33 +35,28 @@ def daily_ranking(D: date) -> dict:
 
 
 def coupon_expire(D: date) -> dict:
-    """Expire the coupons whose validity ended (idempotent: an expired coupon is not touched again)."""
-    from core.db import db
+    """Expire the coupons whose validity ended (idempotent: an expired coupon is not touched again). The
+    runner commits with the run's record."""
     from coupons.operations import expire
 
-    n = expire()
-    db.session.commit()
-    return {"expired": n}
+    return {"expired": expire()}
 
 
 def orders_match(D: date) -> dict:
-    """Match orders whose customer was unknown when they arrived."""
-    from core.db import db
+    """Match orders whose customer was unknown when they arrived. The runner commits."""
     from orders.operations import match_pending
 
-    result = match_pending()
-    db.session.commit()
-    return result
+    return match_pending()
 
 
 def leaderboard_reconcile(D: date) -> dict:
     """Rebuild yesterday's and today's rankings (day, week, month) from the database."""
     from datetime import timedelta
 
-    from reports.leaderboard import PERIODS, rebuild
+    from reports.leaderboard import PERIODS, rebuild, span
 
-    for day in (D - timedelta(days=1), D):
-        for period in PERIODS:
+    for period in PERIODS:  # yesterday and today share their week and month on most days: rebuild each once
+        for day in {span(period, day).first: day for day in (D - timedelta(days=1), D)}.values():
             rebuild(period, day)
     return {"rebuilt": [str(D - timedelta(days=1)), str(D)]}
 def recommend_pairs(D: date) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from bot.wecom_client import WeComError, get_wecom
 from core.db import db
@@ -145,13 +145,12 @@ def tag_groups(customer: Customer) -> list[dict]:
     rows = db.session.execute(
         select(TagGroup.id, TagGroup.name, Tag.id, Tag.name)
         .join(Tag, Tag.group_id == TagGroup.id)
-        .where(TagGroup.deleted.is_(False), Tag.deleted.is_(False))
+        .where(TagGroup.deleted.is_(False), Tag.deleted.is_(False),
+               or_(TagGroup.name != GUIDE_TAG_GROUP, Tag.id.in_(mine)))  # of the notes, only this customer's
         .order_by(TagGroup.order, TagGroup.id, Tag.order, Tag.id))
     groups: dict[int, dict] = {}
     for gid, gname, tid, tname in rows:
         guide_group = gname == GUIDE_TAG_GROUP
-        if guide_group and tid not in mine:
-            continue
         g = groups.setdefault(gid, {"id": gid, "name": gname, "guide_notes": guide_group, "tags": []})
         g["tags"].append({"id": tid, "name": tname, "on": tid in mine})
     out = [g for g in groups.values() if not g["guide_notes"]]

@@ -94,13 +94,13 @@ def generate(D: date, *, progress: bool = False) -> dict:
                     created[rule.split(":", 1)[0]] += 1
             _rank(D, cfg["daily_cap"])
             db.session.commit()
-            from reports.leaderboard import invalidate
-
-            invalidate(D)  # tasks_total changed: the day, week and month are rebuilt on their next read
         except BaseException:
             db.session.rollback()
             raise
         bar.update()
+    from reports.leaderboard import invalidate
+
+    invalidate(D)  # tasks_total changed: the day, week and month are rebuilt on their next read
     return {"date": D.isoformat(), "created": dict(created), "total_created": sum(created.values()),
             "candidates": len(rows), "seconds": round(time.perf_counter() - started, 2)}
 
