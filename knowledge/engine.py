@@ -404,6 +404,9 @@ class SuggestionIndex:
                        tuple(sorted((h, tuple(v)) for h, v in (extra_synonyms or {}).items())),
                        tuple(sorted(extra)))
         self._word_cache = _word_cache(fingerprint)
+        # The last query's jieba cut and vocabulary phrases: one search asks for them several times
+        # (weights, residual, coverage; and a suggestion searches scripts, content and products alike).
+        self._last_segments: tuple[str, tuple[str, ...], tuple[str, ...]] = ("", (), ())
 
         unique: dict[str, Doc] = {}
         for d in docs:
@@ -481,6 +484,14 @@ class SuggestionIndex:
             hit = self._word_cache[norm] = self._analyze_words(norm)
         return hit
 
+    def _segments(self, norm: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(jieba's cut, the vocabulary phrases found) for a query, computed once per query."""
+        last = self._last_segments
+        if last[0] != norm:
+            last = (norm, tuple(self._tok.cut(norm)), tuple(T.scan_phrases(norm, self._phrases)))
+            self._last_segments = last
+        return last[1], last[2]
+
     def _analyze_words(self, norm: str) -> list[str]:
         terms = [t for t in self._tok.cut(norm) if t not in self._stop]
         seen = set(terms)
@@ -500,10 +511,8 @@ class SuggestionIndex:
     def _query_weights(self, norm: str) -> dict[str, float]:
         cfg = self.config
         weights: dict[str, float] = {}
-        base = [t for t in self._tok.cut(norm) if t not in self._stop]
-        for p in T.scan_phrases(norm, self._phrases):
-            if p not in self._stop:
-                base.append(p)
+        cut, phrases = self._segments(norm)
+        base = [t for t in cut if t not in self._stop] + [p for p in phrases if p not in self._stop]
         for t in base:
             # A lone character is usually chat glue, unless the lexicon knows it (券, 痒).
             lone = len(t) == 1 and not t.isascii() and not self._syn.canonical(t)
@@ -545,8 +554,8 @@ class SuggestionIndex:
         """Per doc: the share of the query's concepts (a term with its canonical
         heads counts once) that the doc mentions in any field."""
         concepts: dict[tuple[str, ...], None] = {}
-        base = [t for t in self._tok.cut(norm) if t not in self._stop]
-        base += [p for p in T.scan_phrases(norm, self._phrases) if p not in self._stop]
+        cut, phrases = self._segments(norm)
+        base = [t for t in cut if t not in self._stop] + [p for p in phrases if p not in self._stop]
         for t in base:
             lone = len(t) == 1 and not t.isascii() and not self._syn.canonical(t)
             if not lone:
@@ -568,8 +577,8 @@ class SuggestionIndex:
     def _residual(self, norm: str) -> str:
         """``norm`` with every known word blanked out (kept as spaces)."""
         chars = list(norm)
-        spans = [p for p in T.scan_phrases(norm, self._phrases)]
-        spans += [t for t in self._tok.cut(norm) if len(t) >= 2 and t in self._known]
+        cut, phrases = self._segments(norm)
+        spans = [*phrases, *(t for t in cut if len(t) >= 2 and t in self._known)]
         for w in spans:
             start = norm.find(w)
             while start >= 0:
