@@ -276,9 +276,6 @@ def add_guide_tag(guide: Guide, customer: Customer, external_userid: str, name) 
     return {"id": tag.id, "name": tag.name, "on": True, "changed": True}
 
 
-# ------------------------------------------------------------------------------------------- content
-
-
 # ------------------------------------------------------------------------------------------- first screen
 
 

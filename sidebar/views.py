@@ -51,14 +51,13 @@ pages = _Pages("sidebar", __name__, url_prefix="/sidebar", template_folder="temp
 api = Blueprint("sidebar_api", __name__, url_prefix="/api")
 pages.add_app_template_global(asset_url, "sidebar_asset")
 
-# The tabs, in order: (key, label, enabled). A new tab is one entry here, one partial
+# The tabs, in order: (key, label). A new tab is one entry here, one partial
 # (templates/sidebar/tabs/<key>.html) and one function in static/sidebar.js (tabs.<key>).
-TABS = [("customer", "客户", True), ("tags", "标签", True), ("scripts", "话术", True),
-        ("content", "素材", True), ("tasks", "任务", True), ("coupons", "优惠券", True),
-        ("ranking", "排行", True)]
+TABS = [("customer", "客户"), ("tags", "标签"), ("scripts", "话术"), ("content", "素材"), ("tasks", "任务"),
+        ("coupons", "优惠券"), ("ranking", "排行")]
 # Without a customer (opened from a push's link, `/sidebar/?tab=…`) the page is the guide's workbench: these
 # tabs, rendered from templates/sidebar/workbench/<key>.html (排行 shares tabs/ranking.html).
-WORKBENCH_TABS = [("tasks", "任务", True), ("content", "素材", True), ("ranking", "排行", True)]
+WORKBENCH_TABS = [("tasks", "任务"), ("content", "素材"), ("ranking", "排行")]
 
 
 def _safe_next(value: str | None) -> str:
@@ -89,7 +88,7 @@ def index():
             return redirect(url_for("sidebar.demo_customers"))
         from tasks.views import menu_focus
 
-        keys = [k for k, _, _ in WORKBENCH_TABS]
+        keys = [k for k, _ in WORKBENCH_TABS]
         active = tab if tab in keys else menu_focus(utcnow())  # morning 素材, day 任务, evening 排行
         return render_template("sidebar/page.html", screen=None, external_userid=None, tabs=WORKBENCH_TABS,
                                active=active, bench=ops.workbench(guide, local_today()), **ctx)
@@ -98,7 +97,7 @@ def index():
     ops.record_view(guide, customer, entry=request.args.get("entry") or ("demo" if ctx["demo"] else "page"),
                     ip=request.remote_addr)
     db.session.commit()
-    active = tab if tab in {k for k, _, enabled in TABS if enabled} else "customer"
+    active = tab if tab in dict(TABS) else "customer"
     return render_template("sidebar/page.html", screen=screen, external_userid=external_userid, tabs=TABS,
                            active=active, **ctx)
 

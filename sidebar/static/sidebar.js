@@ -299,7 +299,7 @@
 
   function switchTab(key) {
     var btn = $('.sb-tab[data-tab="' + key + '"]');
-    if (!btn || btn.disabled) return;
+    if (!btn) return;
     Array.prototype.forEach.call(document.querySelectorAll(".sb-tab"), function (b) {
       var on = b === btn;
       b.classList.toggle("is-active", on);
