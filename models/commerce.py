@@ -27,7 +27,11 @@ class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_customer_paid", "customer_id", "paid_at"),
                       Index("ix_orders_unmatched", "id", postgresql_where=text("customer_id IS NULL"),
-                            sqlite_where=text("customer_id IS NULL")))
+                            sqlite_where=text("customer_id IS NULL")),
+                      # A customer gaining an identity finds the unmatched orders carrying it (PostgreSQL: @>).
+                      Index("ix_orders_unmatched_keys", "customer_keys", postgresql_using="gin",
+                            postgresql_ops={"customer_keys": "jsonb_path_ops"},
+                            postgresql_where=text("customer_id IS NULL"), sqlite_where=text("customer_id IS NULL")))
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     order_no: Mapped[str] = mapped_column(String(64), unique=True)

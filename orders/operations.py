@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from core.db import db
@@ -187,9 +188,11 @@ def match_pending(limit: int = 10000) -> dict:
 
 def match_for_identity(kind: str, value: str) -> int:
     """A customer just gained this identity: match the unmatched orders that carry it, at once. One query on
-    the partial index of unmatched orders when there is nothing to match. Flushes."""
-    pending = db.session.scalars(select(Order).where(
-        Order.customer_id.is_(None), Order.customer_keys[kind].as_string() == value).order_by(Order.id)).all()
+    the partial GIN index of unmatched orders' keys (PostgreSQL). Flushes."""
+    carries = (type_coerce(Order.customer_keys, JSONB).contains({kind: value}) if db.is_postgres  # the GIN index
+               else Order.customer_keys[kind].as_string() == value)
+    pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None), carries)
+                                 .order_by(Order.id)).all()
     return _match(pending) if pending else 0
 
 
