@@ -151,6 +151,7 @@ ABLATIONS = [
     ("- chat concept groups (colloquial.tsv)", {"use_colloquial": False}),
     ("- domain synonyms (synonyms.tsv)", {"use_synonyms": False}),
     ("- both vocabularies", {"use_colloquial": False, "use_synonyms": False}),
+    ("- vertical groups (verticals/*.tsv)", {"use_verticals": False}),
     ("- single-character channel", {"use_unigrams": False}),
     ("  single chars at a fixed share (no adaptive)", {"adaptive_unigrams": False}),
     ("  single chars may match alone (min 1)", {"min_char_matches": 1}),

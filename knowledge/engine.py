@@ -48,6 +48,7 @@ class EngineConfig:
     b: float = 0.5
     use_synonyms: bool = True        # domain groups (synonyms.tsv)
     use_colloquial: bool = True      # domain-independent chat concept groups (colloquial.tsv)
+    use_verticals: bool = True       # domain groups of further retail verticals (verticals/*.tsv)
     synonym_weight: float = 1.3      # query weight of a canonical term added by expansion
     concept_weight: float = 1.0      # x that for a chat concept head (price, return, fault ...)
     single_char_synonym_weight: float = 0.7  # ... when the variant is one CJK character
@@ -379,6 +380,9 @@ class SuggestionIndex:
         if cfg.use_synonyms:
             for head, variants in T.default_synonym_groups().items():
                 groups.setdefault(head, []).extend(variants)
+        if cfg.use_verticals:
+            for head, variants in T.default_vertical_groups().items():
+                groups.setdefault(head, []).extend(variants)
         self._concepts: frozenset[str] = frozenset()
         if cfg.use_colloquial:
             for head, variants in T.default_colloquial_groups().items():
@@ -400,7 +404,7 @@ class SuggestionIndex:
         # part of a build and depends only on the text and the vocabulary, so
         # it is kept across rebuilds for the same vocabulary: an import that
         # changes a few scripts re-analyses only those.
-        fingerprint = (cfg.use_synonyms, cfg.use_colloquial, cfg.use_units,
+        fingerprint = (cfg.use_synonyms, cfg.use_colloquial, cfg.use_verticals, cfg.use_units,
                        tuple(sorted((h, tuple(v)) for h, v in (extra_synonyms or {}).items())),
                        tuple(sorted(extra)))
         self._word_cache = _word_cache(fingerprint)

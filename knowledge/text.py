@@ -271,6 +271,7 @@ def default_tokenizer() -> Tokenizer:
             # Synonym variants become words so jieba does not split 尿不湿 into 尿/不湿.
             tok.add_words(_synonym_words(default_synonym_groups()))
             tok.add_words(_synonym_words(default_colloquial_groups()))
+            tok.add_words(_synonym_words(default_vertical_groups()))
             _default_tokenizer = tok
         return _default_tokenizer
 
@@ -284,6 +285,7 @@ def default_synonym_groups() -> dict[str, list[str]]:
 
 
 _default_colloquial: dict[str, list[str]] | None = None
+_default_verticals: dict[str, list[str]] | None = None
 _default_lexicon: frozenset[str] | None = None
 
 
@@ -294,6 +296,21 @@ def default_colloquial_groups() -> dict[str, list[str]]:
     if _default_colloquial is None:
         _default_colloquial = load_synonyms("colloquial.tsv")
     return _default_colloquial
+
+
+def default_vertical_groups() -> dict[str, list[str]]:
+    """verticals/*.tsv: domain groups of the retail verticals beyond the ones in
+    synonyms.tsv (jewellery, furniture, pharmacy, apparel ...), one file a vertical,
+    merged. They are always on: a group whose words a store's library never uses
+    cannot change that store's ranking."""
+    global _default_verticals
+    if _default_verticals is None:
+        merged: dict[str, list[str]] = {}
+        for path in sorted((DATA_DIR / "verticals").glob("*.tsv")):
+            for head, variants in load_synonyms(f"verticals/{path.name}").items():
+                merged.setdefault(head, []).extend(variants)
+        _default_verticals = merged
+    return _default_verticals
 
 
 def default_lexicon() -> frozenset[str]:
