@@ -183,6 +183,7 @@ ABLATIONS = [
     ("- round-2 changes (units, subword, intent, prior 1.0)", {"use_units": False, "subword_weight": 1.0,
                                                             "intent_boost": 0.0, "category_prior": 0.5}),
     ("- Latin pinyin to library words", {"latin_pinyin_words": 0}),
+    ("- homophone typo repair", {"homophone_fix": False}),
     ("  Latin pinyin without char bigrams", {"latin_pinyin_bigrams": False}),
     ("  round-2 shares (single chars 0.5 / bigrams 0.15)", {"unigram_share": 0.5, "bigram_share": 0.15}),
     ("- round-3 changes (= round-2 engine)", {"latin_pinyin_words": 0, "unigram_share": 0.5,

@@ -7,6 +7,7 @@ from ``Doc`` objects (rebuilt whenever the library changes) and calls
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,11 @@ class EngineConfig:
     # used first) are added to the question as if typed (0 disables).
     latin_pinyin_words: int = 1
     latin_pinyin_bigrams: bool = True   # also match the library's character bigrams
+    # IME homophone typos (发漂 for 发票, 鸡分 for 积分, 防嗮 for 防晒): a 2-4 character window of
+    # the question that is no word (not in jieba's dictionary, the library or the groups) but
+    # sounds like a library or vocabulary word differing in one character gets that word added,
+    # as if typed.
+    homophone_fix: bool = True
 
 
 def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
@@ -162,6 +168,7 @@ def _tf_matrix(term_ids: np.ndarray, doc_ids: list[np.ndarray], vals: list[np.nd
 
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))  # as text._CJK
+_CJK_RUN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
 _PAIR = 0x110000  # a bigram's code: first code point * _PAIR + second
 
 
@@ -596,7 +603,40 @@ class SuggestionIndex:
         norm = T.normalize_query(str(query))
         if self.config.latin_pinyin_words > 0 and any("a" <= c <= "z" for c in norm):
             norm = self._with_latin_pinyin(norm)
+        if self.config.homophone_fix:
+            norm = self._with_homophones(norm)
         return norm
+
+    def _with_homophones(self, norm: str) -> str:
+        """``norm`` plus the words its homophone typos stand for (see EngineConfig.homophone_fix)."""
+        index = self._sound_index()
+        words = self._words.vocab
+        freq = self._tok.freq
+        pm = T.pinyin_map()
+        # A typo breaks its word, so jieba falls back to single characters there: only runs of
+        # characters no word of two or more characters covers, split at function words (了, 的 ...).
+        chars = list(norm)
+        cut, phrases = self._segments(norm)
+        for w in {*phrases, *(t for t in cut if len(t) >= 2)}:
+            start = norm.find(w)
+            while start >= 0:
+                chars[start:start + len(w)] = " " * len(w)
+                start = norm.find(w, start + len(w))
+        stop = self._stop
+        found: list[str] = []
+        for run in _CJK_RUN.findall("".join(" " if c in stop else c for c in chars)):
+            for n in (4, 3, 2):
+                for i in range(len(run) - n + 1):
+                    window = run[i:i + n]
+                    if window in words or freq(window) or window in self._syn.canon:
+                        continue
+                    key = T.word_pinyin_key(window, pm)
+                    for w in index.get(key, ()) if key else ():
+                        if (w != window and (w in words or w in self._syn.canon)
+                                and sum(a != b for a, b in zip(w, window)) == 1):
+                            found.append(w)
+                            break
+        return f"{norm} {' '.join(dict.fromkeys(found))}" if found else norm
 
     def _sound_index(self) -> dict[tuple[str, ...], list[str]]:
         """Folded pinyin key -> CJK words of 2-4 characters, library words first (by df)."""

@@ -167,6 +167,10 @@ class Tokenizer:
 
     _fast: tuple | None = None
 
+    def freq(self, word: str) -> int:
+        """jieba's frequency of ``word`` (0: not a dictionary word; prefixes are stored with 0)."""
+        return self._jieba.FREQ.get(word) or 0
+
     def cut(self, normalized: str) -> list[str]:
         """Search-mode cut of already-normalised text, dropping whitespace.
 

@@ -232,3 +232,16 @@ def test_english_and_single_syllables_are_not_read_as_pinyin(index):
     norm = index._prepare("ok spf hao")
     assert norm == "ok spf hao"
     assert top_id(index, "SPF 50 够吗") == "d9"
+
+
+def test_homophone_typos_find_the_library_word(index):
+    # 尺马 for 尺码: without the repair the size question lands on the face-wash script.
+    assert top_id(index, "纸尿裤尺马怎么选") == "d1"
+    assert "便秘" in index._with_homophones("宝宝变秘了").split()
+    assert "护臀膏" in index._with_homophones("沪臀膏").split()
+
+
+def test_homophone_repair_leaves_real_words_alone(index):
+    # Words jieba knows are not typos, even when they sound like a library word.
+    assert index._with_homophones("护理方法有哪些") == "护理方法有哪些"
+    assert index._with_homophones("洗面奶怎么选 油皮") == "洗面奶怎么选 油皮"
