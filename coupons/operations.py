@@ -38,6 +38,7 @@ COLUMNS = ["external_id", "name", "kind", "amount", "threshold", "percent", "gif
            "per_customer_limit", "valid_from", "valid_to", "valid_days", "categories", "description", "enabled"]
 KIND_LABELS = {"amount_off": "满减券", "percent_off": "折扣券", "gift": "赠品券"}
 STATUS_LABELS = {"issued": "未使用", "redeemed": "已使用", "expired": "已过期"}
+SOLD_OUT = "这张券已经发完了"
 
 
 class TemplatesRejected(Exception):
@@ -297,6 +298,37 @@ def _window_refusal(t: CouponTemplate, today: date) -> str | None:
     return None
 
 
+def _limit_refusal(t: CouponTemplate, held: int) -> CouponRefused | None:
+    if held >= t.per_customer_limit:
+        return CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
+    return None
+
+
+def refusal(t: CouponTemplate, today: date, held: int, quota: dict | None = None) -> CouponRefused | None:
+    """Why template `t` cannot go on `today` (local date) to a customer who already holds `held` of it, or
+    None when it can. The one place the rules live: issuing raises what this returns, the sidebar's tab
+    shows its reason, recommendations skip what it refuses. The lasting reasons come before the passing
+    one: window, stock, per-customer limit, then the touch caps (`quota`: tasks.quota.quota() of the
+    customer; None leaves them out)."""
+    reason = _window_refusal(t, today)
+    if reason:
+        return CouponRefused("not_valid", reason)
+    if t.total_stock is not None and t.issued_count >= t.total_stock:
+        return CouponRefused("out_of_stock", SOLD_OUT)
+    limit = _limit_refusal(t, held)
+    if limit:
+        return limit
+    if quota is not None and not quota["allowed"]:
+        return CouponRefused("quota", quota["reason"])
+    return None
+
+
+def held_counts(customer_id: int) -> dict[int, int]:
+    """{template id: coupons of it this customer has ever been issued}."""
+    return dict(db.session.execute(select(Coupon.template_id, func.count()).where(
+        Coupon.customer_id == customer_id).group_by(Coupon.template_id)).all())
+
+
 def customer_count(template_id: int, customer_id: int) -> int:
     return db.session.scalar(select(func.count()).select_from(Coupon).where(
         Coupon.template_id == template_id, Coupon.customer_id == customer_id))
@@ -310,8 +342,7 @@ def available_for(customer: Customer, now: datetime | None = None) -> dict:
     now = now or utcnow()
     today = _local_date(now)
     q = quota.quota(customer, now)
-    held = dict(db.session.execute(select(Coupon.template_id, func.count()).where(
-        Coupon.customer_id == customer.id).group_by(Coupon.template_id)).all())
+    held = held_counts(customer.id)
     templates = []
     for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
                                 .order_by(CouponTemplate.external_id)):
@@ -319,14 +350,8 @@ def available_for(customer: Customer, now: datetime | None = None) -> dict:
             continue
         item = template_json(t)
         item["held"] = held.get(t.id, 0)
-        reason = _window_refusal(t, today)
-        if reason is None and t.total_stock is not None and t.issued_count >= t.total_stock:
-            reason = "这张券已经发完了"
-        if reason is None and item["held"] >= t.per_customer_limit:
-            reason = f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{item['held']}张"
-        if reason is None and not q["allowed"]:
-            reason = q["reason"]
-        item["can_issue"], item["reason"] = reason is None, reason
+        refused = refusal(t, today, item["held"], q)
+        item["can_issue"], item["reason"] = refused is None, refused.reason if refused else None
         templates.append(item)
     coupons = db.session.scalars(select(Coupon).where(Coupon.customer_id == customer.id)
                                  .order_by(Coupon.issued_at.desc(), Coupon.id.desc())).all()
@@ -349,18 +374,10 @@ def issue(template_external_id: str, customer: Customer, guide: Guide, *, now: d
     if t is None:
         raise LookupError(f"no coupon template {template_external_id!r}")
     today = _local_date(now)
-    reason = _window_refusal(t, today)
-    if reason:
-        raise CouponRefused("not_valid", reason)
-    # Cheap checks first, the lasting reasons before the passing one (the touch caps); repeated under the lock.
-    if t.total_stock is not None and t.issued_count >= t.total_stock:
-        raise CouponRefused("out_of_stock", "这张券已经发完了")
-    held = customer_count(t.id, customer.id)
-    if held >= t.per_customer_limit:
-        raise CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
-    q = quota.quota(customer, now)
-    if not q["allowed"]:
-        raise CouponRefused("quota", q["reason"])
+    # Checked without a lock first; stock and the per-customer limit are settled again under the lock.
+    refused = refusal(t, today, customer_count(t.id, customer.id), quota.quota(customer, now))
+    if refused:
+        raise refused
     # The stock: one conditional UPDATE; concurrent issues of this template queue on its row lock.
     taken = db.session.execute(
         update(CouponTemplate).where(CouponTemplate.id == t.id, (CouponTemplate.total_stock.is_(None))
@@ -368,11 +385,12 @@ def issue(template_external_id: str, customer: Customer, guide: Guide, *, now: d
         .values(issued_count=CouponTemplate.issued_count + 1).returning(CouponTemplate.issued_count)
         .execution_options(synchronize_session=False)).scalar()
     if taken is None:
-        raise CouponRefused("out_of_stock", "这张券已经发完了")
+        raise CouponRefused("out_of_stock", SOLD_OUT)
     db.session.refresh(t)
-    held = customer_count(t.id, customer.id)  # under the row lock: a concurrent issue has committed by now
-    if held >= t.per_customer_limit:
-        raise CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
+    # Under the row lock a concurrent issue to this customer has committed by now.
+    refused = _limit_refusal(t, customer_count(t.id, customer.id))
+    if refused:
+        raise refused
     code = new_code()
     try:
         quota.record_touch(customer, guide, kind="marketing", channel="coupon", ref=code, now=now)
