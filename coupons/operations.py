@@ -7,7 +7,7 @@ Template records (JSONL, or CSV with one template per row), upserted by external
   per_customer_limit? (default 1), valid_from? + valid_to? (fixed local dates, inclusive) or valid_days (days
   from the day of issue), categories? (applicable product categories, "奶粉|纸尿裤"; empty: all),
   description?, enabled? (default true)
-A file with any bad record imports nothing: `TemplatesRejected` lists every bad line with its reason.
+A file with any bad record imports nothing: `ImportRejected` lists every bad line with its reason.
 
 Stock never oversells: issuing raises `issued_count` with one conditional UPDATE (`… WHERE issued_count <
 total_stock`), whose row lock also serialises the per-customer limit check for that template.
@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 
 from core.db import db
 from core.timeutil import app_tz, utcnow
-from imports.operations import BadLine, read_csv, read_jsonl
+from imports.files import BadLine, ImportRejected
 from imports.records import RecordError, day, integer, money
 from imports.records import text as text_field
 from models import COUPON_KINDS, Coupon, CouponEvent, CouponTemplate, Customer, Guide
@@ -39,14 +39,6 @@ COLUMNS = ["external_id", "name", "kind", "amount", "threshold", "percent", "gif
 KIND_LABELS = {"amount_off": "满减券", "percent_off": "折扣券", "gift": "赠品券"}
 STATUS_LABELS = {"issued": "未使用", "redeemed": "已使用", "expired": "已过期"}
 SOLD_OUT = "这张券已经发完了"
-
-
-class TemplatesRejected(Exception):
-    """The file has bad records; nothing was written. `errors` is [(line number, reason)]."""
-
-    def __init__(self, errors: list[tuple[int, str]]):
-        self.errors = sorted(errors)
-        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
 
 
 class CouponRefused(Exception):
@@ -112,19 +104,9 @@ def parse_template(rec: dict) -> dict:
     return out
 
 
-def read_templates_file(path) -> list[tuple[int, object]]:
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return list(read_csv(path, "coupon"))
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return list(read_jsonl(path))
-    raise TemplatesRejected([(0, f"{path.name}: a coupon file must be .jsonl or .csv")])
-
-
 def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = False) -> dict[str, int]:
     """Validate every record, then upsert by external_id in this session; {"created", "updated", "unchanged"}.
-    Raises TemplatesRejected (every bad line) with nothing written. Flushes; the caller commits."""
+    Raises ImportRejected (every bad line) with nothing written. Flushes; the caller commits."""
     errors, parsed, seen = [], [], {}
     for lineno, raw in lines:
         if isinstance(raw, BadLine):
@@ -153,7 +135,7 @@ def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = Fal
             errors.append((lineno, f"coupon: total_stock {rec['total_stock']} is below the {tpl.issued_count} "
                                    f"already issued"))
     if errors:
-        raise TemplatesRejected(errors)
+        raise ImportRejected(errors)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for lineno, rec in parsed:
         tpl = existing.get(rec["external_id"])
