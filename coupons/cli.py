@@ -1,14 +1,14 @@
 """`flask --app app coupons import|export|list|expire`."""
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from core.db import db
 from coupons import operations as ops
+from imports.cli import exit_rejected
+from imports.files import ImportRejected, read_records
 from models import Coupon, CouponTemplate
 
 coupons_cli = AppGroup("coupons", help="Coupon templates and issued coupons.")
@@ -20,12 +20,9 @@ coupons_cli = AppGroup("coupons", help="Coupon templates and issued coupons.")
 def import_cmd(path, dry_run):
     """Import coupon templates from FILE (.jsonl or .csv). All or nothing; upserts by external_id."""
     try:
-        counts = ops.import_templates(ops.read_templates_file(path), dry_run=dry_run)
-    except ops.TemplatesRejected as exc:
-        for lineno, reason in exc.errors:
-            click.echo(f"line {lineno}: {reason}" if lineno else reason, err=True)
-        click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
-        sys.exit(1)
+        counts = ops.import_templates(read_records(path, "coupon", what="a coupon file"), dry_run=dry_run)
+    except ImportRejected as exc:
+        exit_rejected(exc)
     if not dry_run:
         db.session.commit()
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"

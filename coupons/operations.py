@@ -7,7 +7,7 @@ Template records (JSONL, or CSV with one template per row), upserted by external
   per_customer_limit? (default 1), valid_from? + valid_to? (fixed local dates, inclusive) or valid_days (days
   from the day of issue), categories? (applicable product categories, "奶粉|纸尿裤"; empty: all),
   description?, enabled? (default true)
-A file with any bad record imports nothing: `TemplatesRejected` lists every bad line with its reason.
+A file with any bad record imports nothing: `ImportRejected` lists every bad line with its reason.
 
 Stock never oversells: issuing raises `issued_count` with one conditional UPDATE (`… WHERE issued_count <
 total_stock`), whose row lock also serialises the per-customer limit check for that template.
@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 
 from core.db import db
 from core.timeutil import app_tz, utcnow
-from imports.operations import BadLine, read_csv, read_jsonl
+from imports.files import BadLine, ImportRejected
 from imports.records import RecordError, day, integer, money
 from imports.records import text as text_field
 from models import COUPON_KINDS, Coupon, CouponEvent, CouponTemplate, Customer, Guide
@@ -38,14 +38,7 @@ COLUMNS = ["external_id", "name", "kind", "amount", "threshold", "percent", "gif
            "per_customer_limit", "valid_from", "valid_to", "valid_days", "categories", "description", "enabled"]
 KIND_LABELS = {"amount_off": "满减券", "percent_off": "折扣券", "gift": "赠品券"}
 STATUS_LABELS = {"issued": "未使用", "redeemed": "已使用", "expired": "已过期"}
-
-
-class TemplatesRejected(Exception):
-    """The file has bad records; nothing was written. `errors` is [(line number, reason)]."""
-
-    def __init__(self, errors: list[tuple[int, str]]):
-        self.errors = sorted(errors)
-        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
+SOLD_OUT = "这张券已经发完了"
 
 
 class CouponRefused(Exception):
@@ -111,19 +104,9 @@ def parse_template(rec: dict) -> dict:
     return out
 
 
-def read_templates_file(path) -> list[tuple[int, object]]:
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return list(read_csv(path, "coupon"))
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return list(read_jsonl(path))
-    raise TemplatesRejected([(0, f"{path.name}: a coupon file must be .jsonl or .csv")])
-
-
 def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = False) -> dict[str, int]:
     """Validate every record, then upsert by external_id in this session; {"created", "updated", "unchanged"}.
-    Raises TemplatesRejected (every bad line) with nothing written. Flushes; the caller commits."""
+    Raises ImportRejected (every bad line) with nothing written. Flushes; the caller commits."""
     errors, parsed, seen = [], [], {}
     for lineno, raw in lines:
         if isinstance(raw, BadLine):
@@ -152,7 +135,7 @@ def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = Fal
             errors.append((lineno, f"coupon: total_stock {rec['total_stock']} is below the {tpl.issued_count} "
                                    f"already issued"))
     if errors:
-        raise TemplatesRejected(errors)
+        raise ImportRejected(errors)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for lineno, rec in parsed:
         tpl = existing.get(rec["external_id"])
@@ -297,6 +280,37 @@ def _window_refusal(t: CouponTemplate, today: date) -> str | None:
     return None
 
 
+def _limit_refusal(t: CouponTemplate, held: int) -> CouponRefused | None:
+    if held >= t.per_customer_limit:
+        return CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
+    return None
+
+
+def refusal(t: CouponTemplate, today: date, held: int, quota: dict | None = None) -> CouponRefused | None:
+    """Why template `t` cannot go on `today` (local date) to a customer who already holds `held` of it, or
+    None when it can. The one place the rules live: issuing raises what this returns, the sidebar's tab
+    shows its reason, recommendations skip what it refuses. The lasting reasons come before the passing
+    one: window, stock, per-customer limit, then the touch caps (`quota`: tasks.quota.quota() of the
+    customer; None leaves them out)."""
+    reason = _window_refusal(t, today)
+    if reason:
+        return CouponRefused("not_valid", reason)
+    if t.total_stock is not None and t.issued_count >= t.total_stock:
+        return CouponRefused("out_of_stock", SOLD_OUT)
+    limit = _limit_refusal(t, held)
+    if limit:
+        return limit
+    if quota is not None and not quota["allowed"]:
+        return CouponRefused("quota", quota["reason"])
+    return None
+
+
+def held_counts(customer_id: int) -> dict[int, int]:
+    """{template id: coupons of it this customer has ever been issued}."""
+    return dict(db.session.execute(select(Coupon.template_id, func.count()).where(
+        Coupon.customer_id == customer_id).group_by(Coupon.template_id)).all())
+
+
 def customer_count(template_id: int, customer_id: int) -> int:
     return db.session.scalar(select(func.count()).select_from(Coupon).where(
         Coupon.template_id == template_id, Coupon.customer_id == customer_id))
@@ -310,8 +324,7 @@ def available_for(customer: Customer, now: datetime | None = None) -> dict:
     now = now or utcnow()
     today = _local_date(now)
     q = quota.quota(customer, now)
-    held = dict(db.session.execute(select(Coupon.template_id, func.count()).where(
-        Coupon.customer_id == customer.id).group_by(Coupon.template_id)).all())
+    held = held_counts(customer.id)
     templates = []
     for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
                                 .order_by(CouponTemplate.external_id)):
@@ -319,14 +332,8 @@ def available_for(customer: Customer, now: datetime | None = None) -> dict:
             continue
         item = template_json(t)
         item["held"] = held.get(t.id, 0)
-        reason = _window_refusal(t, today)
-        if reason is None and t.total_stock is not None and t.issued_count >= t.total_stock:
-            reason = "这张券已经发完了"
-        if reason is None and item["held"] >= t.per_customer_limit:
-            reason = f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{item['held']}张"
-        if reason is None and not q["allowed"]:
-            reason = q["reason"]
-        item["can_issue"], item["reason"] = reason is None, reason
+        refused = refusal(t, today, item["held"], q)
+        item["can_issue"], item["reason"] = refused is None, refused.reason if refused else None
         templates.append(item)
     coupons = db.session.scalars(select(Coupon).where(Coupon.customer_id == customer.id)
                                  .order_by(Coupon.issued_at.desc(), Coupon.id.desc())).all()
@@ -349,18 +356,10 @@ def issue(template_external_id: str, customer: Customer, guide: Guide, *, now: d
     if t is None:
         raise LookupError(f"no coupon template {template_external_id!r}")
     today = _local_date(now)
-    reason = _window_refusal(t, today)
-    if reason:
-        raise CouponRefused("not_valid", reason)
-    # Cheap checks first, the lasting reasons before the passing one (the touch caps); repeated under the lock.
-    if t.total_stock is not None and t.issued_count >= t.total_stock:
-        raise CouponRefused("out_of_stock", "这张券已经发完了")
-    held = customer_count(t.id, customer.id)
-    if held >= t.per_customer_limit:
-        raise CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
-    q = quota.quota(customer, now)
-    if not q["allowed"]:
-        raise CouponRefused("quota", q["reason"])
+    # Checked without a lock first; stock and the per-customer limit are settled again under the lock.
+    refused = refusal(t, today, customer_count(t.id, customer.id), quota.quota(customer, now))
+    if refused:
+        raise refused
     # The stock: one conditional UPDATE; concurrent issues of this template queue on its row lock.
     taken = db.session.execute(
         update(CouponTemplate).where(CouponTemplate.id == t.id, (CouponTemplate.total_stock.is_(None))
@@ -368,11 +367,12 @@ def issue(template_external_id: str, customer: Customer, guide: Guide, *, now: d
         .values(issued_count=CouponTemplate.issued_count + 1).returning(CouponTemplate.issued_count)
         .execution_options(synchronize_session=False)).scalar()
     if taken is None:
-        raise CouponRefused("out_of_stock", "这张券已经发完了")
+        raise CouponRefused("out_of_stock", SOLD_OUT)
     db.session.refresh(t)
-    held = customer_count(t.id, customer.id)  # under the row lock: a concurrent issue has committed by now
-    if held >= t.per_customer_limit:
-        raise CouponRefused("limit", f"每位顾客限领{t.per_customer_limit}张，这位顾客已领{held}张")
+    # Under the row lock a concurrent issue to this customer has committed by now.
+    refused = _limit_refusal(t, customer_count(t.id, customer.id))
+    if refused:
+        raise refused
     code = new_code()
     try:
         quota.record_touch(customer, guide, kind="marketing", channel="coupon", ref=code, now=now)

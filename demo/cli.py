@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from core.db import db
 from demo.data import TAG_GROUPS, build_records, demo_corp_seed, demo_tag_id
-from imports.operations import ImportRejected, import_records
+from imports.files import ImportRejected, read_records
+from imports.operations import import_records
 from imports.records import TYPE_ORDER
 from knowledge.operations import import_library, read_library_file
 
@@ -51,9 +52,9 @@ def seed_tag_ids() -> None:
 
 
 def seed_commission() -> None:
-    from orders.commission import import_rates, read_rates_file
+    from orders.commission import import_rates
 
-    import_rates(read_rates_file(ROOT / "demo" / "commission.csv"))
+    import_rates(read_records(ROOT / "demo" / "commission.csv", "commission", what="a rates file"))
     db.session.commit()
 
 
@@ -63,12 +64,12 @@ def seed_coupons(today=None) -> dict[str, int]:
     seed adds nothing."""
     from datetime import datetime, time, timedelta
 
-    from coupons.operations import _audit, import_templates, read_templates_file
+    from coupons.operations import _audit, import_templates
     from core.timeutil import app_tz, local_today
     from models import Coupon, CouponTemplate, Customer, Order
     from reports.leaderboard import invalidate
 
-    import_templates(read_templates_file(ROOT / "demo" / "coupons.jsonl"))
+    import_templates(read_records(ROOT / "demo" / "coupons.jsonl", "coupon", what="a coupon file"))
     today = today or local_today()
     tz = app_tz()
     templates = {t.external_id: t for t in db.session.scalars(select(CouponTemplate))}

@@ -4,13 +4,27 @@ from __future__ import annotations
 import sys
 import time
 
+from typing import NoReturn
+
 import click
 from flask.cli import AppGroup
 
-from imports.operations import ImportRejected, import_file
+from imports.files import ImportRejected
+from imports.operations import import_file
 from imports.records import CSV_TYPES, TYPE_ORDER
 
 data_cli = AppGroup("data", help="Bulk data import (see docs/import-format.md).")
+
+
+def exit_rejected(exc: ImportRejected) -> NoReturn:
+    """What every `… import FILE` command prints for a rejected file (`line N: reason` per bad record, then
+    `N bad record(s): nothing imported`, on stderr), then exit status 1."""
+    for where, reason in exc.errors:
+        if isinstance(where, int):
+            where = f"line {where}" if where else None
+        click.echo(f"{where}: {reason}" if where else reason, err=True)
+    click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
+    sys.exit(1)
 
 
 @data_cli.command("import")
@@ -24,10 +38,7 @@ def import_cmd(path, record_type, dry_run):
     try:
         counts = import_file(path, record_type=record_type, progress=sys.stderr.isatty(), dry_run=dry_run)
     except ImportRejected as exc:
-        for lineno, reason in exc.errors:
-            click.echo(f"line {lineno}: {reason}" if lineno else reason, err=True)
-        click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
-        sys.exit(1)
+        exit_rejected(exc)
     if not dry_run and "product" in counts:
         from knowledge.service import library_changed
 

@@ -11,7 +11,6 @@ staging, id allocation and value adaptation differ.
 """
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import logging
@@ -28,22 +27,11 @@ from tqdm import tqdm
 
 from core.db import db
 from core.timeutil import utcnow
+from imports.files import BadLine, ImportRejected, read_csv, read_jsonl
 from imports.records import CSV_TYPES, TYPE_ORDER, RecordError, parse_record
 
 
 log = logging.getLogger(__name__)
-
-
-class ImportRejected(Exception):
-    """The file has bad records; nothing was written. `errors` is [(line number, reason)] by line."""
-
-    def __init__(self, errors: list[tuple[int, str]]):
-        self.errors = sorted(errors)
-        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
-
-
-class BadLine(str):
-    """Stands in for a record that could not even be read (JSON syntax error); the text is the reason."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -572,38 +560,6 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
     finally:
         if gc_enabled:
             gc.enable()
-
-
-def read_jsonl(path: Path, default_type: str | None = None):
-    """(line number, record) for each non-blank line; a line that is not JSON yields a BadLine."""
-    loads = json.loads
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = loads(line, parse_float=Decimal)
-            except ValueError as exc:
-                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                col = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-                yield lineno, BadLine(f"JSON syntax error: {msg}{col}")
-                continue
-            if default_type and isinstance(rec, dict) and "type" not in rec:
-                rec["type"] = default_type
-            yield lineno, rec
-
-
-def read_csv(path: Path, record_type: str):
-    """(line number, record) per row; the header row names the fields; empty cells are absent."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        reader.fieldnames  # reads the header row
-        lineno = reader.line_num
-        for row in reader:
-            rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
-            rec["type"] = record_type
-            yield lineno + 1, rec
-            lineno = reader.line_num
 
 
 def csv_type_from_name(path: Path) -> str | None:

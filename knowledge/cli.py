@@ -8,6 +8,8 @@ import time
 import click
 from flask.cli import AppGroup
 
+from imports.cli import exit_rejected
+from imports.files import ImportRejected
 from knowledge import operations, service
 
 knowledge_cli = AppGroup("knowledge", help="The script and content library, and suggestions from it.")
@@ -21,11 +23,8 @@ def import_cmd(path, dry_run):
     started = time.perf_counter()
     try:
         counts = operations.import_library(operations.read_library_file(path), dry_run=dry_run)
-    except operations.LibraryRejected as exc:
-        for where, reason in exc.errors:
-            click.echo(f"{where}: {reason}", err=True)
-        click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
-        sys.exit(1)
+    except ImportRejected as exc:
+        exit_rejected(exc)
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"
     click.echo(f"{sum(counts.values())} records {verb} in {time.perf_counter() - started:.1f} s")
     for kind, n in counts.items():

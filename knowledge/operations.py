@@ -9,7 +9,7 @@ Records (one per line or row):
 - `word`:    word (a term the tokenizer must keep whole: an own brand, a product line)
 
 Scripts and content are upserted by external_id, vocabulary by term. A file with any bad record imports
-nothing: `LibraryRejected` lists every bad line with its reason. After a commit the library version is
+nothing: `ImportRejected` lists every bad line with its reason. After a commit the library version is
 bumped, so every process rebuilds its index on its next suggestion (knowledge.service).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.operations import BadLine, read_jsonl
+from imports.files import BadLine, ImportRejected, read_jsonl
 from imports.records import RecordError, day, text
 from models import CONTENT_KINDS, Content, Script, Vocabulary
 from customers.segments import LIFECYCLE_LABELS
@@ -53,14 +53,6 @@ SHEET_KINDS = {
     "word": "word", "words": "word", "词语": "word", "新词": "word",
 }
 SHEET_NAMES = {"script": "话术", "content": "素材", "synonym": "同义词", "word": "新词"}
-
-
-class LibraryRejected(Exception):
-    """The file has bad records; nothing was written. `errors` is [(where, reason)] in file order."""
-
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = errors
-        super().__init__(f"{len(errors)} bad record(s)")
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -197,7 +189,8 @@ def parse_record(rec) -> tuple[str, dict]:
 
 
 def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False) -> dict[str, int]:
-    """Upsert every record of `lines` ((where, raw record) pairs), or nothing: raises LibraryRejected.
+    """Upsert every record of `lines` ((where, raw record) pairs), or nothing: raises ImportRejected
+    (`where` is text, "line 3" or "sheet 话术 row 3", so the errors stay in file order).
 
     Returns {kind: records} for the kinds present. Commits (or, with dry_run, rolls back)."""
     errors: list[tuple[str, str]] = []
@@ -220,7 +213,7 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
     if not any(parsed.values()) and not errors:
         errors.append(("file", "no records"))
     if errors:
-        raise LibraryRejected(errors)
+        raise ImportRejected(errors)
 
     counts = {}
     try:
@@ -296,7 +289,7 @@ def read_library_file(path) -> Iterable[tuple[str, object]]:
         return _read_csv(path)
     if suffix in (".xlsx", ".xlsm"):
         return _read_xlsx(path)
-    raise LibraryRejected([("file", f"{path.name}: use a .jsonl, .csv or .xlsx file")])
+    raise ImportRejected([("file", f"{path.name}: use a .jsonl, .csv or .xlsx file")])
 
 
 def _read_csv(path: Path):
@@ -304,11 +297,11 @@ def _read_csv(path: Path):
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise LibraryRejected([("file", f"{path.name} is empty")])
+            raise ImportRejected([("file", f"{path.name} is empty")])
         rows = [(reader.line_num, row) for row in reader]
     default = None if "kind" in [h.strip() for h in header] else _kind_from_name(path.stem)
     if default is None and "kind" not in [h.strip() for h in header]:
-        raise LibraryRejected([("file", f"{path.name}: add a kind column, or name the file after its kind "
+        raise ImportRejected([("file", f"{path.name}: add a kind column, or name the file after its kind "
                                         "(scripts.csv, content.csv, synonyms.csv, 话术.csv …)")])
     return list(_rows(header, rows, default, lambda n: f"line {n}"))
 
@@ -320,7 +313,7 @@ def _read_xlsx(path: Path):
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, OSError, KeyError, ValueError) as exc:
-        raise LibraryRejected([("file", f"{path.name} is not a readable Excel workbook ({type(exc).__name__})")])
+        raise ImportRejected([("file", f"{path.name} is not a readable Excel workbook ({type(exc).__name__})")])
     out = []
     try:
         for sheet in book.worksheets:

@@ -1,13 +1,13 @@
 """`flask --app app commission import|list|recompute` and `flask --app app orders match`."""
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import AppGroup
 
 from core.db import db
 from core.timeutil import parse_date
+from imports.cli import exit_rejected
+from imports.files import ImportRejected, read_records
 from orders import commission as rates
 from orders import operations as ops
 
@@ -20,12 +20,9 @@ orders_cli = AppGroup("orders", help="Orders: match the ones whose customer was 
 def import_cmd(path):
     """Import FILE (.jsonl or .csv: category, rate). All or nothing; upserts by category."""
     try:
-        counts = rates.import_rates(rates.read_rates_file(path))
-    except rates.RatesRejected as exc:
-        for lineno, reason in exc.errors:
-            click.echo(f"line {lineno}: {reason}" if lineno else reason, err=True)
-        click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
-        sys.exit(1)
+        counts = rates.import_rates(read_records(path, "commission", what="a rates file"))
+    except ImportRejected as exc:
+        exit_rejected(exc)
     db.session.commit()
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
 

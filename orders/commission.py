@@ -8,20 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
-
 from sqlalchemy import select
 
 from core.db import db
-from imports.operations import BadLine, read_csv, read_jsonl
+from imports.files import BadLine, ImportRejected
 from imports.records import RecordError, text
 from models import CommissionRate
-
-
-class RatesRejected(Exception):
-    def __init__(self, errors: list[tuple[int, str]]):
-        self.errors = sorted(errors)
-        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
 
 
 def parse_rate(rec) -> tuple[str, Decimal]:
@@ -47,15 +39,6 @@ def parse_rate(rec) -> tuple[str, Decimal]:
     return category, rate.quantize(Decimal("0.0001"))
 
 
-def read_rates_file(path) -> list:
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        return list(read_csv(path, "commission"))
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        return list(read_jsonl(path))
-    raise RatesRejected([(0, f"{path.name}: a rates file must be .jsonl or .csv")])
-
-
 def import_rates(lines: Iterable[tuple[int, object]]) -> dict[str, int]:
     errors, rates, seen = [], {}, {}
     for lineno, raw in lines:
@@ -75,7 +58,7 @@ def import_rates(lines: Iterable[tuple[int, object]]) -> dict[str, int]:
     if not rates and not errors:
         errors.append((0, "the file has no rates"))
     if errors:
-        raise RatesRejected(errors)
+        raise ImportRejected(errors)
     stored = {r.category: r for r in db.session.scalars(select(CommissionRate))}
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for category, rate in rates.items():

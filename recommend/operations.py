@@ -27,8 +27,9 @@ from sqlalchemy import delete, func, insert, select
 
 from core.db import db
 from core.timeutil import to_local, utcnow
+from coupons.operations import held_counts, refusal
 from customers.segments import baby_age
-from models import Customer, Event, Order, OrderLine, Product, ProductPair
+from models import CouponTemplate, Customer, Event, Order, OrderLine, Product, ProductPair
 
 RULES_PATH = Path(__file__).resolve().parent / "rules.json"
 RECENT_DAYS = 30  # bought this recently: not recommended again unless replenishable
@@ -314,21 +315,15 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
 
 
 def coupon_for(customer_id: int, category: str, now: datetime) -> dict | None:
-    """A coupon template the guide can issue to this customer for `category` now: enabled, in its window,
-    in stock, under the per-customer limit; one naming the category beats one valid for everything."""
-    from models import Coupon, CouponTemplate
-
+    """A coupon template the guide can issue to this customer for `category` now (coupons.operations.refusal
+    without the touch caps, which the issue itself checks); one naming the category beats one valid for
+    everything."""
     today = to_local(now).date()
-    held = dict(db.session.execute(select(Coupon.template_id, func.count()).where(
-        Coupon.customer_id == customer_id).group_by(Coupon.template_id)).all())
+    held = held_counts(customer_id)
     best = None
     for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
                                 .order_by(CouponTemplate.external_id)):
-        if (t.valid_from and today < t.valid_from) or (t.valid_to and today > t.valid_to):
-            continue
-        if t.total_stock is not None and t.issued_count >= t.total_stock:
-            continue
-        if held.get(t.id, 0) >= t.per_customer_limit:
+        if refusal(t, today, held.get(t.id, 0)) is not None:
             continue
         if t.categories and category not in t.categories:
             continue

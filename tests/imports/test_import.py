@@ -229,3 +229,19 @@ def test_dry_run_keeps_nothing(app, runner, tmp_path):
     result = run_import(runner, write_jsonl(tmp_path / "data.jsonl", RECORDS), "--dry-run")
     assert result.exit_code == 0, result.output
     assert all(not rows for rows in snapshot().values())
+
+
+@pytest.mark.parametrize("args, name, content, expected", [
+    (["data", "import"], "notes.csv", "a,b\n1,2\n", "cannot tell the record type of notes.csv"),
+    (["coupons", "import"], "coupons.txt", "x\n", "coupons.txt: a coupon file must be .jsonl or .csv"),
+    (["commission", "import"], "rates.txt", "x\n", "rates.txt: a rates file must be .jsonl or .csv"),
+    (["knowledge", "import"], "scripts.csv", "", "file: scripts.csv is empty"),
+])
+def test_every_import_command_rejects_a_whole_file_the_same_way(app, runner, tmp_path, args, name, content,
+                                                               expected):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    result = runner.invoke(args=[*args, str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(expected) and lines[1:] == ["1 bad record(s): nothing imported"], result.output

@@ -1,0 +1,65 @@
+"""Reading import files, shared by every `… import FILE` command: JSONL and CSV records with their line
+numbers, and the one exception that rejects a file (`ImportRejected`) naming every bad record."""
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal
+from pathlib import Path
+
+
+class ImportRejected(Exception):
+    """The file has bad records; nothing was written. `errors` is [(where, reason)]: `where` is a line
+    number (0: the file as a whole), sorted by line, or a text such as "sheet 话术 row 3", kept in file order."""
+
+    def __init__(self, errors: list[tuple[int | str, str]]):
+        self.errors = sorted(errors) if all(isinstance(where, int) for where, _ in errors) else list(errors)
+        super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
+
+
+class BadLine(str):
+    """Stands in for a record that could not even be read (JSON syntax error); the text is the reason."""
+
+
+def read_jsonl(path: Path, default_type: str | None = None):
+    """(line number, record) for each non-blank line; a line that is not JSON yields a BadLine."""
+    loads = json.loads
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = loads(line, parse_float=Decimal)
+            except ValueError as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                col = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+                yield lineno, BadLine(f"JSON syntax error: {msg}{col}")
+                continue
+            if default_type and isinstance(rec, dict) and "type" not in rec:
+                rec["type"] = default_type
+            yield lineno, rec
+
+
+def read_csv(path: Path, record_type: str):
+    """(line number, record) per row; the header row names the fields; empty cells are absent."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        reader.fieldnames  # reads the header row
+        lineno = reader.line_num
+        for row in reader:
+            rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
+            rec["type"] = record_type
+            yield lineno + 1, rec
+            lineno = reader.line_num
+
+
+def read_records(path, record_type: str, *, what: str) -> list[tuple[int, object]]:
+    """(line number, record) from a .jsonl or a .csv file of `record_type` records (coupon templates,
+    commission rates); `what` names the file in the rejection of any other kind ("a coupon file")."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return list(read_csv(path, record_type))
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return list(read_jsonl(path))
+    raise ImportRejected([(0, f"{path.name}: {what} must be .jsonl or .csv")])
