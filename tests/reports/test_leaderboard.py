@@ -183,3 +183,31 @@ def test_demo_mode_signs_with_the_public_demo_key(app, client, monkeypatch):
                                "amount": "10", "customer": {"mobile": "13900000009"},
                                "items": [{"sku": "X", "qty": 1, "price": "10"}]}, key=DEMO_INGEST_KEY)
     assert resp.status_code == 201 and resp.json["guide"] == "guide01"
+
+
+def test_the_trend_is_one_query_per_local_day_at_the_day_edges(app):
+    from decimal import Decimal
+
+    from tests.statements import statements
+
+    a, b = f.guide("guide_a"), f.guide("guide_b", store_code="S2")
+    ca, cb = f.customer(a), f.customer(b)
+    p = f.product("NF-1", "奶粉1段", "奶粉", "100")
+    end = f.D
+    for when in (f.at(end, 0), f.at(end - timedelta(days=1), 23), f.at(end - timedelta(days=1), 23),
+                 f.at(end - timedelta(days=29), 0), f.at(end - timedelta(days=30), 23), f.at(end + timedelta(days=1), 0)):
+        f.order(ca, when, (p, 1)).commission = Decimal("2.50")
+    f.order(cb, f.at(end, 12), (p, 3))  # S2's
+    db.session.commit()
+
+    with statements("from orders") as sent:
+        days = lb.trend(30, end)
+    assert len(sent) == 1  # not one per day
+    assert [d["date"] for d in (days[0], days[-1])] == [str(end - timedelta(days=29)), str(end)]
+    by_date = {d["date"]: (d["orders"], d["gmv"], d["commission"]) for d in days}
+    assert by_date[str(end)] == (2, "400.00", "2.50")  # local midnight belongs to the day it starts
+    assert by_date[str(end - timedelta(days=1))] == (2, "200.00", "5.00")
+    assert by_date[str(end - timedelta(days=29))] == (1, "100.00", "2.50")  # the 31st day back is left out
+    assert sum(n for n, _, _ in by_date.values()) == 5 and by_date[str(end - timedelta(days=2))] == (0, "0.00", "0.00")
+    s1 = {d["date"]: d["orders"] for d in lb.trend(30, end, store_id=a.store_id)}
+    assert s1[str(end)] == 1 and sum(s1.values()) == 4
