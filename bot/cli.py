@@ -48,8 +48,7 @@ def replay(older_than):
         select(CallbackInbox.id).where(CallbackInbox.status.in_(("pending", "failed")),
                                        CallbackInbox.received_at <= cutoff).order_by(CallbackInbox.id)
     ).all()
-    for inbox_id in ids:
-        jobs.enqueue(process_callback, inbox_id)
+    jobs.enqueue_many(process_callback, [(inbox_id,) for inbox_id in ids])
     if ids:
         db.session.execute(update(CallbackInbox).where(CallbackInbox.id.in_(ids)).values(queued_at=utcnow()))
         db.session.commit()

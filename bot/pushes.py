@@ -1,13 +1,15 @@
 """Pushes to guides through WeCom `message/send` (text cards linking into the sidebar).
 
 `queue_pushes(kind, D)` writes one `guide_pushes` row per guide (unique per guide, kind and day, so a re-run
-of the scheduler pushes nothing twice) and queues one RQ job per row; thousands of guides are served by
-adding workers. A job sends within WeCom's per-member limit (30 a minute), and on failure records the error
-on its row and raises, so RQ retries it with backoff; a row still `failed` after the retries stays visible
-(`flask --app app tasks pushes`) and `queue_pushes` queues it again on the next run — never lost silently.
+of the scheduler pushes nothing twice) and queues one RQ job per row (pipelined: one Redis round trip per
+thousand); thousands of guides are served by adding workers. A job sends within WeCom's per-member limit
+(30 a minute), and on failure records the error on its row and raises, so RQ retries it with backoff; a row
+still `failed` after the retries stays visible (`flask --app app tasks pushes`) and `queue_pushes` queues it
+again on the next run — never lost silently.
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, timedelta
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("morning_brief", "red_dots", "daily_ranking")
 PER_MEMBER_PER_MINUTE = 30
+RANKINGS_KEPT = "push:rankings:{D}"  # hash: store code -> the store team's day ranking (JSON), kept by the 20:00 run
 
 
 class PushThrottled(Exception):
@@ -55,8 +58,7 @@ def queue_pushes(kind: str, D: date, *, guide_ids: list[int] | None = None) -> i
         GuidePush.kind == kind, GuidePush.push_date == D, GuidePush.status.in_(("queued", "failed")),
         GuidePush.guide_id.in_(ids))).all() if ids else []
     db.session.commit()
-    for push_id in pending:
-        jobs.enqueue(send_push, push_id)
+    jobs.enqueue_many(send_push, [(push_id,) for push_id in pending])
     return len(pending)
 
 
@@ -108,10 +110,41 @@ def team_ranking(guide: Guide, D: date) -> list[dict]:
     return rows
 
 
+def keep_team_rankings(D: date) -> int:
+    """The 20:00 run reads the chain's day ranking once and keeps each store's team (as `team_ranking` ranks
+    it) for its push jobs, which would otherwise each read the whole chain's leaderboard: quadratic in guides.
+    A push sent later (a retry) shows the ranking of the run. Returns the number of stores kept."""
+    from reports.leaderboard import guide_rows
+
+    teams: dict[str, list[dict]] = {}
+    for r in guide_rows("day", D, metric="gmv"):
+        if r["store"] is None:
+            continue
+        team = teams.setdefault(r["store"], [])  # a store of managers only is kept too, with no team
+        if r["status"] == "active" and r["role"] == "guide":
+            team.append({**r, "rank": len(team) + 1})
+    key = RANKINGS_KEPT.format(D=D)
+    with rstore.client.pipeline() as pipe:
+        pipe.delete(key)
+        if teams:
+            pipe.hset(key, mapping={code: json.dumps(rows, ensure_ascii=False) for code, rows in teams.items()})
+            pipe.expire(key, 2 * 86400)
+        pipe.execute()
+    return len(teams)
+
+
+def _kept_team_ranking(guide: Guide, D: date) -> list[dict]:
+    """The guide's team as the run kept it; read live when the run kept none for their store."""
+    if guide.store_id is None:
+        return []
+    kept = rstore.client.hget(RANKINGS_KEPT.format(D=D), guide.store.code)
+    return json.loads(kept) if kept is not None else team_ranking(guide, D)
+
+
 def _ranking_card(guide: Guide, D: date) -> tuple[str, str, str] | None:
     """The team's day from the leaderboard (reconciled at 20:00): attributed GMV and tasks done per guide of
     the store; a guide also sees where they stand."""
-    rows = team_ranking(guide, D)
+    rows = _kept_team_ranking(guide, D)
     if not rows:
         return None
     lines = [f"{r['rank']}. {r['name']} 业绩¥{float(r['gmv']):.0f} 订单{r['orders']} 完成任务{r['tasks_done']}"
@@ -180,7 +213,6 @@ def alert_mass_loss(guide: Guide, D: date, lost_today: int) -> None:
     ids = db.session.scalars(select(GuidePush.id).where(GuidePush.kind == kind, GuidePush.push_date == D)).all()
 
     def queue(_session):  # only once the rows are committed, or the job could find none
-        for push_id in ids:
-            jobs.enqueue(send_push, push_id)
+        jobs.enqueue_many(send_push, [(push_id,) for push_id in ids])
 
     event.listen(db.session(), "after_commit", queue, once=True)

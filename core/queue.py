@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Retried with backoff: WeCom answers "busy" or times out now and then.
 DEFAULT_RETRY = Retry(max=3, interval=[2, 10, 60])
+ENQUEUE_BATCH = 1000  # jobs per pipelined round trip in enqueue_many
 
 
 class AppWorker(SimpleWorker):
@@ -119,11 +120,17 @@ class JobQueue:
         return job
 
     def enqueue_many(self, func, arg_lists: list[tuple], retry: Retry | None = DEFAULT_RETRY) -> list:
-        """Queue one job per argument tuple in a single Redis round trip (real Redis only)."""
-        datas = [Queue.prepare_data(func, args=args, retry=retry) for args in arg_lists]
-        with rstore.client.pipeline() as pipe:
-            queued = self.queue.enqueue_many(datas, pipeline=pipe)
-            pipe.execute()
+        """Queue one job per argument tuple, in one Redis round trip per ENQUEUE_BATCH jobs (run here and now,
+        one after the other, where `enqueue` would run them inline)."""
+        if rstore.embedded and self.embedded_worker is None:
+            return [self.enqueue(func, *args, retry=retry) for args in arg_lists]
+        queued = []
+        for start in range(0, len(arg_lists), ENQUEUE_BATCH):
+            batch = arg_lists[start:start + ENQUEUE_BATCH]
+            datas = [Queue.prepare_data(func, args=args, retry=retry) for args in batch]
+            with rstore.client.pipeline() as pipe:
+                queued += self.queue.enqueue_many(datas, pipeline=pipe)
+                pipe.execute()
         return queued
 
     def worker(self, app, *, in_thread: bool = False) -> AppWorker:

@@ -71,10 +71,13 @@ def offboard(handover_userid: str, takeover_userid: str, *, now: datetime | None
         raise OffboardError(f"the receiver {takeover_userid!r} has left; choose an active guide")
     wecom = get_wecom()
     todo = _live_customers(handover)
+    manager = store_manager(handover) if todo else None  # who gets a task about each customer WeCom refuses
     accepted, failed, calls, moved_ids = 0, [], 0, []
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
         calls += 1
+        received = {f.customer_id: f for f in db.session.scalars(select(Follow).where(
+            Follow.guide_id == takeover.id, Follow.customer_id.in_([c.id for _, c, _ in batch])))}
         try:
             answer = wecom.resigned_transfer_customer(handover.userid, takeover.userid, [e for _, _, e in batch])
             results = {r.get("external_userid"): int(r.get("errcode", 0) or 0) for r in answer.get("customer", [])}
@@ -91,7 +94,7 @@ def offboard(handover_userid: str, takeover_userid: str, *, now: datetime | None
             db.session.add(row)
             if errcode == 0:
                 row.status = "waiting"
-                _move(follow, customer, handover, takeover, now)
+                _move(follow, customer, handover, takeover, now, received=received.get(customer.id))
                 moved_ids.append(customer.id)
                 accepted += 1
                 continue
@@ -100,7 +103,7 @@ def offboard(handover_userid: str, takeover_userid: str, *, now: datetime | None
             row.fail_reason = str(errcode)
             failed.append({"external_userid": ext, "errcode": errcode, "reason": reason})
             if whole_call is None:  # WeCom refused this customer: someone has to look at it
-                _raise_manager_task(customer, handover, takeover, reason, now)
+                _raise_manager_task(customer, handover, takeover, reason, now, manager)
     moved = move_open_tasks(handover, takeover, now, customer_ids=moved_ids)
     if handover.status != "left":
         handover.status, handover.left_at = "left", now
@@ -108,18 +111,18 @@ def offboard(handover_userid: str, takeover_userid: str, *, now: datetime | None
     return {"customers": len(todo), "accepted": accepted, "failed": failed, "calls": calls, "tasks_moved": moved}
 
 
-def _move(follow: Follow, customer: Customer, handover: Guide, takeover: Guide, now: datetime) -> None:
+def _move(follow: Follow, customer: Customer, handover: Guide, takeover: Guide, now: datetime, *,
+          received: Follow | None) -> None:
+    """`received`: the receiver's own relation with the customer, if any (looked up for the whole batch)."""
     # The receiver inherits the relation's date, so the binding (earliest live relation) moves with it and
     # the inherited customers are not counted as the receiver's new customers.
     customers.end_follow(handover, customer, ended_at=now, ended_by="transfer")
-    existing = db.session.scalar(select(Follow).where(Follow.guide_id == takeover.id,
-                                                      Follow.customer_id == customer.id))
-    if existing is None or existing.ended_at is not None:
+    if received is None or received.ended_at is not None:
         customers.open_follow(takeover, customer, added_at=follow.added_at,
                               state=f"{TRANSFER_STATE_PREFIX}{handover.userid}", remark=follow.remark,
                               description=follow.description)
-        if existing is not None:
-            existing.added_at = min(existing.added_at, follow.added_at)
+        if received is not None:
+            received.added_at = min(received.added_at, follow.added_at)
             customers.refresh_binding(customer)
     customers.record_event(customer, "guide_transfer", occurred_at=now, channel="wecom", guide=takeover,
                            payload={"from": handover.userid, "to": takeover.userid})
@@ -159,9 +162,9 @@ def store_manager(guide: Guide) -> Guide | None:
     return db.session.scalar(q.where(Guide.role == "admin").order_by(Guide.id))
 
 
-def _raise_manager_task(customer: Customer, handover: Guide, takeover: Guide, reason: str,
-                        now: datetime) -> RedDot | None:
-    manager = store_manager(handover)
+def _raise_manager_task(customer: Customer, handover: Guide, takeover: Guide, reason: str, now: datetime,
+                        manager: Guide | None) -> RedDot | None:
+    """`manager`: `store_manager(handover)`, which the caller looks up (once for a whole offboarding)."""
     if manager is None:
         log.warning("transfer of customer %s failed and no manager or admin can take it", customer.id)
         return None
@@ -204,7 +207,7 @@ def _settle(row: CustomerTransfer, status: str, now: datetime, *, reason: str | 
         customers.refresh_binding(customer)
     customers.record_event(customer, "guide_transfer_failed", occurred_at=now, channel="wecom", guide=takeover,
                            payload={"from": handover.userid, "to": takeover.userid, "status": status})
-    _raise_manager_task(customer, handover, takeover, STATE_LABELS.get(status, status), now)
+    _raise_manager_task(customer, handover, takeover, STATE_LABELS.get(status, status), now, store_manager(handover))
 
 
 def poll_transfers(*, now: datetime | None = None) -> dict:
@@ -254,7 +257,7 @@ def transfer_failed(customer: Customer, userid: str | None, fail_reason: str | N
         return row
     guide = db.session.scalar(select(Guide).where(Guide.userid == userid)) if userid else None
     if guide is not None:
-        _raise_manager_task(customer, guide, guide, STATE_LABELS[status], now)
+        _raise_manager_task(customer, guide, guide, STATE_LABELS[status], now, store_manager(guide))
     return None
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import func, select, tuple_, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
@@ -28,6 +28,8 @@ from orders.attribution import attribute
 
 MAX_ITEMS = 500
 MAX_COUPONS = 20
+MATCH_PER_RUN = 10000  # unmatched orders one run of the hourly job tries
+MATCH_BATCH = 500  # orders whose identities are looked up in one query
 
 
 class OrderRejected(ValueError):
@@ -178,12 +180,25 @@ def receipt(order: Order, coupons: list[dict] | None = None, guide: Guide | None
             "coupons": coupons if coupons is not None else (order.receipt or {}).get("coupons", [])}
 
 
-def match_pending(limit: int = 10000) -> dict:
-    """Match stored orders whose customer was unknown, now that the identity may exist (the hourly job).
-    Flushes."""
-    pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None))
-                                 .order_by(Order.id).limit(limit)).all()
-    return {"pending": len(pending), "matched": _match(pending)}
+def match_pending(limit: int | None = None, *, after: int = 0) -> dict:
+    """Try up to `limit` (MATCH_PER_RUN) stored orders whose customer was unknown, those with an id above `after`
+    oldest first, against the identities known now (the hourly job). One query for the orders and one for
+    their identities per MATCH_BATCH. Returns {"pending": orders tried, "matched", "next_after"}: the last id
+    tried, or 0 once the run reached the newest unmatched order, so that the next run starts over from the
+    oldest — orders that never match cannot keep newer ones from being tried. Flushes."""
+    limit = MATCH_PER_RUN if limit is None else limit
+    tried = matched = 0
+    cursor = after
+    while tried < limit:
+        size = min(MATCH_BATCH, limit - tried)
+        batch = db.session.scalars(select(Order).where(Order.customer_id.is_(None), Order.id > cursor)
+                                   .order_by(Order.id).limit(size)).all()
+        tried += len(batch)
+        matched += _match(batch)
+        if len(batch) < size:
+            return {"pending": tried, "matched": matched, "next_after": 0}
+        cursor = batch[-1].id
+    return {"pending": tried, "matched": matched, "next_after": cursor}
 
 
 def match_for_identity(kind: str, value: str) -> int:
@@ -197,14 +212,19 @@ def match_for_identity(kind: str, value: str) -> int:
 
 
 def _match(pending: list[Order]) -> int:
+    """Match each order whose keys name exactly one customer (the rule of `match_customer`), looking up the
+    identities of all of them in one query."""
+    keyed = [order for order in pending if order.customer_keys]
+    pairs = {(kind, value) for order in keyed for kind, value in order.customer_keys.items()}
+    owners = {(kind, value): cid for kind, value, cid in db.session.execute(
+        select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id)
+        .where(tuple_(CustomerIdentity.kind, CustomerIdentity.value).in_(pairs)))} if pairs else {}
     matched = 0
-    for order in pending:
-        if not order.customer_keys:
+    for order in keyed:
+        found = {owners[key] for key in order.customer_keys.items() if key in owners}
+        if len(found) != 1:
             continue
-        customer_id, _ = match_customer(order.customer_keys)
-        if customer_id is None:
-            continue
-        order.customer_id = customer_id
+        order.customer_id = found.pop()
         order.flags = [f for f in order.flags if f.get("flag") not in ("unmatched_customer", "ambiguous_customer")] \
             + [{"flag": "matched_later", "at": utcnow().isoformat()}]
         db.session.flush()

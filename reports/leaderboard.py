@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import event, func, select
+from sqlalchemy import case, event, func, select
 from sqlalchemy.orm import Session
 
 from core.db import db
@@ -287,16 +287,21 @@ def store_rows(period: str = "day", D: date | None = None, *, metric: str = "gmv
 
 
 def trend(days: int, end: date, *, store_id: int | None = None) -> list[dict]:
-    """GMV, orders and commission per local day for the `days` days up to `end` (from the database)."""
+    """GMV, orders and commission per local day for the `days` days up to `end` (from the database), in one
+    grouped query: each order falls in the day whose local midnights (as UTC instants) enclose its paid_at."""
+    first = end - timedelta(days=days - 1)
+    midnights = [span("day", first + timedelta(days=i)).start_utc for i in range(days + 1)]
+    day = case(*((Order.paid_at < midnights[i + 1], i) for i in range(days)))
+    paid = (select(day.label("day"), Order.amount, Order.commission)
+            .where(Order.paid_at >= midnights[0], Order.paid_at < midnights[-1], Order.guide_id.is_not(None)))
+    if store_id is not None:
+        paid = paid.join(Guide, Guide.id == Order.guide_id).where(Guide.store_id == store_id)
+    paid = paid.subquery()
+    figures = {i: (n, gmv, commission) for i, n, gmv, commission in db.session.execute(
+        select(paid.c.day, func.count(), func.sum(paid.c.amount), func.sum(paid.c.commission)).group_by(paid.c.day))}
     out = []
-    for i in range(days - 1, -1, -1):
-        d = end - timedelta(days=i)
-        s = span("day", d)
-        q = (select(func.count(), func.coalesce(func.sum(Order.amount), 0), func.coalesce(func.sum(Order.commission), 0))
-             .where(Order.paid_at >= s.start_utc, Order.paid_at < s.end_utc, Order.guide_id.is_not(None)))
-        if store_id is not None:
-            q = q.join(Guide, Guide.id == Order.guide_id).where(Guide.store_id == store_id)
-        n, gmv, commission = db.session.execute(q).one()
-        out.append({"date": d.isoformat(), "orders": n, "gmv": _money(float(gmv)),
+    for i in range(days):
+        n, gmv, commission = figures.get(i, (0, 0, 0))
+        out.append({"date": (first + timedelta(days=i)).isoformat(), "orders": n, "gmv": _money(float(gmv)),
                     "commission": _money(float(commission))})
     return out

@@ -27,10 +27,11 @@ def red_dots(D: date) -> dict:
 
 
 def daily_ranking(D: date) -> dict:
-    from bot.pushes import queue_pushes
+    from bot.pushes import keep_team_rankings, queue_pushes
     from reports.leaderboard import rebuild
 
     rebuild("day", D)  # the 20:00 ranking is reconciled from the database before it is pushed
+    keep_team_rankings(D)  # read once for the run, not once per guide
     return {"queued": queue_pushes("daily_ranking", D)}
 
 
@@ -43,10 +44,18 @@ def coupon_expire(D: date) -> dict:
 
 
 def orders_match(D: date) -> dict:
-    """Match orders whose customer was unknown when they arrived. The runner commits."""
+    """Match orders whose customer was unknown when they arrived, going on where the last run stopped (its
+    `next_after`, kept in its job_runs result), so that every unmatched order is tried in turn. The runner
+    commits."""
+    from sqlalchemy import select
+
+    from core.db import db
+    from models import JobRun
     from orders.operations import match_pending
 
-    return match_pending()
+    last = db.session.scalar(select(JobRun.result).where(JobRun.job == "orders_match", JobRun.status == "done")
+                             .order_by(JobRun.slot.desc()).limit(1))
+    return match_pending(after=(last or {}).get("next_after", 0))
 
 
 def leaderboard_reconcile(D: date) -> dict:

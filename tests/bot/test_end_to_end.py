@@ -14,6 +14,7 @@ from bot.wecom_client import reset_wecom
 from core.db import db
 from core.queue import jobs
 from models import CallbackInbox, Customer, CustomerIdentity, Event, Follow, Guide
+from tests.statements import redis_round_trips  # noqa: F401 (fixtures)
 from wecom_standin.corp import Corp
 from wecom_standin.runner import StandinServer
 
@@ -191,3 +192,19 @@ def test_a_callback_relayed_twice_still_takes_effect_once(app, wecom):
     work_jobs(app)
     assert db.session.scalar(select(func.count()).select_from(Event)) == 1
     assert len(welcome_calls(wecom)) == 1
+
+
+def test_replay_queues_the_stored_callbacks_in_one_redis_round_trip(app, runner, redis_round_trips):
+    from datetime import timedelta
+
+    from core.timeutil import utcnow
+
+    for i in range(25):
+        db.session.add(CallbackInbox(dedup_key=f"msg-{i}", msg_type="text", status="failed", payload={},
+                                     received_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    redis_round_trips.clear()
+    result = runner.invoke(args=["bot", "replay"])
+    assert result.exit_code == 0 and "queued 25 callbacks" in result.output
+    assert len([t for t in redis_round_trips if b"RPUSH" in b"".join(t)]) == 1  # not one per callback
+    assert jobs.queue.count == 25

@@ -157,3 +157,28 @@ def test_a_failed_wecom_call_leaves_its_batch_for_a_re_run(app, wecom):
     assert (again["customers"], again["accepted"], again["failed"]) == (100, 100, [])
     assert db.session.scalar(select(func.count()).select_from(Follow).where(
         Follow.guide_id == receiver.id, Follow.ended_at.is_(None))) == 120
+
+
+def test_offboard_looks_up_the_manager_once_and_the_receivers_relations_per_batch(app, wecom):
+    from tests.statements import statements
+
+    manager, leaver, receiver, customers = team(wecom, 8)
+    for c in customers[4:-1]:  # the last three are no longer the leaver's friends in WeCom: refused
+        wecom.corp.remove_follow(f.external_userid(c), "leaver")
+    # The receiver already follows one of them.
+    db.session.add(Follow(guide_id=receiver.id, customer_id=customers[1].id, added_at=f.at(f.D, 9)))
+    db.session.commit()
+
+    with statements("from guides") as guide_reads, statements("from follows") as follow_reads:
+        result = ops.offboard("leaver", "receiver")
+    db.session.commit()
+    assert (result["accepted"], len(result["failed"])) == (4, 4)
+    assert len([s for s in guide_reads if "guides.role = " in s]) == 1  # the store manager, not once per refusal
+    assert len([s for s in follow_reads if "follows.customer_id IN" in s]) == 1  # the receiver's, for the batch
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(RedDot).where(
+        RedDot.guide_id == manager.id, RedDot.rule == "transfer_fail")) == 4
+    kept = db.session.scalar(select(Follow).where(Follow.guide_id == receiver.id,
+                                                  Follow.customer_id == customers[1].id))
+    assert kept.state is None and kept.ended_at is None  # the receiver's own relation stays as it was
+    assert db.session.get(Customer, customers[2].id).binding_guide_id == receiver.id

@@ -13,7 +13,7 @@ from core.db import db
 from core.timeutil import local_today
 from coupons import operations as coupon_ops
 from customers.operations import ensure_identity
-from models import Coupon, Customer, CustomerIdentity, Event, Order, OrderLine
+from models import Coupon, Customer, CustomerIdentity, Event, JobRun, Order, OrderLine
 from tests.commerce_helpers import TEMPLATES, daytime, ingest_key, post_order, rates, templates  # noqa: F401 (fixtures)
 from tests.knowledge.test_api import sign_in
 from tests.tasks import factories as f
@@ -146,6 +146,43 @@ def test_the_hourly_job_matches_identities_that_arrived_without_the_hook(app, cl
     db.session.expire_all()
     assert db.session.scalar(select(Order.guide_id).where(Order.order_no == "POS-1")) == g.id
     assert db.session.scalar(select(Order.customer_id).where(Order.order_no == "POS-2")) is None
+
+
+def test_the_hourly_job_looks_up_identities_per_batch_and_old_unmatchable_orders_do_not_starve_new_ones(
+        app, client, ingest_key, monkeypatch):
+    from orders import operations as ops
+    from scheduler import runner
+    from scheduler.jobs import JOBS
+    from tests.statements import statements
+
+    monkeypatch.setattr(ops, "MATCH_PER_RUN", 4)
+    monkeypatch.setattr(ops, "MATCH_BATCH", 3)
+    g = f.guide("guide01")
+    db.session.commit()
+    for i in range(6):  # the six oldest will never match anybody
+        post_order(client, order(f"OLD-{i}", keys={"member_no": f"M-NOBODY-{i}", "mobile": f"1370000000{i}"}))
+    post_order(client, order("NEW-1", keys={"unionid": "oUNION-1"}))
+    post_order(client, order("NEW-2", keys={"member_no": "M-2"}))
+    for no, kind, value in (("NEW-1", "unionid", "oUNION-1"), ("NEW-2", "member_no", "M-2")):
+        c = f.customer(g, added=local_today() - timedelta(days=30))
+        db.session.add(CustomerIdentity(customer_id=c.id, kind=kind, value=value))  # e.g. a bulk import
+    db.session.commit()
+
+    job = next(j for j in JOBS if j.key == "orders_match")
+    slot = runner.slot_time(job, local_today())
+    with statements("from customer_identities") as lookups:
+        assert runner.run_slot(job, slot) == "ran"  # the 4 oldest, in batches of 3 and 1: two lookups
+    assert len(lookups) == 2
+    assert count(Order, Order.customer_id.is_(None)) == 8
+    assert runner.run_slot(job, slot + timedelta(hours=1)) == "ran"  # goes on after them, not from the oldest
+    assert count(Order, Order.customer_id.is_(None)) == 6
+    results = db.session.scalars(select(JobRun.result).order_by(JobRun.slot)).all()
+    assert [(r["pending"], r["matched"]) for r in results] == [(4, 0), (4, 2)]
+    assert runner.run_slot(job, slot + timedelta(hours=2)) == "ran"  # the end was reached: from the oldest again
+    assert db.session.scalars(select(JobRun.result).order_by(JobRun.slot)).all()[-1] == {
+        "pending": 0, "matched": 0, "next_after": 0}
+    assert runner.run_slot(job, slot + timedelta(hours=3)) == "ran"
+    assert db.session.scalars(select(JobRun.result).order_by(JobRun.slot)).all()[-1]["pending"] == 4
 
 
 def test_binding_at_paid_time_and_last_touch_mode(app, client, ingest_key, monkeypatch):

@@ -17,6 +17,7 @@ from models import Guide, RedDot
 from reports import leaderboard as lb
 from tasks import operations as task_ops
 from tasks import quota
+from tests.bot.test_end_to_end import service, wecom  # noqa: F401 (fixtures)
 from tests.commerce_helpers import ingest_key, post_order, rates, templates  # noqa: F401 (fixtures)
 from tests.knowledge.test_api import sign_in
 from tests.tasks import factories as f
@@ -183,3 +184,60 @@ def test_demo_mode_signs_with_the_public_demo_key(app, client, monkeypatch):
                                "amount": "10", "customer": {"mobile": "13900000009"},
                                "items": [{"sku": "X", "qty": 1, "price": "10"}]}, key=DEMO_INGEST_KEY)
     assert resp.status_code == 201 and resp.json["guide"] == "guide01"
+
+
+def test_the_trend_is_one_query_per_local_day_at_the_day_edges(app):
+    from decimal import Decimal
+
+    from tests.statements import statements
+
+    a, b = f.guide("guide_a"), f.guide("guide_b", store_code="S2")
+    ca, cb = f.customer(a), f.customer(b)
+    p = f.product("NF-1", "奶粉1段", "奶粉", "100")
+    end = f.D
+    for when in (f.at(end, 0), f.at(end - timedelta(days=1), 23), f.at(end - timedelta(days=1), 23),
+                 f.at(end - timedelta(days=29), 0), f.at(end - timedelta(days=30), 23), f.at(end + timedelta(days=1), 0)):
+        f.order(ca, when, (p, 1)).commission = Decimal("2.50")
+    f.order(cb, f.at(end, 12), (p, 3))  # S2's
+    db.session.commit()
+
+    with statements("from orders") as sent:
+        days = lb.trend(30, end)
+    assert len(sent) == 1  # not one per day
+    assert [d["date"] for d in (days[0], days[-1])] == [str(end - timedelta(days=29)), str(end)]
+    by_date = {d["date"]: (d["orders"], d["gmv"], d["commission"]) for d in days}
+    assert by_date[str(end)] == (2, "400.00", "2.50")  # local midnight belongs to the day it starts
+    assert by_date[str(end - timedelta(days=1))] == (2, "200.00", "5.00")
+    assert by_date[str(end - timedelta(days=29))] == (1, "100.00", "2.50")  # the 31st day back is left out
+    assert sum(n for n, _, _ in by_date.values()) == 5 and by_date[str(end - timedelta(days=2))] == (0, "0.00", "0.00")
+    s1 = {d["date"]: d["orders"] for d in lb.trend(30, end, store_id=a.store_id)}
+    assert s1[str(end)] == 1 and sum(s1.values()) == 4
+
+
+def test_the_evening_run_reads_the_chain_ranking_once_not_once_per_guide(app, wecom):
+    from scheduler import runner
+    from scheduler.jobs import JOBS
+    from tests.bot.test_end_to_end import work_jobs
+    from tests.statements import statements
+
+    p = f.product("NF-1", "奶粉1段", "奶粉", "100")
+    team1 = [f.guide(f"s1_{i}", name=f"甲{i}") for i in range(3)]
+    team2 = [f.guide(f"s2_{i}", store_code="S2", name=f"乙{i}") for i in range(3)]
+    boss = f.guide("boss1", role="manager", name="店长")
+    for i, g in enumerate(team1 + team2 + [boss]):
+        wecom.corp.add_member(g.userid, g.name)
+        if g.role == "guide":
+            f.order(f.customer(g), at(0, 10), (p, i % 3 + 1))
+    db.session.commit()
+
+    job = next(j for j in JOBS if j.key == "daily_ranking")
+    with statements("left outer join stores") as board_reads:
+        assert runner.run_slot(job, runner.slot_time(job, local_today())) == "ran"
+        work_jobs(app)
+    assert len(board_reads) == 1
+    cards = {c["body"]["touser"]: c["body"]["textcard"]["description"] for c in wecom.corp.calls_to()
+             if c["path"].endswith("message/send")}
+    assert cards["s1_0"].splitlines() == ["1. 甲2 业绩¥300 订单1 完成任务0", "2. 甲1 业绩¥200 订单1 完成任务0",
+                                          "3. 甲0 业绩¥100 订单1 完成任务0"]
+    assert cards["boss1"] == cards["s1_1"] == cards["s1_0"]  # the manager sees the team, not in it
+    assert cards["s2_0"].splitlines()[0] == "1. 乙2 业绩¥300 订单1 完成任务0" and len(cards) == 7

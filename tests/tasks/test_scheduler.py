@@ -13,6 +13,7 @@ from models import GuidePush, JobRun, RedDot
 from scheduler import runner
 from scheduler.jobs import JOBS
 from tests.bot.test_end_to_end import control, service, wecom, work_jobs  # noqa: F401 (fixtures)
+from tests.statements import redis_round_trips  # noqa: F401 (fixtures)
 from tests.tasks import factories as f
 
 RED_DOTS = next(j for j in JOBS if j.key == "red_dots")
@@ -150,3 +151,16 @@ def test_old_job_runs_are_pruned_but_recent_and_failed_ones_stay(app):
     db.session.commit()
     left = sorted((today - r.slot.astimezone(runner.app_tz()).date()).days for r in db.session.scalars(select(JobRun)))
     assert left == [1, 29, 45]
+
+
+def test_a_run_queues_its_pushes_in_one_redis_round_trip(app, redis_round_trips):
+    from bot.pushes import queue_pushes
+    from core.queue import jobs
+
+    for i in range(30):
+        f.guide(f"guide{i:02d}")
+    db.session.commit()
+    redis_round_trips.clear()
+    assert queue_pushes("morning_brief", local_today()) == 30
+    assert len([t for t in redis_round_trips if b"RPUSH" in b"".join(t)]) == 1  # not one per guide
+    assert jobs.queue.count == 30
