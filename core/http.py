@@ -1,7 +1,11 @@
-"""Small HTTP helpers shared by the JSON APIs."""
+"""Small HTTP helpers shared by the JSON APIs and pages."""
 from __future__ import annotations
 
-from flask import jsonify
+from datetime import date
+
+from flask import abort, jsonify, request
+
+from core.timeutil import local_today
 
 
 def json_error(status: int, message: str, **extra):
@@ -9,3 +13,18 @@ def json_error(status: int, message: str, **extra):
     resp = jsonify(error=message, **extra)
     resp.status_code = status
     return resp
+
+
+def query_date(name: str = "date", *, page: bool = False) -> date:
+    """The `?<name>=YYYY-MM-DD` query parameter; today (local) when it is absent or empty. A bad value ends
+    the request with a 400 naming it: a JSON error for the APIs, the plain error page with `page=True`."""
+    value = request.args.get(name)
+    if not value:
+        return local_today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        message = f"{name} 不是有效日期（YYYY-MM-DD）：{value[:40]}"
+        if page:
+            abort(400, message)  # werkzeug escapes it on the page
+        abort(json_error(400, message))

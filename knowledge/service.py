@@ -64,6 +64,14 @@ class _Item:
     match: frozenset[str] = frozenset()  # tags, keywords, category: what customer context can meet
 
 
+def _word_index(items: dict[str, _Item]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for eid, item in items.items():
+        for word in item.match:
+            index.setdefault(word, []).append(eid)
+    return index
+
+
 @dataclass
 class Library:
     version: str | None
@@ -74,6 +82,15 @@ class Library:
     content_items: dict[str, _Item]
     product_items: dict[str, _Item]
     windowed: list[_Item] = field(default_factory=list)  # items with a valid window, checked per day
+    # word -> ids of the items whose `match` holds it, per kind: what the customer-context boosts look up
+    script_words: dict[str, list[str]] = field(init=False)
+    content_words: dict[str, list[str]] = field(init=False)
+    product_words: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.script_words = _word_index(self.script_items)
+        self.content_words = _word_index(self.content_items)
+        self.product_words = _word_index(self.product_items)
 
     def out_of_window(self, today: date) -> dict[str, float]:
         """external_id -> 0 for items whose valid window does not cover `today` (a boost that hides them)."""
@@ -222,30 +239,11 @@ def customer_context(customer: Customer, today: date | None = None) -> set[str]:
     return words
 
 
-_word_indexes: dict[int, tuple[dict, dict[str, list[str]]]] = {}
-
-
-def _word_index(items: dict[str, _Item]) -> dict[str, list[str]]:
-    """word -> ids of the items whose `match` holds it; built once per library (items dict)."""
-    hit = _word_indexes.get(id(items))
-    if hit is not None and hit[0] is items:
-        return hit[1]
-    index: dict[str, list[str]] = {}
-    for eid, item in items.items():
-        for word in item.match:
-            index.setdefault(word, []).append(eid)
-    if len(_word_indexes) > 16:  # old libraries' indexes
-        _word_indexes.clear()
-    _word_indexes[id(items)] = (items, index)
-    return index
-
-
-def _context_boosts(items: dict[str, _Item], context: set[str]) -> dict[str, float]:
+def _context_boosts(index: dict[str, list[str]], context: set[str]) -> dict[str, float]:
     """A script or product tagged with what describes the customer moves up a little (ties and close calls
     only: at most +25 %). Looked up word by word, not item by item: a 10,000-script library costs microseconds."""
     if not context:
         return {}
-    index = _word_index(items)
     hits: dict[str, int] = {}
     for word in context:
         for eid in index.get(word, ()):
@@ -292,15 +290,15 @@ def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None 
     if context is None:  # a caller that already described the customer passes it (one set of queries, not two)
         context = customer_context(customer, today) if customer is not None else set()
     hidden = lib.out_of_window(today)
-    boosts = {**_context_boosts(lib.script_items, context), **hidden}
+    boosts = {**_context_boosts(lib.script_words, context), **hidden}
     scripts = [dict(lib.script_items[eid].data, score=round(score, 4))
                for eid, score in lib.scripts.search(text, top, boosts=boosts, learned=learned)]
     out = {"query": text, "scripts": scripts, "content": [], "products": []}
     if with_content:
-        boosts = {**_context_boosts(lib.content_items, context), **hidden}
+        boosts = {**_context_boosts(lib.content_words, context), **hidden}
         out["content"] = [dict(lib.content_items[eid].data, score=round(score, 4))
                           for eid, score in lib.content.search(text, 3, boosts=boosts)]
-        boosts = _context_boosts(lib.product_items, context)
+        boosts = _context_boosts(lib.product_words, context)
         out["products"] = [dict(lib.product_items[sku].data, score=round(score, 4))
                            for sku, score in lib.products.search(text, 3, boosts=boosts)]
     return out

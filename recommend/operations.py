@@ -57,12 +57,20 @@ class Catalog:
     popularity: Counter  # sku → order lines in the period
     by_category: dict[str, list[Product]] = field(default_factory=dict)
     built_at: float = 0.0
+    # per category, from its sorted prices: where the top third starts (what counts as a high-priced view)
+    # and the median (what a mid-priced offer is near); computed once per load, not per request
+    high_price: dict[str, float] = field(default_factory=dict)
+    median_price: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         by = defaultdict(list)
         for p in self.products.values():
             by[p.category].append(p)
         self.by_category = dict(by)
+        for category, products in self.by_category.items():
+            prices = sorted(float(p.price) for p in products)
+            self.high_price[category] = prices[int(len(prices) * 2 / 3)] if len(prices) >= 3 else prices[-1]
+            self.median_price[category] = prices[len(prices) // 2]
 
 
 def load_catalog(*, until: datetime | None = None, exclude_order_ids: set[int] | None = None) -> Catalog:
@@ -286,9 +294,7 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
         p = cat.products.get((payload or {}).get("sku"))
         if p is None:
             continue
-        prices = sorted(float(x.price) for x in cat.by_category[p.category])
-        high = prices[int(len(prices) * 2 / 3)] if len(prices) >= 3 else prices[-1]
-        if float(p.price) >= high:
+        if float(p.price) >= cat.high_price[p.category]:
             by_category[p.category].append(p)
             first_view[p.category] = min(first_view.get(p.category, at), at)
     out = []
@@ -297,8 +303,7 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
             continue
         if any(b.category == category and b.paid_at >= first_view[category] for b in bought):
             continue
-        prices = sorted(float(x.price) for x in cat.by_category[category])
-        median = prices[len(prices) // 2]
+        median = cat.median_price[category]
         viewed = {p.sku for p in seen}
         options = [p for p in cat.by_category[category] if p.sku not in viewed] or cat.by_category[category]
         mid = min(options, key=lambda p: (abs(float(p.price) - median), -cat.popularity[p.sku], p.sku))

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 from sqlalchemy import select
 
 from core.db import db
-
+from core.http import query_date
 from core.timeutil import local_today
 from models import Store
 from reports import leaderboard as lb
@@ -52,13 +52,10 @@ def _manager():
     return guide
 
 
-def _params():
+def _params(*, page: bool = True):
     period = request.args.get("period", "day")
     metric = request.args.get("metric", "gmv")
-    try:
-        D = date.fromisoformat(request.args["date"]) if request.args.get("date") else local_today()
-    except ValueError:
-        abort(400, "date 不是有效日期（YYYY-MM-DD）")
+    D = query_date(page=page)
     if period not in lb.PERIODS or metric not in lb.SORTABLE:
         abort(400, "period 或 metric 不正确")
     return period, D, metric
@@ -149,7 +146,7 @@ def _scope_name(guide, store_code, all_stores) -> str:
 @login_required
 def data():
     guide = _manager()
-    period, D, metric = _params()
+    period, D, metric = _params(page=False)
     store_id, _ = _store_scope(guide)
     rows, stores = _rankings(guide, period, D, metric, store_id)
     return jsonify(period=period, key=lb.span(period, D).key, metric=metric, guides=rows, stores=stores,

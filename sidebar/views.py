@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from datetime import date
 from urllib.parse import quote, urlsplit
 
 from flask import (Blueprint, abort, current_app, jsonify, redirect, render_template, request, session,
@@ -18,7 +17,7 @@ from sqlalchemy import select
 
 from bot.wecom_client import WeComError, get_wecom
 from core.db import db
-from core.http import json_error
+from core.http import json_error, query_date
 from core.timeutil import local_today, utcnow
 from knowledge import service as knowledge
 from models import Customer, CustomerIdentity, Guide
@@ -340,11 +339,7 @@ def scripts_in_category():
 @login_required
 def team_ranking():
     """The 排行 tab: the guide's store team's day from the leaderboard, the guide's own row marked."""
-    try:
-        D = date.fromisoformat(request.args["date"]) if request.args.get("date") else local_today()
-    except ValueError:
-        return json_error(400, "date 不是有效日期（YYYY-MM-DD）")
-    return jsonify(ops.team_ranking(current_guide(), D))
+    return jsonify(ops.team_ranking(current_guide(), query_date()))
 
 
 @api.get("/openapi.json")

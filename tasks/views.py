@@ -2,13 +2,13 @@
 customer's remaining marketing quota, and recording a touch (refused with the reason when over a cap)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from flask import Blueprint, jsonify, request
 
 from core.db import db
-from core.http import json_error
-from core.timeutil import app_tz, local_today, utcnow
+from core.http import json_error, query_date
+from core.timeutil import app_tz, utcnow
 from sidebar.auth import csrf_required, current_guide, login_required, visible_customer
 from tasks import operations as ops
 from tasks import quota
@@ -32,10 +32,7 @@ def menu_focus(now: datetime) -> str:
 @login_required
 def tasks_today():
     guide = current_guide()
-    try:
-        D = date.fromisoformat(request.args["date"]) if request.args.get("date") else local_today()
-    except ValueError:
-        return json_error(400, "date 不是有效日期（YYYY-MM-DD）")
+    D = query_date()
     customer = visible_customer(guide, request.args["customer"]) if request.args.get("customer") else None
     tasks = ops.list_tasks(D, guide=guide, customer_id=customer.id if customer else None)
     return jsonify(date=D.isoformat(), summary=ops.summary(D, guide), tasks=tasks, focus=menu_focus(utcnow()))

@@ -6,12 +6,12 @@ import secrets
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from core.db import db
 from core.timeutil import local_today, utcnow
 from customers.operations import record_event
-from models import Content, Customer, Guide, LinkOpen, Script, TrackedLink
+from models import Content, Customer, Event, Guide, LinkOpen, Script, TrackedLink
 
 TOKEN_BYTES = 16  # 128 bits: token_urlsafe gives 22 characters
 MAX_USER_AGENT = 300
@@ -54,20 +54,25 @@ def create_tracked_link(guide: Guide, customer: Customer, content: Content | Non
 
 
 def record_open(token: str, *, user_agent: str | None = None, now: datetime | None = None) -> TrackedLink | None:
-    """The customer opened a link: one row per open (repeat opens counted). None for an unknown token."""
+    """The customer opened a link: one row per open (repeat opens counted). None for an unknown token.
+    The first open also goes on the customer's trajectory (the guide sees what she read); a repeat open
+    loads nothing beyond the link itself (the redirect target and the ids its open row carries)."""
     link = find_link(token)
     if link is None:
         return None
     now = now or utcnow()
+    ref = f"link:{link.id}"
+    opened_before = db.session.scalar(select(exists().where(Event.type == "link_opened", Event.ref == ref)))
     db.session.add(LinkOpen(link_id=link.id, customer_id=link.customer_id, guide_id=link.guide_id,
                             content_id=link.content_id, opened_at=now,
                             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None))
     db.session.flush()
-    # The first open goes on the customer's trajectory (the guide sees what she read); repeats only count.
+    if opened_before:
+        return link
     customer = db.session.get(Customer, link.customer_id)
     content = db.session.get(Content, link.content_id) if link.content_id else None
     record_event(customer, "link_opened", occurred_at=now, channel="link",
-                 guide=db.session.get(Guide, link.guide_id), ref=f"link:{link.id}",
+                 guide=db.session.get(Guide, link.guide_id), ref=ref,
                  payload={"content": content.external_id if content else None,
                           "title": content.title if content else None, "coupon": link.coupon_ref})
     return link

@@ -163,22 +163,69 @@
     },
     tasks: function (panel, first) {
       if (!S.customer) return;  // the workbench renders every task on the server
-      api("GET", "/api/me/month").then(function (r) {  // the guide's month: attributed orders, GMV, commission
-        if (!r.ok) return;
-        $("#sb-my-month").textContent = "本月业绩 ¥" + r.data.gmv + " · 订单 " + r.data.orders + " · 提成 ¥" + r.data.commission;
-      });
-      api("GET", "/api/tasks").then(function (r) {
-        var box = $("#sb-all-tasks");
-        if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
-        var s = r.data.summary || {};
-        $("#sb-task-summary").textContent = "待办 " + (s.open || 0) + " / 共 " + (s.total || 0);
-        var list = (r.data.tasks || []).filter(function (t) { return !t.more; });
-        box.innerHTML = list.length ? list.map(taskHtml).join("") : '<p class="sb-muted sb-pad">今天没有任务</p>';
-      });
+      if (first) onPullDown(panel, function () { toast("正在刷新"); loadMyMonth(true); loadAllTasks(true); });
+      loadMyMonth();
+      loadAllTasks();
     },
     coupons: function () { loadCoupons(); },  // reloaded on each open: stock and the caps move
     ranking: function (panel, first) { if (first) loadRanking(); }
   };
+
+  /* ---------------------------------------------------------------- 任务 and my month: kept for the page's life */
+
+  /* Reopening the 任务 tab asks nothing again: what it fetched is fetched anew only when the guide closes a task,
+   * pulls the tab down, or opens it more than FRESH_MS after the last fetch. */
+  var FRESH_MS = 5 * 60 * 1000;
+  var fetchedAt = {};  // what → when it was last asked for
+  var newest = {};  // what → the number of its newest request: an older answer arriving late is dropped
+
+  function fetchKept(what, url, force, render) {
+    if (!force && fetchedAt[what] && Date.now() - fetchedAt[what] < FRESH_MS) return;
+    fetchedAt[what] = Date.now();
+    var n = newest[what] = (newest[what] || 0) + 1;
+    api("GET", url).then(function (r) {
+      if (n !== newest[what]) return;
+      if (!r.ok) delete fetchedAt[what];  // a failure is asked again on the next open
+      render(r);
+    });
+  }
+
+  /* The guide's month (attributed orders, GMV, commission), on the 任务 and 排行 tabs. */
+  function loadMyMonth(force) {
+    fetchKept("month", "/api/me/month", force, function (r) {
+      if (!r.ok) return;
+      var m = r.data, mine = $("#sb-my-month"), ranking = $("#sb-rank-month");
+      if (mine) mine.textContent = "本月业绩 ¥" + m.gmv + " · 订单 " + m.orders + " · 提成 ¥" + m.commission;
+      if (ranking) ranking.textContent = "我的本月：业绩 ¥" + m.gmv + " · 订单 " + m.orders + " · 提成 ¥" + m.commission;
+    });
+  }
+
+  function loadAllTasks(force) {
+    fetchKept("tasks", "/api/tasks", force, function (r) {
+      var box = $("#sb-all-tasks");
+      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      var s = r.data.summary || {};
+      $("#sb-task-summary").textContent = "待办 " + (s.open || 0) + " / 共 " + (s.total || 0);
+      var list = (r.data.tasks || []).filter(function (t) { return !t.more; });
+      box.innerHTML = list.length ? list.map(taskHtml).join("") : '<p class="sb-muted sb-pad">今天没有任务</p>';
+    });
+  }
+
+  /* Pull to refresh: a downward drag of PULL_PX that starts with the page scrolled to its top. */
+  var PULL_PX = 70;
+  function onPullDown(panel, refresh) {
+    var startY = null;
+    panel.addEventListener("touchstart", function (ev) {
+      var atTop = (document.scrollingElement || document.documentElement).scrollTop <= 0;
+      startY = atTop && ev.touches.length === 1 ? ev.touches[0].clientY : null;
+    }, {passive: true});
+    panel.addEventListener("touchend", function (ev) {
+      if (startY === null || !ev.changedTouches.length) return;
+      var pulled = ev.changedTouches[0].clientY - startY;
+      startY = null;
+      if (pulled >= PULL_PX) refresh();
+    }, {passive: true});
+  }
 
   /* ---------------------------------------------------------------- 客户: recommended products (货找人) */
 
@@ -221,11 +268,7 @@
   /* ---------------------------------------------------------------- 排行: the team's day and my month */
 
   function loadRanking() {
-    api("GET", "/api/me/month").then(function (r) {
-      if (!r.ok) return;
-      $("#sb-rank-month").textContent = "我的本月：业绩 ¥" + r.data.gmv + " · 订单 " + r.data.orders +
-        " · 提成 ¥" + r.data.commission;
-    });
+    loadMyMonth();
     api("GET", "/api/sidebar/ranking").then(function (r) {
       var box = $("#sb-ranking");
       if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
@@ -372,6 +415,7 @@
         if (ops) ops.remove();
       });
       toast(r.data.status === "done" ? "任务已完成" : "已跳过");
+      if (S.customer) loadAllTasks(true);  // the day's summary and list move with it
     });
   }
 

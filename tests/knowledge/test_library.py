@@ -101,6 +101,18 @@ def test_a_change_reaches_another_worker_without_a_restart(app, tmp_path):
         assert "s-quan" not in top_ids("优惠券怎么用", 5)
 
 
+def test_what_describes_the_customer_lifts_a_script_as_the_library_now_tags_it(app, tmp_path):
+    twins = [{"kind": "script", "external_id": eid, "title": "奶粉冲调方法", "category": category,
+              "body": "先放水后放奶粉，水温40度左右，摇匀后喂。"}
+             for eid, category in (("s-early", "早产"), ("s-term", "足月"))]
+    load(tmp_path, twins)
+    first = service.suggest("奶粉怎么冲", context={"早产"})["scripts"][0]
+    assert first["external_id"] == "s-early"
+    load(tmp_path, [dict(twins[0], category="足月"), dict(twins[1], category="早产")])
+    first = service.suggest("奶粉怎么冲", context={"早产"})["scripts"][0]
+    assert first["external_id"] == "s-term"
+
+
 def test_export_round_trips_in_every_format(app, runner, tmp_path):
     load(tmp_path, LIBRARY + [{"kind": "word", "word": "小飞象"},
                               dict(LIBRARY[0], external_id="s-old", enabled=False, valid_to="2026-12-31")])

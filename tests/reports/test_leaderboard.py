@@ -132,6 +132,10 @@ def test_manager_page_roles_and_csv(app, client, ingest_key, rates):
     assert [(r["userid"], r["orders"]) for r in rows][:2] == [("guide_a", "2"), ("guide_b", "1")]
     assert "guide_c" not in {r["userid"] for r in rows}
     assert client.get("/manager/?period=year").status_code == 400
+    bad = client.get("/manager/?date=<b>1.5.2026</b>")  # the page names the bad value, escaped
+    assert bad.status_code == 400 and "&lt;b&gt;1.5.2026&lt;/b&gt;" in bad.get_data(as_text=True)
+    bad = client.get("/manager/data.json?date=1.5.2026")
+    assert bad.status_code == 400 and "1.5.2026" in bad.json["error"]
     sign_in(client, admin)
     data = client.get("/manager/data.json").json
     assert {r["userid"] for r in data["guides"]} >= {"guide_a", "guide_c"}

@@ -56,13 +56,13 @@ def live_wecom_server(app):
         yield url
 
 
-@pytest.fixture
-def page():
+@contextlib.contextmanager
+def phone(**context_options):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2,
-                                      locale="zh-CN")
+                                      locale="zh-CN", **context_options)
         pg = context.new_page()
         pg.set_default_timeout(10_000)
         try:
@@ -70,6 +70,18 @@ def page():
         finally:
             context.close()
             browser.close()
+
+
+@pytest.fixture
+def page():
+    with phone() as pg:
+        yield pg
+
+
+@pytest.fixture
+def touch_page():
+    with phone(has_touch=True) as pg:
+        yield pg
 
 
 def _fresh():
@@ -158,6 +170,57 @@ def test_demo_sidebar_tabs_tags_scripts_tasks_content(app, chain, standin, live_
     # 优惠券 (tests/coupons/test_sidebar_tab.py issues one): open, and nothing to list without templates.
     page.click('.sb-tab[data-tab="coupons"]')
     page.wait_for_selector('#sb-coupon-templates:has-text("暂时没有可发的券")')
+
+
+def test_tasks_tab_is_fetched_once_then_on_a_closed_task_a_pull_or_after_five_minutes(app, chain, standin,
+                                                                                      live_server, touch_page):
+    page = touch_page
+    dot = task_for(chain, chain.mine)
+    asked = []
+    page.on("request", lambda req: asked.append(urlsplit(req.url).path))
+
+    def fetched():
+        return asked.count("/api/tasks"), asked.count("/api/me/month")
+
+    def until(expected):
+        for _ in range(50):
+            if fetched() == expected:
+                return
+            page.wait_for_timeout(100)
+        assert fetched() == expected
+
+    page.clock.install()
+    page.goto(f"{live_server}/sidebar/")
+    page.click('[data-guide="guide01"]')
+    page.click(f'[data-customer="{chain.ext[chain.mine.id]}"]')
+    page.wait_for_selector("#tab-customer.is-active")
+    page.click('.sb-tab[data-tab="tasks"]')
+    page.wait_for_selector("#sb-all-tasks .sb-task")
+    page.wait_for_selector('#sb-my-month:has-text("本月业绩")')
+    until((1, 1))
+    # Back and forth between tabs, and the 排行 tab's month: nothing asked again.
+    page.click('.sb-tab[data-tab="customer"]')
+    page.click('.sb-tab[data-tab="tasks"]')
+    page.click('.sb-tab[data-tab="ranking"]')
+    page.wait_for_selector('#sb-rank-month:has-text("我的本月")')
+    page.click('.sb-tab[data-tab="tasks"]')
+    page.wait_for_timeout(500)
+    assert fetched() == (1, 1)
+    # Closing a task refreshes the day's list and summary.
+    page.click(f'#sb-customer-tasks [data-action="task-done"][data-task="{dot.id}"]')
+    page.wait_for_selector('#sb-task-summary:has-text("待办 0 / 共 1")')
+    until((2, 1))
+    # Pulling the tab down refreshes both.
+    page.evaluate("window.scrollTo(0, 0)")
+    cdp = page.context.new_cdp_session(page)
+    for kind, y in (("touchStart", 250), ("touchMove", 300), ("touchMove", 360), ("touchEnd", None)):
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": 180, "y": y}] if y else []})
+    until((3, 2))
+    # Opened again more than five minutes later: asked again.
+    page.clock.fast_forward("05:01")
+    page.click('.sb-tab[data-tab="customer"]')
+    page.click('.sb-tab[data-tab="tasks"]')
+    until((4, 3))
 
 
 def test_wecom_error_shown_in_plain_chinese(app, chain, standin, live_server, page):

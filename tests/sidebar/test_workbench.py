@@ -153,4 +153,4 @@ def test_ranking_marks_my_row_and_links_managers_to_the_manager_page(app, client
     sign_in(client, chain.stranger)  # another store: their own team only
     assert [r["name"] for r in client.get("/api/sidebar/ranking").json["rows"]] == ["赵敏"]
     resp = client.get("/api/sidebar/ranking?date=yesterday")
-    assert resp.status_code == 400 and "date" in resp.json["error"]
+    assert resp.status_code == 400 and "date" in resp.json["error"] and "yesterday" in resp.json["error"]

@@ -115,6 +115,8 @@ def test_task_tab_api_done_skip_and_auto_done(app, client, monkeypatch):
     headers = sign_in(client, g)
     body = client.get("/api/tasks").json
     assert body["summary"]["open"] == 3 and len(body["tasks"]) == 3
+    resp = client.get("/api/tasks?date=2026-02-30")
+    assert resp.status_code == 400 and resp.json["error"] == "date 不是有效日期（YYYY-MM-DD）：2026-02-30"
     by_customer = {t["external_userid"]: t for t in body["tasks"]}
     t1, t2, t3 = (by_customer[f.external_userid(c)] for c in (c1, c2, c3))
     assert client.post(f"/api/tasks/{t1['id']}/done", headers=headers).json["status"] == "done"
