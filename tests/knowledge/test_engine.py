@@ -1,7 +1,7 @@
 """Behaviour of the reply-script suggestion engine as a guide would notice it."""
 import pytest
 
-from knowledge.engine import Doc, SuggestionIndex
+from knowledge.engine import Doc, EngineConfig, SuggestionIndex
 from knowledge.text import normalize
 
 DOCS = [
@@ -245,3 +245,20 @@ def test_homophone_repair_leaves_real_words_alone(index):
     # Words jieba knows are not typos, even when they sound like a library word.
     assert index._with_homophones("护理方法有哪些") == "护理方法有哪些"
     assert index._with_homophones("洗面奶怎么选 油皮") == "洗面奶怎么选 油皮"
+
+
+def test_vertical_vocabulary_links_a_furniture_customers_words_to_the_library():
+    # knowledge/data/verticals/furniture.tsv: 衣帽间 -> 衣柜, 无醛 -> 环保等级. Without it the
+    # customer's 衣帽间 lands on the coat-hook script (衣帽) and 无醛 finds nothing at all.
+    docs = [
+        Doc("f1", "衣柜尺寸", "推拉门衣柜进深60cm，平开门55cm。", "定制", ["衣柜"]),
+        Doc("f2", "板材环保等级", "柜体板材达到ENF级。", "材质", ["环保等级"]),
+        Doc("f3", "沙发清洁保养", "科技布沙发用湿布擦。", "保养", ["沙发"]),
+        Doc("f5", "帽架和衣帽钩安装", "门后挂钩用螺丝固定。", "配件", ["挂钩"]),
+        Doc("f6", "甲醛检测服务", "新家入住前可预约甲醛检测。", "服务", ["甲醛"]),
+    ]
+    index = SuggestionIndex(docs)
+    plain = SuggestionIndex(docs, config=EngineConfig(use_verticals=False))
+    for query, expected in (("衣帽间做多深", "f1"), ("柜子是无醛的吗", "f2")):
+        assert top_id(index, query) == expected
+        assert top_id(plain, query) != expected
