@@ -10,6 +10,7 @@ hand them to someone else — and the store manager gets a red-dot task. Functio
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import and_, select
@@ -164,7 +165,8 @@ def store_manager(guide: Guide) -> Guide | None:
 
 def _raise_manager_task(customer: Customer, handover: Guide, takeover: Guide, reason: str, now: datetime,
                         manager: Guide | None) -> RedDot | None:
-    """`manager`: `store_manager(handover)`, which the caller looks up (once for a whole offboarding)."""
+    """`manager`: `store_manager(handover)`, which the caller looks up (once per offboarding, once per store
+    in a poll)."""
     if manager is None:
         log.warning("transfer of customer %s failed and no manager or admin can take it", customer.id)
         return None
@@ -183,8 +185,21 @@ def _raise_manager_task(customer: Customer, handover: Guide, takeover: Guide, re
     return task
 
 
-def _settle(row: CustomerTransfer, status: str, now: datetime, *, reason: str | None = None) -> None:
-    """Record WeCom's verdict; a failure undoes the move and raises the manager's task."""
+def _store_managers() -> Callable[[Guide], Guide | None]:
+    """`store_manager`, asked once per store: a poll settles the failures of many guides of a few stores."""
+    found: dict[int | None, Guide | None] = {}
+
+    def manager_of(guide: Guide) -> Guide | None:
+        if guide.store_id not in found:
+            found[guide.store_id] = store_manager(guide)
+        return found[guide.store_id]
+
+    return manager_of
+
+
+def _settle(row: CustomerTransfer, status: str, now: datetime, manager_of: Callable[[Guide], Guide | None], *,
+            reason: str | None = None) -> None:
+    """Record WeCom's verdict; a failure undoes the move and raises the task of `manager_of(handover)`."""
     if row.status == status:
         return
     row.status, row.settled_at = status, now
@@ -207,7 +222,7 @@ def _settle(row: CustomerTransfer, status: str, now: datetime, *, reason: str | 
         customers.refresh_binding(customer)
     customers.record_event(customer, "guide_transfer_failed", occurred_at=now, channel="wecom", guide=takeover,
                            payload={"from": handover.userid, "to": takeover.userid, "status": status})
-    _raise_manager_task(customer, handover, takeover, STATE_LABELS.get(status, status), now, store_manager(handover))
+    _raise_manager_task(customer, handover, takeover, STATE_LABELS.get(status, status), now, manager_of(handover))
 
 
 def poll_transfers(*, now: datetime | None = None) -> dict:
@@ -218,6 +233,7 @@ def poll_transfers(*, now: datetime | None = None) -> dict:
                                .where(CustomerTransfer.status == "waiting").distinct()).all()
     wecom = get_wecom()
     out = {"checked": 0, "done": 0, "failed": 0, "waiting": 0}
+    manager_of = _store_managers()
     for handover_id, takeover_id in pairs:
         handover, takeover = db.session.get(Guide, handover_id), db.session.get(Guide, takeover_id)
         waiting = {r.external_userid: r for r in db.session.scalars(select(CustomerTransfer).where(
@@ -232,7 +248,7 @@ def poll_transfers(*, now: datetime | None = None) -> dict:
                     continue
                 out["checked"] += 1
                 status = WECOM_RESULT_STATES.get(int(item.get("status", 2)), "waiting")
-                _settle(row, status, now)
+                _settle(row, status, now, manager_of)
                 out["done" if status == "done" else "waiting" if status == "waiting" else "failed"] += 1
             cursor = answer.get("next_cursor") or ""
             if not cursor:
@@ -252,7 +268,7 @@ def transfer_failed(customer: Customer, userid: str | None, fail_reason: str | N
                                        CustomerTransfer.status.in_(("waiting", "done")))
     row = db.session.scalar(q.order_by(CustomerTransfer.requested_at.desc(), CustomerTransfer.id.desc()))
     if row is not None:
-        _settle(row, status, now, reason=fail_reason)
+        _settle(row, status, now, store_manager, reason=fail_reason)
         db.session.flush()
         return row
     guide = db.session.scalar(select(Guide).where(Guide.userid == userid)) if userid else None

@@ -16,14 +16,15 @@ from imports.records import CSV_TYPES, TYPE_ORDER
 data_cli = AppGroup("data", help="Bulk data import (see docs/import-format.md).")
 
 
-def exit_rejected(exc: ImportRejected) -> NoReturn:
+def exit_rejected(exc: ImportRejected, *, what: str = "record") -> NoReturn:
     """What every `… import FILE` command prints for a rejected file (`line N: reason` per bad record, then
-    `N bad record(s): nothing imported`, on stderr), then exit status 1."""
+    `N bad record(s): nothing imported`, on stderr), then exit status 1. `what` names the records in that
+    last line where the command has always said something else ("playbook")."""
     for where, reason in exc.errors:
         if isinstance(where, int):
             where = f"line {where}" if where else None
         click.echo(f"{where}: {reason}" if where else reason, err=True)
-    click.echo(f"{len(exc.errors)} bad record(s): nothing imported", err=True)
+    click.echo(f"{len(exc.errors)} bad {what}(s): nothing imported", err=True)
     sys.exit(1)
 
 

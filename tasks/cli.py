@@ -10,6 +10,8 @@ from flask.cli import AppGroup
 
 from core.db import db
 from core.timeutil import local_today
+from imports.cli import exit_rejected
+from imports.files import ImportRejected
 from tasks import operations as ops
 from tasks import playbooks, quota
 from tasks.settings import RuleSettingsError, rule_settings
@@ -84,11 +86,8 @@ def playbooks_import(path):
     """Import playbooks from a .jsonl (one per line) or .yaml (a list) file. All or nothing."""
     try:
         n = playbooks.import_playbooks(playbooks.read_playbooks(path))
-    except playbooks.PlaybookRejected as exc:
-        for where, reason in exc.errors:
-            click.echo(f"{where}: {reason}", err=True)
-        click.echo(f"{len(exc.errors)} bad playbook(s): nothing imported", err=True)
-        sys.exit(1)
+    except ImportRejected as exc:
+        exit_rejected(exc, what="playbook")
     click.echo(f"{n} playbook(s) imported")
 
 

@@ -15,17 +15,18 @@ do-not-disturb like the marketing rules do.
 """
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
 from sqlalchemy import and_, exists, func, or_, select
 
 from core.db import db
-from models import Customer, CustomerTag, Playbook, Tag
 from core.timeutil import start_of
+from imports.files import BadLine, ImportRejected, read_jsonl
+from models import Customer, CustomerTag, Playbook, Tag
 from tasks.rules import Candidate, _bound, marketing_allowed
 
 BABY_STAGES = ("孕期", "0-6月", "6-12月", "1-3岁", "3岁以上")
@@ -34,10 +35,9 @@ KEY_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
 DEFAULT_PRIORITY = 65
 
 
-class PlaybookRejected(Exception):
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = errors
-        super().__init__(f"{len(errors)} bad playbook(s)")
+def _shown(value) -> str:
+    """A value as the file wrote it: the JSONL reader keeps numbers as Decimal, shown as written."""
+    return str(value) if isinstance(value, Decimal) else repr(value)
 
 
 def _words(value, name: str, allowed=None) -> list[str]:
@@ -58,7 +58,7 @@ def parse_playbook(rec) -> dict:
         raise ValueError("a playbook must be an object")
     key = rec.get("key")
     if not isinstance(key, str) or not KEY_RE.match(key):
-        raise ValueError(f"key must be 1–40 of a-z 0-9 _ -, not {key!r}")
+        raise ValueError(f"key must be 1–40 of a-z 0-9 _ -, not {_shown(key)}")
     name = rec.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise ValueError("name is missing or longer than 100 characters")
@@ -85,7 +85,7 @@ def parse_playbook(rec) -> dict:
         if "day" in step:
             day = step["day"]
             if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= 365:
-                raise ValueError(f"{where}.day must be a whole number 0–365, not {day!r}")
+                raise ValueError(f"{where}.day must be a whole number 0–365, not {_shown(day)}")
             clean["day"] = day
             when = ("day", day)
         else:
@@ -93,7 +93,7 @@ def parse_playbook(rec) -> dict:
             try:
                 d = raw if isinstance(raw, date) else date.fromisoformat(str(raw))
             except ValueError:
-                raise ValueError(f"{where}.date is not a date: {raw!r}") from None
+                raise ValueError(f"{where}.date is not a date: {_shown(raw)}") from None
             clean["date"] = d.isoformat()
             when = ("date", d.isoformat())
         if when in seen:
@@ -105,7 +105,7 @@ def parse_playbook(rec) -> dict:
         clean["title"] = title.strip()
         kind = step.get("kind", "marketing")
         if kind not in ("marketing", "service"):
-            raise ValueError(f"{where}.kind must be marketing or service, not {kind!r}")
+            raise ValueError(f"{where}.kind must be marketing or service, not {_shown(kind)}")
         clean["kind"] = kind
         for ref in ("script", "content", "coupon", "phase"):
             if step.get(ref) is not None:
@@ -122,34 +122,32 @@ def parse_playbook(rec) -> dict:
             "enabled": bool(rec.get("enabled", True))}
 
 
-def read_playbooks(path) -> list[tuple[str, object]]:
+def read_playbooks(path) -> list[tuple[int | str, object]]:
+    """(where, record) per playbook: "playbook N" in a YAML list, the line number in a JSONL file (a line that
+    is not JSON is a BadLine). Raises ImportRejected for a YAML file that cannot be read as a list."""
     path = Path(path)
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise PlaybookRejected([("file", f"YAML syntax error: {exc}")]) from None
+            raise ImportRejected([("file", f"YAML syntax error: {exc}")]) from None
         if isinstance(data, dict) and "playbooks" in data:
             data = data["playbooks"]
         if not isinstance(data, list):
-            raise PlaybookRejected([("file", "a YAML file holds a list of playbooks")])
+            raise ImportRejected([("file", "a YAML file holds a list of playbooks")])
         return [(f"playbook {i}", rec) for i, rec in enumerate(data, 1)]
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append((f"line {n}", json.loads(line)))
-            except ValueError as exc:
-                out.append((f"line {n}", ValueError(f"JSON syntax error: {exc}")))
-    return out
+    return list(read_jsonl(path))
 
 
-def import_playbooks(items: list[tuple[str, object]]) -> int:
+def import_playbooks(items: list[tuple[int | str, object]]) -> int:
+    """Validate every playbook, then upsert by key and commit. Raises ImportRejected (every bad playbook)
+    with nothing written."""
     errors, parsed = [], {}
     for where, rec in items:
+        if isinstance(rec, BadLine):
+            errors.append((where, str(rec)))
+            continue
         try:
-            if isinstance(rec, Exception):
-                raise rec
             values = parse_playbook(rec)
         except ValueError as exc:
             errors.append((where, str(exc)))
@@ -161,7 +159,7 @@ def import_playbooks(items: list[tuple[str, object]]) -> int:
     if not parsed and not errors:
         errors.append(("file", "no playbooks"))
     if errors:
-        raise PlaybookRejected(errors)
+        raise ImportRejected(errors)
     existing = {p.key: p for p in db.session.scalars(select(Playbook).where(Playbook.key.in_(list(parsed))))}
     for key, values in parsed.items():
         row = existing.get(key)

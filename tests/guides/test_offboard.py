@@ -182,3 +182,23 @@ def test_offboard_looks_up_the_manager_once_and_the_receivers_relations_per_batc
                                                   Follow.customer_id == customers[1].id))
     assert kept.state is None and kept.ended_at is None  # the receiver's own relation stays as it was
     assert db.session.get(Customer, customers[2].id).binding_guide_id == receiver.id
+
+
+def test_polling_looks_up_the_store_manager_once_however_many_transfers_failed(app, wecom):
+    from guides.tasks import poll_transfers
+    from tests.statements import statements
+
+    manager, leaver, receiver, customers = team(wecom, 6, stranger=False)
+    ops.offboard("leaver", "receiver")
+    db.session.commit()
+    refusers = customers[:4]
+    control(wecom, "transfer_settle", status=3, external_userid=[f.external_userid(c) for c in refusers])
+    control(wecom, "transfer_settle", status=1)
+
+    with statements("from guides") as guide_reads:
+        assert poll_transfers(local_today()) == {"checked": 6, "done": 2, "failed": 4, "waiting": 0}
+    assert len([s for s in guide_reads if "guides.role = " in s]) == 1  # not once per refused customer
+    db.session.expire_all()
+    tasks = db.session.scalars(select(RedDot).where(RedDot.guide_id == manager.id)).all()
+    assert sorted(t.customer_id for t in tasks) == sorted(c.id for c in refusers)
+    assert all(t.rule == "transfer_fail" and "顾客拒绝" in t.reason for t in tasks)

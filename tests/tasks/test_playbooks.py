@@ -71,6 +71,27 @@ def test_a_bad_playbook_file_imports_nothing(app, runner, tmp_path):
     assert "line 4: steps[1] needs either day" in out
     assert "line 5: segment.baby_stages: '5岁' is not one of" in out
     assert "line 6: steps[1].day must be a whole number 0–365" in out
+    assert out.rstrip().endswith("5 bad playbook(s): nothing imported")
+    assert db.session.scalar(select(func.count()).select_from(Playbook)) == 0
+
+
+def test_a_line_that_is_not_json_and_a_yaml_file_that_is_no_list_are_named(app, runner, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"key": "ok", "name": "好的", "steps": [{"day": 1, "title": "第一步"}]}\n'
+                    '{"key": "ok2", "name": "x", "steps": [{"day": 1.5, "title": "t"}]}\n'
+                    '{"key": "broken",\n', encoding="utf-8")
+    result = runner.invoke(args=["tasks", "playbooks", "import", str(path)])
+    assert result.exit_code == 1
+    assert "line 2: steps[1].day must be a whole number 0–365, not 1.5" in result.output
+    assert "line 3: JSON syntax error: " in result.output
+    assert result.output.rstrip().endswith("2 bad playbook(s): nothing imported")
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("key: new_mom\nname: 新手妈妈30天\n", encoding="utf-8")
+    result = runner.invoke(args=["tasks", "playbooks", "import", str(path)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["file: a YAML file holds a list of playbooks",
+                                          "1 bad playbook(s): nothing imported"]
     assert db.session.scalar(select(func.count()).select_from(Playbook)) == 0
 
 
