@@ -25,6 +25,8 @@ benchmarks/suggest_loso.py) and eyewear and outdoor (role blind-2) were written 
 change and run once, after the freeze, with this engine and with the one before the round.
 In the third round all nine were dev sets (plus queries_pinyin_dev.jsonl, --pinyin-dev) and
 bedding and tea (role blind-3) were written first and run once after the freeze, likewise.
+In the fourth round all eleven were dev sets and jewelry and pharmacy (role blind-4), written by
+a separate author before the round, were run once after the freeze (engine frozen at bb2e281).
 """
 from __future__ import annotations
 
@@ -59,6 +61,9 @@ SETS = [
     # Third round: written before any round-3 change, run once after the freeze.
     ("bedding", "blind-3", DATA / "kb_bedding.jsonl", DATA / "queries_bedding.jsonl"),
     ("tea", "blind-3", DATA / "kb_tea.jsonl", DATA / "queries_tea.jsonl"),
+    # Fourth round: written by a separate author before the round, run once after the freeze.
+    ("jewelry", "blind-4", DATA / "kb_jewelry.jsonl", DATA / "queries_jewelry.jsonl"),
+    ("pharmacy", "blind-4", DATA / "kb_pharmacy.jsonl", DATA / "queries_pharmacy.jsonl"),
 ]
 # Third round: questions typed (partly) in Latin pinyin for the nine libraries above, a dev
 # file of their own ({"set", "text", "relevant"}); --pinyin-dev scores them per set.
