@@ -106,13 +106,9 @@ def parse_batch(payload) -> list[dict]:
     return records
 
 
-def match_customer(keys: dict[str, str]) -> tuple[int | None, str | None]:
-    """(customer id, None) when the keys name exactly one customer; (None, flag) otherwise."""
-    return match_customers([keys])[0]
-
-
 def match_customers(key_sets: list[dict[str, str]]) -> list[tuple[int | None, str | None]]:
-    """`match_customer` for many orders' keys, with one query for all their identities."""
+    """For each order's keys: (customer id, None) when they name exactly one customer, else (None, flag:
+    unmatched_customer or ambiguous_customer). One query for the identities of all of them."""
     pairs = {(kind, value) for keys in key_sets for kind, value in keys.items()}
     owners: dict[tuple[str, str], set[int]] = {}
     if pairs:
@@ -133,10 +129,6 @@ def match_customers(key_sets: list[dict[str, str]]) -> list[tuple[int | None, st
     return out
 
 
-def find_order(order_no: str) -> Order | None:
-    return db.session.scalar(select(Order).where(Order.order_no == order_no))
-
-
 @dataclass
 class Placed:
     """What settling needs of an order just stored or just matched, and what settling decides."""
@@ -150,12 +142,6 @@ class Placed:
     guide_id: int | None = None
     attribution: str | None = None
     commission: Decimal = Decimal(0)
-
-
-def ingest(payload) -> tuple[dict, bool]:
-    """Store one order (see the module doc). Returns (receipt, created); a known order_no returns the stored
-    order's first receipt. Raises OrderRejected for a payload that is not an order. Flushes; the caller commits."""
-    return ingest_batch([parse_order(payload)])[0]
 
 
 def ingest_batch(records: list[dict]) -> list[tuple[dict, bool]]:
@@ -346,7 +332,7 @@ def match_for_identity(kind: str, value: str) -> int:
 
 
 def _match(pending: list[Order]) -> int:
-    """Match each order whose keys name exactly one customer (the rule of `match_customer`), looking up the
+    """Match each order whose keys name exactly one customer (the rule of `match_customers`), looking up the
     identities of all of them in one query, and settle them together."""
     keyed = [order for order in pending if order.customer_keys]
     now = utcnow().isoformat()
