@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from core.db import db
 from core.timeutil import utcnow
 from imports.records import RecordError, integer, money, text, when
-from models import IDENTITY_KINDS, CustomerIdentity, Event, Guide, Order, OrderLine, Product, Store
+from models import IDENTITY_KINDS, Customer, CustomerIdentity, Event, Guide, Order, OrderLine, Product, Store
 from orders.attribution import attribute
 
 MAX_ITEMS = 500
@@ -276,7 +276,14 @@ def _settle(orders: list[Placed]) -> dict[int, Guide]:
     guides = {g.id: g for g in db.session.scalars(select(Guide).where(Guide.id.in_(guide_ids)))} if guide_ids else {}
     if not matched:
         return guides
-    customer_ids = ", ".join(str(int(i)) for i in {o.customer_id for o in matched})
+    customer_ids = sorted({o.customer_id for o in matched})
+    # Lock the customers in id order first: two batches sharing customers would otherwise deadlock in the
+    # UPDATE (it visits rows in no set order); and the figures are then summed after the other one committed.
+    # FOR NO KEY UPDATE, as the UPDATE itself takes: FOR UPDATE would wait on the KEY SHARE locks that the
+    # other batch's orders (foreign keys to these customers) hold, a deadlock of its own.
+    db.session.execute(select(Customer.id).where(Customer.id.in_(customer_ids)).order_by(Customer.id)
+                       .with_for_update(key_share=True))
+    customer_ids = ", ".join(str(int(i)) for i in customer_ids)
     db.session.execute(sql(f"""
         UPDATE customers SET order_count = x.n, total_spend = x.total, last_order_at = x.last
         FROM (SELECT customer_id, count(*) AS n, COALESCE(SUM(amount), 0) AS total, MAX(paid_at) AS last

@@ -139,3 +139,28 @@ def test_a_coupon_claimed_twice_in_one_batch_goes_to_the_first_order(app, client
     assert db.session.get(Coupon, coupon.id).order_id == db.session.scalar(
         select(Order.id).where(Order.order_no == "C-1"))
     assert db.session.scalar(select(Order.flags).where(Order.order_no == "C-2"))[-1]["flag"] == "bad_coupon"
+
+
+def test_concurrent_batches_for_the_same_customers_all_succeed_and_add_up(app, ingest_key, rates):
+    import threading
+
+    a, b, customers = chain()
+    statuses, barrier = [], threading.Barrier(6)
+
+    def send(k):
+        client = app.test_client()
+        batch = [order(f"T{k}-{i}", keys={"mobile": f"139{i % 4:08d}"}) for i in range(20)]
+        barrier.wait()
+        statuses.append(post_order(client, list(reversed(batch)) if k % 2 else batch).status_code)
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [201] * 6  # no deadlock between batches locking the same customers
+    db.session.expire_all()
+    assert count(Order) == 120
+    assert [(c.order_count, c.total_spend) for c in db.session.scalars(
+        select(Customer).where(Customer.id.in_([c.id for c in customers])).order_by(Customer.id))] == [
+        (30, Decimal("12480.00"))] * 4
