@@ -160,7 +160,7 @@ def ingest_batch(records: list[dict]) -> list[tuple[dict, bool]]:
             fresh.setdefault(rec["order_no"], rec)
     created: set[str] = set()
     if fresh:
-        created = _store(sorted(fresh.values(), key=lambda r: r["order_no"]), receipts)
+        created = _store(list(fresh.values()), receipts)
         raced = [no for no in fresh if no not in created]
         if raced:  # the same order_no, delivered at once by another request: the first one stands
             receipts.update((o.order_no, o.receipt or receipt(o)) for o in
@@ -180,8 +180,8 @@ def _insert(model):
 
 
 def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
-    """Insert the new orders (sorted by order_no, so two batches lock the unique key in the same order) and
-    settle those this transaction inserted. Fills `receipts`; returns the order numbers inserted."""
+    """Insert the new orders and settle those this transaction inserted, in the batch's order (a coupon code
+    two of them carry goes to the first). Fills `receipts`; returns the order numbers inserted."""
     codes = {r["store"] for r in records if r["store"]}
     stores = dict(db.session.execute(select(Store.code, Store.id).where(Store.code.in_(codes))).all()) if codes else {}
     matches = match_customers([r["keys"] for r in records])
@@ -204,7 +204,9 @@ def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
                      "commission": Decimal(0), "created_at": now})
     db.session.flush()
     ids = dict((no, id_) for id_, no in db.session.execute(
-        _insert(Order).values(rows).on_conflict_do_nothing(index_elements=["order_no"])
+        # Sorted by order_no, so two batches take the unique key's locks in the same order.
+        _insert(Order).values(sorted(rows, key=lambda r: r["order_no"])).on_conflict_do_nothing(
+            index_elements=["order_no"])
         .returning(Order.id, Order.order_no)))
     if not ids:
         return set()
@@ -250,7 +252,8 @@ def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
     json_type = Order.__table__.c.receipt.type
     values = {"receipt": case({i: literal(a, json_type) for i, a in answers.items()}, value=Order.id)}
     if claims:
-        values["flags"] = case({i: literal(f, json_type) for i, f in flags.items()}, value=Order.id)
+        values["flags"] = case({i: literal(f, Order.__table__.c.flags.type) for i, f in flags.items()},
+                               value=Order.id)
     db.session.execute(update(Order).where(Order.id.in_(list(answers))).values(**values)
                        .execution_options(synchronize_session=False))
     return set(ids)
