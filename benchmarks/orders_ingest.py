@@ -5,9 +5,12 @@ Each order is distinct (no duplicate shortcut): 1–3 lines of the demo catalogu
 customer's mobile (matched, attributed, priced, customer figures and trajectory updated, leaderboards
 incremented), 20 % by an unknown member_no (stored and flagged). The database is seeded with the demo chain.
 
-    .venv/bin/python benchmarks/orders_ingest.py [--requests 3000] [--concurrency 8]
+    .venv/bin/python benchmarks/orders_ingest.py [--requests 3000] [--concurrency 8] [--batch 1]
 
-DROPS the orders of the database it is given (default: its own bench_orders).
+`--batch N` sends N orders per request (a JSON array; the figure to compare is then orders/s). `--database`,
+`--redis-db` and `--port` let two runs on one machine keep apart.
+
+DROPS the benchmark's orders from the database it is given (default: its own bench_orders).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def load(port: int, bodies: list[bytes], concurrency: int) -> dict:
     chunks = [bodies[i::concurrency] for i in range(concurrency)]
 
     def run(chunk):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine = []
         for body in chunk:
             ts = str(int(time.time()))
@@ -66,7 +69,7 @@ def load(port: int, bodies: list[bytes], concurrency: int) -> dict:
     return summary(latencies, time.perf_counter() - t0, statuses)
 
 
-def orders(n: int, prefix: str, mobiles: list[str], products: list[tuple[str, str]], rng) -> list[bytes]:
+def orders(n: int, prefix: str, mobiles: list[str], products: list[tuple[str, str]], rng) -> list[dict]:
     out = []
     now = time.time()
     for i in range(n):
@@ -74,16 +77,30 @@ def orders(n: int, prefix: str, mobiles: list[str], products: list[tuple[str, st
         amount = sum(int(x["qty"]) * float(x["price"]) for x in items)
         keys = {"mobile": rng.choice(mobiles)} if rng.random() < 0.8 else {"member_no": f"BENCH-{prefix}-{i}"}
         paid = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - rng.randint(0, 20 * 86400)))
-        out.append(json.dumps({"order_no": f"{prefix}-{i:07d}", "channel": "pos", "paid_at": paid,
-                               "amount": f"{amount:.2f}", "customer": keys, "items": items}).encode())
+        out.append({"order_no": f"{prefix}-{i:07d}", "channel": "pos", "paid_at": paid,
+                    "amount": f"{amount:.2f}", "customer": keys, "items": items})
     return out
+
+
+def bodies(records: list[dict], batch: int) -> list[bytes]:
+    """One order per body (a JSON object), or `batch` of them per body (a JSON array)."""
+    if batch == 1:
+        return [json.dumps(r).encode() for r in records]
+    return [json.dumps(records[i:i + batch]).encode() for i in range(0, len(records), batch)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=1, help="orders per request")
+    parser.add_argument("--database", default="bench_orders")
+    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--port", type=int, default=5821, help="the bare endpoint's; the app gets the next one")
     args = parser.parse_args()
+    ENV["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{args.database}"
+    ENV["REDIS_URL"] = f"redis://127.0.0.1:6379/{args.redis_db}"
+    print(f"load average at start {os.getloadavg()}", flush=True)
     env = {**os.environ, **ENV}
     ensure_database(ENV["DATABASE_URL"])
     for cmd in (["db", "upgrade"], ["demo", "seed", "--if-empty"]):
@@ -101,12 +118,12 @@ def main() -> None:
             "SELECT value FROM customer_identities WHERE kind = 'mobile'"))]
         products = [(r[0], str(r[1])) for r in conn.execute(sqlalchemy.text("SELECT sku, price FROM products"))]
     rng = random.Random(7)
-    warm = orders(200, "BENCHW", mobiles, products, rng)
-    reqs = orders(args.requests, "BENCH", mobiles, products, rng)
+    warm = bodies(orders(200, "BENCHW", mobiles, products, rng), args.batch)
+    reqs = bodies(orders(args.requests, "BENCH", mobiles, products, rng), args.batch)
 
     results = {}
-    for name, target, port in (("bare Flask endpoint", "benchmarks.bare_ingest:app", 5821),
-                               ("/api/ingest/orders", "app:app", 5822)):
+    for name, target, port in (("bare Flask endpoint", "benchmarks.bare_ingest:app", args.port),
+                               ("/api/ingest/orders", "app:app", args.port + 1)):
         proc = start_gunicorn(target, port, ENV, 2, 8, "gthread")
         try:
             load(port, warm, args.concurrency)
@@ -118,11 +135,11 @@ def main() -> None:
         stored = conn.execute(sqlalchemy.text("SELECT count(*) FROM orders WHERE order_no LIKE 'BENCH-%'")).scalar()
         total = conn.execute(sqlalchemy.text("SELECT count(*) FROM orders")).scalar()
 
-    print(f"{args.requests} distinct signed orders, {args.concurrency} client connections, "
-          "gunicorn 2 workers x 8 threads, PostgreSQL + Redis on loopback")
+    print(f"{args.requests} distinct signed orders, {args.batch} per request, {args.concurrency} client connections, "
+          f"gunicorn 2 workers x 8 threads, PostgreSQL + Redis on loopback; load average at end {os.getloadavg()}")
     for name, r in results.items():
-        print(f"  {name:22s} {r['rps']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms   "
-              f"statuses {r['statuses']}")
+        print(f"  {name:22s} {r['rps']:8.0f} req/s {r['rps'] * args.batch:8.0f} orders/s   p50 {r['p50_ms']:6.2f} ms   "
+              f"p99 {r['p99_ms']:6.2f} ms   statuses {r['statuses']}")
     ratio = results["/api/ingest/orders"]["rps"] / results["bare Flask endpoint"]["rps"]
     print(f"  ingest throughput = {ratio:.0%} of the bare endpoint; orders stored: {stored}")
 

@@ -1,4 +1,4 @@
-"""Orders from the POS and e-commerce systems, one at a time through `POST /api/ingest/orders`.
+"""Orders from the POS and e-commerce systems through `POST /api/ingest/orders`, one or a batch per request.
 
 An order is never dropped: the customer is matched through One-ID (external_userid, unionid, mobile,
 member_no); an order whose keys match nobody is stored with the flag `unmatched_customer` and matched later
@@ -6,28 +6,33 @@ member_no); an order whose keys match nobody is stored with the flag `unmatched_
 coupon codes that cannot be redeemed are flagged `bad_coupon`. The order number makes it idempotent: the
 second delivery of an order gets the first answer back and changes nothing.
 
-Payload (JSON object):
+Payload (a JSON object, or an array of up to MAX_BATCH of them):
   order_no, channel (pos | ecommerce | miniprogram | …), store? (store code), paid_at (ISO 8601),
   amount (what was paid), customer? {external_userid?, unionid?, mobile?, member_no?},
   items [{sku, qty, price, name?, category?}], coupons? ["CODE", …]
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, tuple_, type_coerce
+from sqlalchemy import case, func, literal, select, tuple_, type_coerce, update
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.db import db
 from core.timeutil import utcnow
-from customers.operations import record_event
 from imports.records import RecordError, integer, money, text, when
-from models import IDENTITY_KINDS, Customer, CustomerIdentity, Guide, Order, OrderLine, Product, Store
+from models import IDENTITY_KINDS, Customer, CustomerIdentity, Event, Guide, Order, OrderLine, Product, Store
 from orders.attribution import attribute
 
 MAX_ITEMS = 500
 MAX_COUPONS = 20
+MAX_BATCH = 1000  # orders in one request
+LINES_PER_INSERT = 2000  # order lines per INSERT statement (7 parameters each, well under PostgreSQL's 65,535)
 MATCH_PER_RUN = 10000  # unmatched orders one run of the hourly job tries
 MATCH_BATCH = 500  # orders whose identities are looked up in one query
 
@@ -38,7 +43,7 @@ class OrderRejected(ValueError):
 
 def parse_order(payload) -> dict:
     if not isinstance(payload, dict):
-        raise OrderRejected("the body must be a JSON object (one order)")
+        raise OrderRejected("an order must be a JSON object")
     try:
         customer = payload.get("customer") or {}
         if not isinstance(customer, dict):
@@ -79,96 +84,221 @@ def parse_order(payload) -> dict:
         raise OrderRejected(str(exc)) from None
 
 
-def match_customer(keys: dict[str, str]) -> tuple[int | None, str | None]:
-    """(customer id, None) when the keys name exactly one customer; (None, flag) otherwise."""
-    if not keys:
-        return None, "unmatched_customer"
-    rows = db.session.execute(select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id)
-                              .where(CustomerIdentity.kind.in_(list(keys)),
-                                     CustomerIdentity.value.in_(list(keys.values())))).all()
-    found = {cid for kind, value, cid in rows if keys.get(kind) == value}
-    if len(found) == 1:
-        return found.pop(), None
-    return None, "ambiguous_customer" if found else "unmatched_customer"
+def parse_batch(payload) -> list[dict]:
+    """The orders of a request body: a JSON object is one order, a JSON array is a batch of them. A bad record
+    rejects the whole batch, and the message names it: `orders[3] (POS-3): items[1].qty is missing`."""
+    if isinstance(payload, dict):
+        return [parse_order(payload)]
+    if not isinstance(payload, list):
+        raise OrderRejected("the body must be a JSON object (one order) or an array of orders")
+    if not payload:
+        raise OrderRejected("the array of orders is empty")
+    if len(payload) > MAX_BATCH:
+        raise OrderRejected(f"the array has more than {MAX_BATCH} orders")
+    records = []
+    for i, item in enumerate(payload, 1):
+        try:
+            records.append(parse_order(item))
+        except OrderRejected as exc:
+            no = item.get("order_no") if isinstance(item, dict) else None
+            named = f" ({no})" if isinstance(no, str) and no.strip() else ""
+            raise OrderRejected(f"orders[{i}]{named}: {exc}") from None
+    return records
 
 
-def find_order(order_no: str) -> Order | None:
-    return db.session.scalar(select(Order).where(Order.order_no == order_no))
+def match_customers(key_sets: list[dict[str, str]]) -> list[tuple[int | None, str | None]]:
+    """For each order's keys: (customer id, None) when they name exactly one customer, else (None, flag:
+    unmatched_customer or ambiguous_customer). One query for the identities of all of them."""
+    pairs = {(kind, value) for keys in key_sets for kind, value in keys.items()}
+    owners: dict[tuple[str, str], set[int]] = {}
+    if pairs:
+        for kind, value, cid in db.session.execute(
+                select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id)
+                .where(tuple_(CustomerIdentity.kind, CustomerIdentity.value).in_(pairs))):
+            owners.setdefault((kind, value), set()).add(cid)
+    out = []
+    for keys in key_sets:
+        if not keys:
+            out.append((None, "unmatched_customer"))
+            continue
+        found = set().union(*(owners.get(key, set()) for key in keys.items()))
+        if len(found) == 1:
+            out.append((found.pop(), None))
+        else:
+            out.append((None, "ambiguous_customer" if found else "unmatched_customer"))
+    return out
 
 
-def ingest(payload) -> tuple[Order, bool]:
-    """Store one order (see the module doc). Returns (order, created); a known order_no returns the stored
-    order untouched. Raises OrderRejected for a payload that is not an order. Flushes; the caller commits."""
-    rec = parse_order(payload)
-    existing = find_order(rec["order_no"])
-    if existing is not None:
-        return existing, False
-    store_id = None
-    flags: list = []
-    if rec["store"]:
-        store_id = db.session.scalar(select(Store.id).where(Store.code == rec["store"]))
-        if store_id is None:
-            flags.append({"flag": "unknown_store", "store": rec["store"]})
-    customer_id, problem = match_customer(rec["keys"])
-    if problem:
-        flags.append({"flag": problem})
-    skus = {l["sku"] for l in rec["items"]}
+@dataclass
+class Placed:
+    """What settling needs of an order just stored or just matched, and what settling decides."""
+    id: int
+    order_no: str
+    channel: str
+    paid_at: datetime
+    amount: Decimal
+    customer_id: int | None
+    n_lines: int
+    guide_id: int | None = None
+    attribution: str | None = None
+    commission: Decimal = Decimal(0)
+
+
+def ingest_batch(records: list[dict]) -> list[tuple[dict, bool]]:
+    """Store parsed orders (`parse_batch`) in a number of statements that does not grow with the orders: one
+    lookup each for known order numbers, stores, identities and products, one multi-row INSERT … ON CONFLICT
+    DO NOTHING for the orders (and one per 2,000 lines for their lines), then `_settle` in bulk and one UPDATE
+    for the receipts. Coupon codes are redeemed with one locking read for all of them. Returns
+    (receipt, created) per record, in order; a known order_no (also one repeated inside the batch) gets the
+    first receipt back. Flushes; the caller commits."""
+    nos = list(dict.fromkeys(r["order_no"] for r in records))
+    receipts: dict[str, dict] = {o.order_no: o.receipt or receipt(o) for o in
+                                 db.session.scalars(select(Order).where(Order.order_no.in_(nos)))}
+    fresh = {}
+    for rec in records:
+        if rec["order_no"] not in receipts:
+            fresh.setdefault(rec["order_no"], rec)
+    created: set[str] = set()
+    if fresh:
+        created = _store(list(fresh.values()), receipts)
+        raced = [no for no in fresh if no not in created]
+        if raced:  # the same order_no, delivered at once by another request: the first one stands
+            receipts.update((o.order_no, o.receipt or receipt(o)) for o in
+                            db.session.scalars(select(Order).where(Order.order_no.in_(raced))))
+    out, answered = [], set()
+    for rec in records:
+        no = rec["order_no"]
+        first = no in created and no not in answered
+        answered.add(no)
+        out.append((receipts[no], first))
+    return out
+
+
+def _insert(model):
+    """INSERT for the session's dialect (both have ON CONFLICT … DO NOTHING)."""
+    return (pg_insert if db.is_postgres else sqlite_insert)(model)
+
+
+def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
+    """Insert the new orders and settle those this transaction inserted, in the batch's order (a coupon code
+    two of them carry goes to the first). Fills `receipts`; returns the order numbers inserted."""
+    codes = {r["store"] for r in records if r["store"]}
+    stores = dict(db.session.execute(select(Store.code, Store.id).where(Store.code.in_(codes))).all()) if codes else {}
+    matches = match_customers([r["keys"] for r in records])
+    skus = {l["sku"] for r in records for l in r["items"]}
     products = {p.sku: p for p in db.session.scalars(select(Product).where(Product.sku.in_(skus)))}
-    unknown = sorted(skus - set(products))
-    if unknown:
-        flags.append({"flag": "unknown_sku", "skus": unknown})
-    order = Order(order_no=rec["order_no"], channel=rec["channel"], store_id=store_id, customer_id=customer_id,
-                  paid_at=rec["paid_at"], amount=rec["amount"], customer_keys=rec["keys"], flags=flags,
-                  coupon_codes=rec["coupons"], commission=Decimal(0))
-    for n, item in enumerate(rec["items"], 1):
-        p = products.get(item["sku"])
-        order.lines.append(OrderLine(
-            line_no=n, sku=item["sku"], name=item["name"] or (p.name if p else item["sku"]),
-            category=item["category"] or (p.category if p else "未知"), qty=item["qty"], price=item["price"]))
-    try:
-        with db.session.begin_nested():
-            db.session.add(order)
-            db.session.flush()
-    except IntegrityError:  # the same order_no, delivered twice at once: the first one stands
-        existing = find_order(rec["order_no"])
-        if existing is None:
-            raise
-        return existing, False
-    if rec["coupons"]:
-        from coupons.operations import redeem_for_order
-
-        results = redeem_for_order(order, rec["coupons"], [(l.category, l.qty, l.price) for l in order.lines])
-        bad = [r for r in results if r["result"] != "redeemed"]
-        if bad:
-            order.flags = order.flags + [{"flag": "bad_coupon", "coupons": bad}]
-    else:
-        results = []
-    guide = _settle(order, n_lines=len(rec["items"]))
-    order.receipt = receipt(order, coupons=results, guide=guide)
+    now = utcnow()
+    rows = []
+    for rec, (customer_id, problem) in zip(records, matches):
+        flags: list = []
+        if rec["store"] and rec["store"] not in stores:
+            flags.append({"flag": "unknown_store", "store": rec["store"]})
+        if problem:
+            flags.append({"flag": problem})
+        unknown = sorted({l["sku"] for l in rec["items"]} - set(products))
+        if unknown:
+            flags.append({"flag": "unknown_sku", "skus": unknown})
+        rows.append({"order_no": rec["order_no"], "channel": rec["channel"], "store_id": stores.get(rec["store"]),
+                     "customer_id": customer_id, "paid_at": rec["paid_at"], "amount": rec["amount"],
+                     "customer_keys": rec["keys"], "flags": flags, "coupon_codes": rec["coupons"],
+                     "commission": Decimal(0), "created_at": now})
     db.session.flush()
-    return order, True
+    ids = dict((no, id_) for id_, no in db.session.execute(
+        # Sorted by order_no, so two batches take the unique key's locks in the same order.
+        _insert(Order).values(sorted(rows, key=lambda r: r["order_no"])).on_conflict_do_nothing(
+            index_elements=["order_no"])
+        .returning(Order.id, Order.order_no)))
+    if not ids:
+        return set()
+    placed, lines, claims, flags = [], [], [], {}
+    for rec, row in zip(records, rows):
+        order_id = ids.get(rec["order_no"])
+        if order_id is None:
+            continue
+        mine = []
+        for n, item in enumerate(rec["items"], 1):
+            p = products.get(item["sku"])
+            mine.append({"order_id": order_id, "line_no": n, "sku": item["sku"],
+                         "name": item["name"] or (p.name if p else item["sku"]),
+                         "category": item["category"] or (p.category if p else "未知"),
+                         "qty": item["qty"], "price": item["price"]})
+        lines += mine
+        flags[order_id] = row["flags"]
+        order = Placed(order_id, rec["order_no"], rec["channel"], rec["paid_at"], rec["amount"],
+                       row["customer_id"], len(mine))
+        placed.append(order)
+        if rec["coupons"]:
+            claims.append((order, rec["coupons"], [(l["category"], l["qty"], l["price"]) for l in mine]))
+    for i in range(0, len(lines), LINES_PER_INSERT):
+        db.session.execute(OrderLine.__table__.insert().values(lines[i:i + LINES_PER_INSERT]))
+    coupons: dict[int, list[dict]] = {}
+    if claims:
+        from coupons.operations import redeem_for_orders
+
+        for (order, _, _), results in zip(claims, redeem_for_orders(claims)):
+            coupons[order.id] = results
+            bad = [r for r in results if r["result"] != "redeemed"]
+            if bad:
+                flags[order.id] = flags[order.id] + [{"flag": "bad_coupon", "coupons": bad}]
+    guides = _settle(placed)
+    answers = {}
+    for order in placed:
+        guide = guides.get(order.guide_id)
+        answers[order.id] = receipts[order.order_no] = {
+            "order_no": order.order_no, "status": "stored", "customer_matched": order.customer_id is not None,
+            "guide": guide.userid if guide else None, "attribution": order.attribution,
+            "amount": str(order.amount), "commission": str(order.commission), "flags": flags[order.id],
+            "coupons": coupons.get(order.id, [])}
+    json_type = Order.__table__.c.receipt.type
+    values = {"receipt": case({i: literal(a, json_type) for i, a in answers.items()}, value=Order.id)}
+    if claims:
+        values["flags"] = case({i: literal(f, Order.__table__.c.flags.type) for i, f in flags.items()},
+                               value=Order.id)
+    db.session.execute(update(Order).where(Order.id.in_(list(answers))).values(**values)
+                       .execution_options(synchronize_session=False))
+    return set(ids)
 
 
-def _settle(order: Order, n_lines: int | None = None) -> Guide | None:
-    """Credit the order (attribution + commission), then the customer's figures, trajectory and rankings."""
+def _settle(orders: list[Placed]) -> dict[int, Guide]:
+    """Credit the orders (attribution + commission), then their customers' figures, trajectories and the
+    rankings: a fixed number of statements however many orders. Fills each Placed's guide, attribution and
+    commission; returns the credited guides by id."""
     from reports.leaderboard import bump
 
-    if n_lines is None:
-        n_lines = len(order.lines)
-    attribute("o.id = :id", {"id": order.id})
-    db.session.refresh(order, ["guide_id", "attribution", "commission"])
-    if order.customer_id is None:
-        return None
-    customer = db.session.get(Customer, order.customer_id)
-    n, total, last = db.session.execute(select(func.count(), func.coalesce(func.sum(Order.amount), 0),
-                                               func.max(Order.paid_at)).where(
-        Order.customer_id == customer.id)).one()
-    customer.order_count, customer.total_spend, customer.last_order_at = n, total, last
-    guide = db.session.get(Guide, order.guide_id) if order.guide_id else None
-    record_event(customer, "order", occurred_at=order.paid_at, channel=order.channel, guide=guide,
-                 payload={"amount": float(order.amount), "items": n_lines}, ref=order.order_no)
-    bump(guide, order.paid_at, orders=1, gmv=order.amount, commission=order.commission)
-    return guide
+    if not orders:
+        return {}
+    ids = ", ".join(str(int(o.id)) for o in orders)  # database ids, not input
+    attribute(f"o.id IN ({ids})")
+    credited = {id_: (guide_id, how, commission) for id_, guide_id, how, commission in db.session.execute(
+        select(Order.id, Order.guide_id, Order.attribution, Order.commission)
+        .where(Order.id.in_([o.id for o in orders])))}
+    for o in orders:
+        o.guide_id, o.attribution, o.commission = credited[o.id]
+    matched = [o for o in orders if o.customer_id is not None]
+    guide_ids = {o.guide_id for o in matched if o.guide_id}
+    guides = {g.id: g for g in db.session.scalars(select(Guide).where(Guide.id.in_(guide_ids)))} if guide_ids else {}
+    if not matched:
+        return guides
+    customer_ids = sorted({o.customer_id for o in matched})
+    # Lock the customers in id order first: two batches sharing customers would otherwise deadlock in the
+    # UPDATE (it visits rows in no set order); and the figures are then summed after the other one committed.
+    # FOR NO KEY UPDATE, as the UPDATE itself takes: FOR UPDATE would wait on the KEY SHARE locks that the
+    # other batch's orders (foreign keys to these customers) hold, a deadlock of its own.
+    db.session.execute(select(Customer.id).where(Customer.id.in_(customer_ids)).order_by(Customer.id)
+                       .with_for_update(key_share=True))
+    customer_ids = ", ".join(str(int(i)) for i in customer_ids)
+    db.session.execute(sql(f"""
+        UPDATE customers SET order_count = x.n, total_spend = x.total, last_order_at = x.last
+        FROM (SELECT customer_id, count(*) AS n, COALESCE(SUM(amount), 0) AS total, MAX(paid_at) AS last
+              FROM orders WHERE customer_id IN ({customer_ids}) GROUP BY customer_id) x
+        WHERE customers.id = x.customer_id"""))
+    db.session.execute(_insert(Event).values([
+        {"customer_id": o.customer_id, "type": "order", "occurred_at": o.paid_at, "channel": o.channel,
+         "guide_id": o.guide_id, "payload": {"amount": float(o.amount), "items": o.n_lines}, "ref": o.order_no}
+        for o in matched]).on_conflict_do_nothing(index_elements=["type", "ref"]))
+    for o in matched:
+        bump(guides.get(o.guide_id), o.paid_at, orders=1, gmv=o.amount, commission=o.commission)
+    return guides
 
 
 def receipt(order: Order, coupons: list[dict] | None = None, guide: Guide | None = None) -> dict:
@@ -212,25 +342,28 @@ def match_for_identity(kind: str, value: str) -> int:
 
 
 def _match(pending: list[Order]) -> int:
-    """Match each order whose keys name exactly one customer (the rule of `match_customer`), looking up the
-    identities of all of them in one query."""
+    """Match each order whose keys name exactly one customer (the rule of `match_customers`), looking up the
+    identities of all of them in one query, and settle them together."""
     keyed = [order for order in pending if order.customer_keys]
-    pairs = {(kind, value) for order in keyed for kind, value in order.customer_keys.items()}
-    owners = {(kind, value): cid for kind, value, cid in db.session.execute(
-        select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id)
-        .where(tuple_(CustomerIdentity.kind, CustomerIdentity.value).in_(pairs)))} if pairs else {}
-    matched = 0
-    for order in keyed:
-        found = {owners[key] for key in order.customer_keys.items() if key in owners}
-        if len(found) != 1:
+    now = utcnow().isoformat()
+    matched = []
+    for order, (customer_id, _) in zip(keyed, match_customers([o.customer_keys for o in keyed])):
+        if customer_id is None:
             continue
-        order.customer_id = found.pop()
+        order.customer_id = customer_id
         order.flags = [f for f in order.flags if f.get("flag") not in ("unmatched_customer", "ambiguous_customer")] \
-            + [{"flag": "matched_later", "at": utcnow().isoformat()}]
-        db.session.flush()
-        _settle(order)
-        matched += 1
-    return matched
+            + [{"flag": "matched_later", "at": now}]
+        matched.append(order)
+    if not matched:
+        return 0
+    db.session.flush()
+    n_lines = dict(db.session.execute(select(OrderLine.order_id, func.count()).where(
+        OrderLine.order_id.in_([o.id for o in matched])).group_by(OrderLine.order_id)).all())
+    _settle([Placed(o.id, o.order_no, o.channel, o.paid_at, o.amount, o.customer_id, n_lines.get(o.id, 0))
+             for o in matched])
+    for order in matched:  # written by SQL behind the ORM's back
+        db.session.expire(order, ["guide_id", "attribution", "commission"])
+    return len(matched)
 
 
 def month_figures(guide: Guide, D) -> dict:

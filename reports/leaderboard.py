@@ -123,19 +123,27 @@ def _apply_pending(session) -> None:
 
 
 def _increment(pending: list) -> None:
-    with rstore.client.pipeline(transaction=False) as pipe:
-        for guide_id, store_id, D, amounts in pending:
-            for period in PERIODS:
-                s = span(period, D)
-                for metric, n in amounts.items():
-                    if not n:
+    """One pipeline for everything a transaction counted, summed per sorted set and member first (a batch of
+    orders for the same guide is one ZINCRBY per set, not one per order)."""
+    sums: dict[tuple[str, int], float] = {}
+    ttl: dict[str, int] = {}
+    for guide_id, store_id, D, amounts in pending:
+        for period in PERIODS:
+            s = span(period, D)
+            for metric, n in amounts.items():
+                if not n:
+                    continue
+                for scope, member in (("guide", guide_id), ("store", store_id)):
+                    if member is None:
                         continue
-                    for scope, member in (("guide", guide_id), ("store", store_id)):
-                        if member is None:
-                            continue
-                        key = _zkey(scope, s, metric)
-                        pipe.zincrby(key, float(n), member)
-                        pipe.expire(key, TTL[period])
+                    key = _zkey(scope, s, metric)
+                    sums[key, member] = sums.get((key, member), 0.0) + float(n)
+                    ttl[key] = TTL[period]
+    with rstore.client.pipeline(transaction=False) as pipe:
+        for (key, member), n in sums.items():
+            pipe.zincrby(key, n, member)
+        for key, seconds in ttl.items():
+            pipe.expire(key, seconds)
         pipe.execute()
 
 

@@ -178,10 +178,14 @@ def spec() -> dict:
                         body={"type": "object", "required": ["template"], "properties": {"template": s}},
                         errors=(400, 401, 403, 404, 409), tag="coupons", csrf=True, ok_status="201")},
         "/api/ingest/orders": {"post": {
-            "summary": "Orders from the POS and e-commerce systems (HMAC-signed body, idempotent by order number)",
+            "summary": "Orders from the POS and e-commerce systems (HMAC-signed body, idempotent by order number): "
+                       "one order (an object) or a batch (an array of up to 1,000, answered with "
+                       "{orders, stored, duplicates}; a bad record rejects the whole batch)",
             "tags": ["orders"], "security": [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": OBJ}}},
-            "responses": {"201": _json(OBJ, "stored"), "200": _json(OBJ, "a duplicate: the first result"),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [OBJ, {"type": "array", "items": OBJ, "minItems": 1, "maxItems": 1000}]}}}},
+            "responses": {"201": _json(OBJ, "stored (a batch: at least one order stored)"),
+                          "200": _json(OBJ, "a duplicate: the first result (a batch: every order a duplicate)"),
                           **_errors(400, 401, 413)}}},
         # sidebar integration (docs/sidebar.md): products into the chat, the workbench's 排行
         "/api/customers/{external_userid}/recommendations/{sku}/send": {"post": _op(
