@@ -122,11 +122,11 @@ def spec() -> dict:
             params=[_param("date", schema={"type": "string", "format": "date"}), CUSTOMER_QUERY],
             errors=(400, 401, 404), tag="tasks")},
         "/api/tasks/{task_id}/{action}": {"post": _op(
-            "Mark a task done, or skip it with a reason",
+            "Mark an open task done, or skip it with a reason (409 when it is already closed)",
             _json(OBJ, "the task's new state"),
             params=[_param("task_id", "path", schema={"type": "integer"}),
                     _param("action", "path", schema={"type": "string", "enum": ["done", "skip"]})],
-            body={"type": "object", "properties": {"reason": s}}, errors=(400, 401, 403, 404),
+            body={"type": "object", "properties": {"reason": s}}, errors=(400, 401, 403, 404, 409),
             tag="tasks", csrf=True)},
         "/api/customers/{external_userid}/quota": {"get": _op(
             "What may still be sent to this customer now (touch caps, quiet hours, do-not-disturb)",

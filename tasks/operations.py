@@ -37,6 +37,10 @@ class TaskInputError(ValueError):
     """A bad date, guide or parameter; the message names it."""
 
 
+class TaskClosed(ValueError):
+    """The task is no longer open (done by a send, or closed on another screen); the message says how."""
+
+
 def rule_label(rule: str) -> str:
     return RULE_LABELS.get(rule.split(":", 1)[0], rule)
 
@@ -177,12 +181,14 @@ def close_task(task_id: int, guide: Guide, *, status: str, reason: str | None = 
             raise TaskInputError("跳过任务需要填写原因")
         if len(reason) > 200:
             raise TaskInputError("原因不能超过200字")
+    if task.status != "open":
+        # A screen showing it open is stale (a send already completed it): never turn done into skipped.
+        raise TaskClosed("任务已完成" if task.status == "done" else "任务已跳过")
     from reports.leaderboard import bump
 
-    was_done = task.status == "done"
     task.status, task.skip_reason = status, reason if status == "skipped" else None
-    if was_done != (status == "done"):
-        bump(guide.id, task.task_date, tasks_done=1 if status == "done" else -1)
+    if status == "done":
+        bump(guide.id, task.task_date, tasks_done=1)
     task.done_at = utcnow()
     db.session.flush()
     return task

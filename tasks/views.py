@@ -50,6 +50,8 @@ def close(task_id: int, action: str):
         return json_error(404, "任务不存在")
     except ops.TaskInputError as exc:
         return json_error(400, str(exc))
+    except ops.TaskClosed as exc:
+        return json_error(409, str(exc))
     db.session.commit()
     return jsonify(id=task.id, status=task.status, skip_reason=task.skip_reason)
 

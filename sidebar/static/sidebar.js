@@ -40,6 +40,8 @@
     }
     return fetch(url, opts).then(function (res) {
       return res.json().catch(function () { return {}; }).then(function (data) {
+        // A send or a close moves tasks and figures on the server: what the 任务 tab kept is stale.
+        if (method !== "GET" && res.ok) fetchedAt = {};
         if (res.status === 401) {
           toast(data.error || "登录已过期，请重新进入侧边栏", true);
           setTimeout(relogin, 800);
@@ -163,7 +165,7 @@
     },
     tasks: function (panel, first) {
       if (!S.customer) return;  // the workbench renders every task on the server
-      if (first) onPullDown(panel, function () { toast("正在刷新"); loadMyMonth(true); loadAllTasks(true); });
+      if (first) onPullDown(panel, function () { toast("正在刷新"); loadMyMonth(true); loadAllTasks(true); });  // phones; desktops tap 刷新
       loadMyMonth();
       loadAllTasks();
     },
@@ -325,7 +327,8 @@
 
   var SKIP_REASONS = ["客户已回复", "已线下联系", "暂不合适", "联系不上"];
   function taskHtml(t) {
-    var status = {open: "", done: "已完成", skipped: "已跳过"}[t.status] || t.status;
+    var labels = {open: "", done: "已完成", skipped: "已跳过"};
+    var status = labels.hasOwnProperty(t.status) ? labels[t.status] : t.status;
     var ops = t.status === "open"
       ? '<div class="sb-task__ops"><button type="button" class="weui-btn weui-btn_mini weui-btn_primary" data-action="task-done" data-task="' +
         t.id + '">完成</button>' + SKIP_REASONS.map(function (r) {
@@ -407,7 +410,11 @@
     var id = btn.getAttribute("data-task");
     var body = action === "skip" ? {reason: btn.getAttribute("data-reason")} : {};
     api("POST", "/api/tasks/" + id + "/" + action, body).then(function (r) {
-      if (!r.ok) { toast(r.data.error || "操作失败", true); return; }
+      if (!r.ok) {
+        toast(r.data.error || "操作失败", true);
+        if (r.status === 409 && S.customer) loadAllTasks(true);  // closed elsewhere: show it as it is
+        return;
+      }
       Array.prototype.forEach.call(document.querySelectorAll('.sb-task[data-task="' + id + '"]'), function (el) {
         el.className = "sb-task sb-task_" + r.data.status;
         $(".sb-task__status", el).textContent = r.data.status === "done" ? "已完成" : "已跳过";
@@ -459,6 +466,7 @@
       case "tag": toggleTag(el); break;
       case "task-done": closeTask(el, "done"); break;
       case "task-skip": closeTask(el, "skip"); break;
+      case "tasks-refresh": toast("正在刷新"); loadMyMonth(true); loadAllTasks(true); break;
       case "content-send": whenInChat(function () { sendContent(el); }); break;
       case "category": showCategory(el); break;
       case "coupon-issue": whenInChat(function () { issueCoupon(el); }); break;
