@@ -321,11 +321,14 @@ def match_pending(limit: int | None = None, *, after: int = 0) -> dict:
     cursor = after
     while tried < limit:
         size = min(MATCH_BATCH, limit - tried)
+        # One row more than is tried tells whether any remain, so a run that reached the newest order
+        # says so (next_after 0) instead of leaving the next run an empty pass.
         batch = db.session.scalars(select(Order).where(Order.customer_id.is_(None), Order.id > cursor)
-                                   .order_by(Order.id).limit(size)).all()
+                                   .order_by(Order.id).limit(size + 1)).all()
+        more, batch = len(batch) > size, batch[:size]
         tried += len(batch)
         matched += _match(batch)
-        if len(batch) < size:
+        if not more:
             return {"pending": tried, "matched": matched, "next_after": 0}
         cursor = batch[-1].id
     return {"pending": tried, "matched": matched, "next_after": cursor}
