@@ -146,8 +146,10 @@ class JobQueue:
         )
         thread.start()
         threading.Thread(target=self._embedded_scheduler, name="embedded-rq-scheduler", daemon=True).start()
-        self.start_feeders(app)
+        # Known before the feeders start: enqueue runs jobs inline while no worker is known, and the
+        # feeders' first relay must already go to this worker's queue.
         self.embedded_worker = thread
+        self.start_feeders(app)
         log.info("embedded job worker started")
         return thread
 
