@@ -608,8 +608,8 @@ class SuggestionIndex:
         return norm
 
     def _with_homophones(self, norm: str) -> str:
-        """``norm`` plus the words its homophone typos stand for (see EngineConfig.homophone_fix)."""
-        index = self._sound_index()
+        """``norm`` plus the words its homophone typos stand for (see EngineConfig.homophone_fix).
+        The sound table is built (once per index) only when a question has a window that may be a typo."""
         words = self._words.vocab
         freq = self._tok.freq
         pm = T.pinyin_map()
@@ -623,7 +623,7 @@ class SuggestionIndex:
                 chars[start:start + len(w)] = " " * len(w)
                 start = norm.find(w, start + len(w))
         stop = self._stop
-        found: list[str] = []
+        suspects = []  # (window, its folded pinyin), longest first
         for run in _CJK_RUN.findall("".join(" " if c in stop else c for c in chars)):
             for n in (4, 3, 2):
                 for i in range(len(run) - n + 1):
@@ -631,11 +631,18 @@ class SuggestionIndex:
                     if window in words or freq(window) or window in self._syn.canon:
                         continue
                     key = T.word_pinyin_key(window, pm)
-                    for w in index.get(key, ()) if key else ():
-                        if (w != window and (w in words or w in self._syn.canon)
-                                and sum(a != b for a, b in zip(w, window)) == 1):
-                            found.append(w)
-                            break
+                    if key:
+                        suspects.append((window, key))
+        if not suspects:
+            return norm
+        index = self._sound_index()
+        found: list[str] = []
+        for window, key in suspects:
+            for w in index.get(key, ()):
+                if (w != window and (w in words or w in self._syn.canon)
+                        and sum(a != b for a, b in zip(w, window)) == 1):
+                    found.append(w)
+                    break
         return f"{norm} {' '.join(dict.fromkeys(found))}" if found else norm
 
     def _sound_index(self) -> dict[tuple[str, ...], list[str]]:
