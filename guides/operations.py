@@ -153,8 +153,9 @@ def move_open_tasks(handover: Guide, takeover: Guide, now: datetime, *, customer
 
 
 def store_manager(guide: Guide) -> Guide | None:
-    """Who deals with a failed transfer: an active manager of the guide's store, else an active admin."""
-    q = select(Guide).where(Guide.status == "active")
+    """Who deals with a failed transfer: an active manager of the guide's store, else an active admin; never
+    the guide themselves (a departing manager is still active while their customers are handed over)."""
+    q = select(Guide).where(Guide.status == "active", Guide.id != guide.id)
     if guide.store_id is not None:
         found = db.session.scalar(q.where(Guide.role == "manager", Guide.store_id == guide.store_id)
                                   .order_by(Guide.id))

@@ -202,3 +202,13 @@ def test_polling_looks_up_the_store_manager_once_however_many_transfers_failed(a
     tasks = db.session.scalars(select(RedDot).where(RedDot.guide_id == manager.id)).all()
     assert sorted(t.customer_id for t in tasks) == sorted(c.id for c in refusers)
     assert all(t.rule == "transfer_fail" and "顾客拒绝" in t.reason for t in tasks)
+
+
+
+def test_a_departing_store_manager_s_refused_customers_go_to_an_admin_not_to_themselves(app, wecom):
+    manager, leaver, receiver, customers = team(wecom, 2)
+    admin = f.guide("hq", role="admin", name="总部运营")
+    db.session.commit()
+    assert ops.store_manager(leaver).id == manager.id
+    # The manager leaving is still active while their customers are handed over: the admin gets the tasks.
+    assert ops.store_manager(manager).id == admin.id
