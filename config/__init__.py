@@ -76,6 +76,8 @@ def load_settings(environ: dict | None = None) -> dict:
         # "off": the callback inbox's insert does not wait for its WAL flush (PostgreSQL only; see
         # docs/callbacks.md for what a database crash can then lose). Everything else stays durable.
         "CALLBACK_SYNC_COMMIT": env.get("CALLBACK_SYNC_COMMIT", "on").strip().lower(),
+        # "off": suggestions ignore what sends of each script led to (knowledge/prior.py, docs/suggestions.md).
+        "SUGGEST_CONVERSION_PRIOR": env.get("SUGGEST_CONVERSION_PRIOR", "on").strip().lower(),
         # The sidebar: WeCom's OAuth2 authorize page and the JS-SDK files the WeCom webview loads.
         "WECOM_OAUTH_URL": env.get("WECOM_OAUTH_URL", WECOM_DEFAULT_OAUTH_URL),
         "WECOM_JSSDK_URLS": env.get("WECOM_JSSDK_URLS", " ".join(WECOM_DEFAULT_JSSDK_URLS)).split(),
@@ -99,6 +101,8 @@ def check_settings(settings: dict) -> None:
         raise ConfigError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
     if settings.get("CALLBACK_SYNC_COMMIT", "on") not in ("on", "off"):
         raise ConfigError("CALLBACK_SYNC_COMMIT must be on or off")
+    if settings.get("SUGGEST_CONVERSION_PRIOR", "on") not in ("on", "off"):
+        raise ConfigError("SUGGEST_CONVERSION_PRIOR must be on or off")
     if settings.get("ATTRIBUTION_MODE", "binding") not in ("binding", "last_touch"):
         raise ConfigError("ATTRIBUTION_MODE must be binding or last_touch")
     if not re.fullmatch(r"[0-9]{1,3}", str(settings.get("ATTRIBUTION_WINDOW_DAYS", "30"))) \

@@ -789,12 +789,24 @@ class SuggestionIndex:
             fused = sum(w * _unit(s) for s, w in channels)
         return np.asarray(fused, dtype=np.float64)
 
+    def factors(self, boosts: dict[str, float]) -> np.ndarray:
+        """``boosts`` (external_id -> factor; 1.0 for the ids it lacks) as a vector in index order, for
+        ``search(prior=...)``: a caller that applies the same many factors to every query builds it once."""
+        out = np.ones(len(self.ids))
+        for eid, factor in boosts.items():
+            i = self._pos.get(str(eid))
+            if i is not None:
+                out[i] = max(float(factor), 0.0)
+        return out
+
     def search(self, query: str, top: int = 5, *, boosts: dict[str, float] | None = None,
-               learned: dict[str, dict[str, float]] | None = None) -> list[tuple[str, float]]:
+               learned: dict[str, dict[str, float]] | None = None,
+               prior: np.ndarray | None = None) -> list[tuple[str, float]]:
         """Top scripts for ``query`` as (external_id, score), best first.
 
         boosts:  external_id -> multiplicative prior (1.0 neutral, 1.2 = +20 %,
                  0 hides the script); ids not in the index are ignored.
+        prior:   a vector from ``factors()``, multiplied in like ``boosts`` (the two combine).
         learned: term -> {external_id: weight} from guides' past sends, already
                  decayed by the caller. Evidence from the query's terms is summed
                  per script, squashed to [0, 1) and scaled by ``learned_cap`` x the
@@ -825,6 +837,8 @@ class SuggestionIndex:
                 i = self._pos.get(str(eid))
                 if i is not None:
                     scores[i] *= max(float(factor), 0.0)
+        if prior is not None:
+            scores *= prior
 
         k = min(top, len(scores))
         cand = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))

@@ -28,6 +28,7 @@ from core.db import db
 from core.redis_store import rstore
 from core.timeutil import local_today, utcnow
 from customers.segments import LIFECYCLE_LABELS, baby_age, lifecycle_stage
+from knowledge import prior as conversion_prior
 from knowledge.engine import Doc, EngineConfig, SuggestionIndex
 from models import (Content, Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Script,
                     ScriptSend, Tag, TagGroup, Vocabulary)
@@ -86,6 +87,7 @@ class Library:
     script_words: dict[str, list[str]] = field(init=False)
     content_words: dict[str, list[str]] = field(init=False)
     product_words: dict[str, list[str]] = field(init=False)
+    prior: conversion_prior.Prior | None = None  # the conversion prior last read for this library
 
     def __post_init__(self) -> None:
         self.script_words = _word_index(self.script_items)
@@ -274,12 +276,16 @@ def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None 
         terms = lib.scripts.query_terms(text)
     except ValueError:
         raise EmptyQuery("请输入顾客的问题或关键词") from None
-    scopes = _scopes(guide.store_id if guide else None)
+    store_id = guide.store_id if guide else None
+    scopes = _scopes(store_id)
+    use_prior = conversion_prior.enabled()
     with rstore.client.pipeline(transaction=False) as pipe:
         pipe.get(VERSION_KEY)
         for term in terms:
             for scope in scopes:
                 pipe.hgetall(f"{LEARN_PREFIX}{scope}:{term}")
+        if use_prior:
+            pipe.hmget(conversion_prior.PRIOR_KEY, *conversion_prior.HEAD_FIELDS)
         results = pipe.execute()
     version = results[0].decode() if isinstance(results[0], bytes) else results[0]
     if version != lib.version:
@@ -291,8 +297,10 @@ def suggest(text: str, *, guide: Guide | None = None, customer: Customer | None 
         context = customer_context(customer, today) if customer is not None else set()
     hidden = lib.out_of_window(today)
     boosts = {**_context_boosts(lib.script_words, context), **hidden}
+    # what sends of each script led to: multiplied in with the context boosts (docs/suggestions.md)
+    prior = conversion_prior.current(lib, results[-1], store_id) if use_prior else None
     scripts = [dict(lib.script_items[eid].data, score=round(score, 4))
-               for eid, score in lib.scripts.search(text, top, boosts=boosts, learned=learned)]
+               for eid, score in lib.scripts.search(text, top, boosts=boosts, learned=learned, prior=prior)]
     out = {"query": text, "scripts": scripts, "content": [], "products": []}
     if with_content:
         boosts = {**_context_boosts(lib.content_words, context), **hidden}

@@ -68,6 +68,14 @@ def leaderboard_reconcile(D: date) -> dict:
         for day in {span(period, day).first: day for day in (D - timedelta(days=1), D)}.values():
             rebuild(period, day)
     return {"rebuilt": [str(D - timedelta(days=1)), str(D)]}
+def script_prior(D: date) -> dict:
+    """Recompute each script's conversion prior for suggestions (one grouped query; kept in Redis with the
+    library version, so after an import suggestions go without it until this job's next run)."""
+    from knowledge.prior import rebuild
+
+    return rebuild()
+
+
 def recommend_pairs(D: date) -> dict:
     from recommend.tasks import rebuild_pairs
 
@@ -126,6 +134,7 @@ JOBS = [
     Job.every("coupon_expire", 60, coupon_expire, "每小时：过期优惠券"),
     Job.every("orders_match", 60, orders_match, "每小时：匹配未识别顾客的订单"),
     Job.every("leaderboard_reconcile", 60, leaderboard_reconcile, "每小时：从数据库重建昨日与今日排行"),
+    Job.every("script_prior", 60, script_prior, "每小时：重算话术转化先验（建议排序）"),
     Job("product_pairs", 23, 30, recommend_pairs, "23:30 重算商品关联（常一起买）"),
     Job.every("transfer_results", 60, transfer_results, "每小时查询离职继承结果"),
     Job.every("prune_job_runs", 1440, prune_job_runs, "每天：清理30天前的任务运行记录"),

@@ -34,6 +34,7 @@ def test_production_settings_pass():
         ({"APP_TIMEZONE": "Mars/Base"}, "APP_TIMEZONE"),
         ({"SECRET_KEY": ""}, "SECRET_KEY"),
         ({"CALLBACK_SYNC_COMMIT": "sometimes"}, "CALLBACK_SYNC_COMMIT"),
+        ({"SUGGEST_CONVERSION_PRIOR": "maybe"}, "SUGGEST_CONVERSION_PRIOR"),
     ],
 )
 def test_outside_demo_a_bad_setting_is_named(change, named):
