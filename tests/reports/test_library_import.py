@@ -120,6 +120,12 @@ def test_a_file_with_bad_lines_lists_each_and_imports_nothing(app, client):
     assert resp.status_code == 400 and "<td>第 3 行</td><td>commission: rate must be between 0 and 1" in html
     assert count(CommissionRate) == 0
 
+    gbk = "external_id,title,body\ns-1,转奶,转奶要慢慢来\n".encode("gbk")  # Excel's plain "CSV" in China
+    resp = upload(client, "knowledge", "话术.csv", gbk)
+    assert resp.status_code == 400 and "不是 UTF-8 编码" in resp.get_data(as_text=True)
+    utf8 = upload(client, "knowledge", "话术.csv", gbk.decode("gbk").encode("utf-8-sig"))  # the name says 话术
+    assert "已导入 1 条" in utf8.get_data(as_text=True) and count(Script) == 3
+
     html = upload(client, "coupons", "coupons.xlsx", b"PK").get_data(as_text=True)  # the CLI's own refusal
     assert "coupons.xlsx: a coupon file must be .jsonl or .csv" in html and "没有导入任何内容" in html
 
