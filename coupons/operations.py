@@ -104,9 +104,11 @@ def parse_template(rec: dict) -> dict:
     return out
 
 
-def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = False) -> dict[str, int]:
+def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = False,
+                     guide_id: int | None = None) -> dict[str, int]:
     """Validate every record, then upsert by external_id in this session; {"created", "updated", "unchanged"}.
-    Raises ImportRejected (every bad line) with nothing written. Flushes; the caller commits."""
+    Raises ImportRejected (every bad line) with nothing written. Flushes; the caller commits. `guide_id`:
+    the admin who imported through the manager page, kept on each template's audit event (None: the CLI)."""
     errors, parsed, seen = [], [], {}
     for lineno, raw in lines:
         if isinstance(raw, BadLine):
@@ -143,7 +145,7 @@ def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = Fal
             tpl = CouponTemplate(**rec, issued_count=0)
             db.session.add(tpl)
             db.session.flush()
-            _audit(tpl, None, "template_created", details={"record": _jsonable(rec)})
+            _audit(tpl, None, "template_created", guide_id=guide_id, details={"record": _jsonable(rec)})
             counts["created"] += 1
             continue
         changes = {k: v for k, v in rec.items() if getattr(tpl, k) != v}
@@ -152,7 +154,7 @@ def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = Fal
             continue
         for k, v in changes.items():
             setattr(tpl, k, v)
-        _audit(tpl, None, "template_updated", details={"changed": _jsonable(changes)})
+        _audit(tpl, None, "template_updated", guide_id=guide_id, details={"changed": _jsonable(changes)})
         counts["updated"] += 1
     db.session.flush()
     if dry_run:

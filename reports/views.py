@@ -3,23 +3,37 @@ styled with the sidebar's vendored WeUI. Five sections (`?tab=`): 排行 (rankin
 admins), 趋势 (a 30-day trend chart, ECharts, vendored), 内容效果 (the funnel per content item), 话术效果 (each
 script's sends and the orders that followed within 7 days) and 导购漏斗 (the funnel per guide); every table
 exports as CSV (`/manager/export/<table>.csv`, UTF-8 with a BOM for Excel). A store manager sees their own
-store; an admin sees every store, or one with `?store=CODE`; a guide gets 403."""
+store; an admin sees every store, or one with `?store=CODE`; a guide gets 403.
+
+Head office (admins only) also gets 资料导入 (`/manager/import`): upload a library file (话术/素材库, 优惠券模板,
+提成比例, 任务玩法) and see what the `… import` command would print, and download the libraries that export
+(`/manager/library/<library>.<format>`); see `imports.library`."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import logging
+import re
+import shutil
+import tempfile
 from datetime import date, timedelta
+from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, send_file
 from sqlalchemy import select
 
 from core.db import db
 from core.http import query_date
 from core.timeutil import local_today
+from imports import library
+from imports.files import ImportRejected
 from models import Store
 from reports import leaderboard as lb
-from sidebar.auth import current_guide, login_required
+from sidebar.auth import csrf_required, csrf_token, current_guide, login_required
 from tracking import funnels
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("manager", __name__, url_prefix="/manager", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -184,3 +198,158 @@ def export_table(table: str):
     if store_code:
         name += f"-{store_code}"
     return _csv(table, rows, name + ".csv")
+
+
+# ------------------------------------------------------------------------------------------ 资料导入
+
+
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD = MAX_UPLOAD_MB * 1024 * 1024
+TOO_LARGE = f"文件超过 {MAX_UPLOAD_MB} MB，请拆成几个文件分别导入；没有导入任何内容。"
+EXPORT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def _admin():
+    if current_guide().role != "admin":
+        abort(403, "需要总部管理员权限")
+
+
+def _admin_only(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        _admin()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _upload_limit(view):
+    """Raise the app-wide 64 KiB body limit for this upload (plus room for the form around the file); it must
+    come before anything reads the form, CSRF check included."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        request.max_content_length = MAX_UPLOAD + 64 * 1024
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _library_page(status: int = 200, chosen: str = "knowledge", **outcome):
+    html = render_template("manager_import.html", guide=current_guide(), tabs=TABS, libraries=library.LIBRARIES,
+                           csrf=csrf_token(), max_upload=MAX_UPLOAD, max_upload_mb=MAX_UPLOAD_MB,
+                           chosen=chosen, **outcome)
+    return html, status
+
+
+@bp.get("/import")
+def library_page():
+    if current_guide() is None:
+        from sidebar.auth import _login_path
+
+        return redirect(_login_path())
+    _admin()
+    return _library_page()
+
+
+@bp.post("/import")
+@login_required
+@_admin_only
+@_upload_limit
+@csrf_required
+def library_import():
+    """One library file, imported exactly as its `… import` command would (or checked, with 只检查不导入)."""
+    guide = current_guide()
+    lib = library.LIBRARIES.get(request.form.get("library", ""))
+    upload = request.files.get("file")
+    dry_run = request.form.get("dry_run") in ("1", "on")
+    page = functools.partial(_library_page, chosen=lib.key if lib else "knowledge")
+    if lib is None:
+        return page(400, error="请选择要导入的资料。")
+    if upload is None or not upload.filename:
+        return page(400, error="请选择要上传的文件。")
+    if dry_run and not lib.dry_run:
+        return page(400, error=f"{lib.label}不支持“只检查不导入”（命令行也没有 --dry-run）；没有导入任何内容。")
+    name = _upload_name(upload.filename)
+    workdir = tempfile.mkdtemp(prefix="library-import-")
+    try:
+        path = Path(workdir) / name  # the readers go by the name: its suffix, and a CSV's kind (话术.csv)
+        upload.save(path)
+        size = path.stat().st_size
+        if size > MAX_UPLOAD:
+            return page(413, error=TOO_LARGE)
+        try:
+            counts = library.import_file(lib.key, path, dry_run=dry_run, guide_id=guide.id)
+        except ImportRejected as exc:
+            db.session.rollback()
+            log.info("library import by %s: %s %s (%d bytes) rejected, %d bad record(s)", guide.userid, lib.key,
+                     name, size, len(exc.errors))
+            return page(400, library=lib, file=name,
+                        errors=[(_where(where), reason) for where, reason in exc.errors])
+        except UnicodeDecodeError:
+            db.session.rollback()
+            log.info("library import by %s: %s %s (%d bytes) rejected, not UTF-8", guide.userid, lib.key, name,
+                     size)
+            return page(400, library=lib, file=name, errors=[(
+                "文件", "不是 UTF-8 编码的文本（Excel 请另存为“CSV UTF-8”，或直接上传 .xlsx）")])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    log.info("library import by %s: %s %s (%d bytes) %s: %s", guide.userid, lib.key, name, size,
+             "checked (dry run, nothing kept)" if dry_run else "imported",
+             ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return page(library=lib, file=name, dry_run=dry_run, total=sum(counts.values()),
+                         counts=[(lib.counts.get(k, k), n) for k, n in counts.items()])
+
+
+@bp.errorhandler(413)
+def _too_large(exc):
+    if request.endpoint == "manager.library_import":
+        return _library_page(413, error=TOO_LARGE)
+    return exc
+
+
+def _upload_name(filename: str) -> str:
+    """The uploaded file's own name (Chinese kept: a CSV named 话术.csv holds scripts), without any folder or
+    character a file system could take for one."""
+    name = re.sub(r"[\x00-\x1f/\\:]", "_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if name.strip(".") == "":
+        return "upload"
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem[:100]}.{suffix[:10]}" if dot and stem else name[:100]
+
+
+WHERE = ((re.compile(r"line (\d+)"), "第 {0} 行"), (re.compile(r"sheet (.+) row (\d+)"), "工作表“{0}”第 {1} 行"),
+         (re.compile(r"sheet (.+)"), "工作表“{0}”"), (re.compile(r"playbook (\d+)"), "第 {0} 个玩法"))
+
+
+def _where(where: int | str) -> str:
+    """Where a bad record is, as ImportRejected says it ("line 3", 3, "sheet 话术 row 3"), in the page's words."""
+    if isinstance(where, int):
+        return f"第 {where} 行" if where else "文件"
+    if where == "file":
+        return "文件"
+    for pattern, words in WHERE:
+        m = pattern.fullmatch(where)
+        if m:
+            return words.format(*m.groups())
+    return where
+
+
+@bp.get("/library/<key>.<fmt>")
+@login_required
+def library_export(key: str, fmt: str):
+    """The whole library as its `… export` command writes it, downloaded."""
+    _admin()
+    lib = library.LIBRARIES.get(key)
+    if lib is None or fmt not in lib.exports:
+        abort(404)
+    workdir = tempfile.mkdtemp(prefix="library-export-")
+    try:
+        path = Path(workdir) / f"{key}.{fmt}"
+        library.export_file(key, path)
+        body = path.read_bytes()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return send_file(io.BytesIO(body), mimetype=EXPORT_TYPES[fmt], as_attachment=True,
+                     download_name=f"{key}-{local_today().isoformat()}.{fmt}")

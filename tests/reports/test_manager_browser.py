@@ -80,3 +80,47 @@ def test_manager_page_sections_at_phone_width(app, chain, standin, live_server, 
     assert "王丽" not in page.inner_text("#rank") and "赵敏" in page.inner_text("#rank")
     page.screenshot(path=str(SHOTS / "manager-desktop-admin.png"), full_page=True)
     assert errors == []
+
+
+def test_head_office_imports_a_library_file_from_the_phone(app, chain, standin, live_server, page, tmp_path):
+    from sqlalchemy import func, select
+
+    from models import Script
+    from tests.knowledge.factories import LIBRARY, write_jsonl
+    from tests.sidebar.test_browser import _fresh
+
+    scripts_before = db.session.scalar(select(func.count()).select_from(Script))
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server}/sidebar/demo")
+    page.click('[data-guide="admin01"]')
+    page.goto(f"{live_server}/manager/")
+    page.click('.mg-tabs [data-tab="import"]')
+    page.wait_for_selector('.mg-tabs [data-tab="import"].is-on')
+    # 任务玩法 has no dry run: the box is switched off while it is chosen.
+    page.check('input[name="library"][value="playbooks"]')
+    assert page.is_disabled('input[name="dry_run"]')
+    page.check('input[name="library"][value="knowledge"]')
+    assert page.is_enabled('input[name="dry_run"]')
+    assert page.get_attribute('input[type="file"]', "accept") == ".jsonl,.csv,.xlsx"
+
+    bad = [LIBRARY[0], {"kind": "script", "external_id": "x1", "title": "缺正文"}]
+    page.set_input_files('input[type="file"]', write_jsonl(tmp_path / "bad.jsonl", bad))
+    page.click('#import button[type="submit"]')
+    page.wait_for_selector("#outcome")
+    outcome = page.inner_text("#outcome")
+    assert "没有导入任何内容" in outcome and "第 2 行" in outcome and "body is missing" in outcome
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.screenshot(path=str(SHOTS / "manager-import-rejected.png"), full_page=True)
+
+    new = [dict(r, external_id=f"web-{r['external_id']}") if "external_id" in r else r for r in LIBRARY]
+    page.set_input_files('input[type="file"]', write_jsonl(tmp_path / "kb.jsonl", new))
+    page.click('#import button[type="submit"]')
+    page.wait_for_selector("#outcome .mg-ok")
+    assert "已导入 8 条" in page.inner_text("#outcome")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.screenshot(path=str(SHOTS / "manager-import.png"), full_page=True)
+    _fresh()
+    assert db.session.scalar(select(func.count()).select_from(Script)) == scripts_before + 5
+    assert page.is_visible('[data-export="knowledge.xlsx"]')
+    assert errors == []

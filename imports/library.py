@@ -1,0 +1,84 @@
+"""The libraries head office keeps, importable from a file: 话术/素材库 (`knowledge import`), 优惠券模板
+(`coupons import`), 提成比例 (`commission import`) and 任务玩法 (`tasks playbooks import`).
+
+For each: the files its command accepts, whether it has `--dry-run`, and `import_file` making exactly the
+calls that command makes (the same reader, the same validating import, the same commit), so the manager
+page's 资料导入 cannot accept or write anything the command would not. `export_file` does the same for the
+two that export (`knowledge export`, `coupons export`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.db import db
+
+
+@dataclass(frozen=True)
+class Library:
+    key: str
+    label: str
+    command: str
+    suffixes: tuple[str, ...]  # the files its command reads
+    dry_run: bool  # the command has --dry-run
+    exports: tuple[str, ...]  # the formats of its export; () when it has none
+    counts: dict[str, str]  # what `import_file` counts, in the page's words
+
+
+LIBRARIES = {
+    "knowledge": Library("knowledge", "话术/素材库", "knowledge import", (".jsonl", ".csv", ".xlsx"), True,
+                         ("xlsx", "jsonl", "csv"), {"script": "话术", "content": "素材", "synonym": "同义词/新词"}),
+    "coupons": Library("coupons", "优惠券模板", "coupons import", (".jsonl", ".csv"), True, ("csv", "jsonl"),
+                       {"created": "新建", "updated": "更新", "unchanged": "未变"}),
+    "commission": Library("commission", "提成比例", "commission import", (".jsonl", ".csv"), False, (),
+                          {"created": "新建", "updated": "更新", "unchanged": "未变"}),
+    "playbooks": Library("playbooks", "任务玩法", "tasks playbooks import", (".jsonl", ".yaml", ".yml"), False, (),
+                         {"playbooks": "玩法"}),
+}
+
+
+def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None = None) -> dict[str, int]:
+    """Import `path` into library `key` as its command does: all or nothing, committed (or, with dry_run,
+    rolled back). Returns the counts the command prints; raises ImportRejected (nothing written).
+    `guide_id` is who imported, for the imports that keep an audit trail (coupon templates)."""
+    if dry_run and not LIBRARIES[key].dry_run:
+        raise ValueError(f"{LIBRARIES[key].command} has no dry run")
+    if key == "knowledge":
+        from knowledge import operations
+
+        # Commits and bumps the library version, so every process rebuilds its index.
+        return operations.import_library(operations.read_library_file(path), dry_run=dry_run)
+    if key == "coupons":
+        from coupons import operations as coupons
+        from imports.files import read_records
+
+        counts = coupons.import_templates(read_records(path, "coupon", what="a coupon file"), dry_run=dry_run,
+                                          guide_id=guide_id)
+        if not dry_run:
+            db.session.commit()
+        return counts
+    if key == "commission":
+        from imports.files import read_records
+        from orders import commission
+
+        counts = commission.import_rates(read_records(path, "commission", what="a rates file"))
+        db.session.commit()
+        return counts
+    if key == "playbooks":
+        from tasks import playbooks
+
+        return {"playbooks": playbooks.import_playbooks(playbooks.read_playbooks(path))}  # commits
+    raise KeyError(key)
+
+
+def export_file(key: str, path) -> None:
+    """Write library `key` to `path` (its format by the suffix), as `knowledge export` / `coupons export`."""
+    if key == "knowledge":
+        from knowledge import operations
+
+        operations.export_library(path)
+    elif key == "coupons":
+        from coupons import operations as coupons
+
+        coupons.export_templates(path)
+    else:
+        raise KeyError(key)
