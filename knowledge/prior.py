@@ -7,9 +7,9 @@ PSEUDO_SENDS imaginary average sends, so a script sent twice cannot jump. The ra
 match. A store with STORE_MIN_SENDS sends (and at least one conversion) gets its own factors, shrunk toward the
 script's chain-wide rate (scaled to the store's average); any other store uses the chain-wide ones.
 
-Computed in bulk by a scheduler job (one grouped query; `rebuild()`), kept in Redis (`kb:prior`) with the
-library version it was computed for, and read by each process only when its stamp changes. Never computed
-while answering: no stored prior, or one computed for another version of the library, means no prior.
+Computed in bulk by a scheduler job (one grouped query; `rebuild()`), kept in Redis (`kb:prior`), keyed by
+script id (so an import or a catalogue sync keeps it), and read by each process only when its stamp changes.
+Never computed while answering: no stored prior means no prior.
 SUGGEST_CONVERSION_PRIOR=off turns it off (docs/suggestions.md, "Conversion prior").
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from core.timeutil import utcnow
 from models import Order, Script, ScriptSend
 from tracking.funnels import CONVERSION_DAYS
 
-PRIOR_KEY = "kb:prior"  # hash: stamp (random per run), version (the library's kb:version), data (JSON)
+PRIOR_KEY = "kb:prior"  # hash: stamp (random per run), data (JSON factors by script id)
 HISTORY_DAYS = 90  # sends of the last 90 days whose attribution window has closed
 PSEUDO_SENDS = 20.0  # m: a script's rate starts as m average sends
 MAX_LIFT = 0.08  # c: factors stay within [1 − c, 1 + c]
@@ -111,14 +111,11 @@ def factors(rows: dict[tuple[str, int | None], tuple[int, int]]) -> dict:
 
 
 def rebuild(now: datetime | None = None) -> dict:
-    """Recompute the prior and store it for the current library version (the scheduler job)."""
-    from knowledge.service import VERSION_KEY
-
+    """Recompute the prior and store it (the scheduler job)."""
     if not enabled():
         return {"skipped": "SUGGEST_CONVERSION_PRIOR is off"}
-    version = _text(rstore.client.get(VERSION_KEY)) or ""  # read first: a change during the run voids it
     data = factors(counts(now or utcnow()))
-    rstore.client.hset(PRIOR_KEY, mapping={"stamp": uuid.uuid4().hex, "version": version,
+    rstore.client.hset(PRIOR_KEY, mapping={"stamp": uuid.uuid4().hex,
                                            "data": json.dumps(data, separators=(",", ":"))})
     return {"scripts": len(data["chain"]), "stores": len(data["stores"]), "sends": data["sends"],
             "converted": data["converted"]}
@@ -145,20 +142,21 @@ class Prior:
         return self._vectors[key]
 
 
-HEAD_FIELDS = ("stamp", "version")  # what a suggestion fetches in its round trip: two short strings
+HEAD_FIELDS = ("stamp",)  # what a suggestion fetches in its round trip: one short string
 
 
 def current(lib, head: list, store_id: int | None) -> np.ndarray | None:
     """The factor vector for a suggestion, given the stored prior's head (`HEAD_FIELDS`, fetched with the
-    suggestion's other Redis reads): None when there is no prior for this library version. The prior itself
-    is read from Redis only when its stamp changed (once per job run per process)."""
-    stamp, version = (_text(v) for v in head)
-    if not stamp or version != (lib.version or ""):
+    suggestion's other Redis reads): None when no prior is stored. Factors are keyed by script id, so a library
+    change (an import, a catalogue sync) keeps them: a new script has none, a removed one is ignored. The prior
+    itself is read from Redis only when its stamp changed (once per job run per process)."""
+    stamp = _text(head[0])
+    if not stamp:
         return None
     prior = lib.prior
     if prior is None or prior.stamp != stamp:
-        stamp, version, raw = (_text(v) for v in rstore.client.hmget(PRIOR_KEY, "stamp", "version", "data"))
-        if not stamp or not raw or version != (lib.version or ""):  # a run may have ended in between
+        stamp, raw = (_text(v) for v in rstore.client.hmget(PRIOR_KEY, "stamp", "data"))
+        if not stamp or not raw:
             return None
         data = json.loads(raw)
         prior = Prior(stamp, data["chain"], data["stores"])
