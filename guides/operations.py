@@ -187,13 +187,15 @@ def _raise_manager_task(customer: Customer, handover: Guide, takeover: Guide, re
 
 
 def _store_managers() -> Callable[[Guide], Guide | None]:
-    """`store_manager`, asked once per store: a poll settles the failures of many guides of a few stores."""
-    found: dict[int | None, Guide | None] = {}
+    """`store_manager`, asked once per store: a poll settles the failures of many guides of a few stores. A
+    departing manager or admin is asked for on their own (the answer is never themselves)."""
+    found: dict[tuple[int | None, int], Guide | None] = {}
 
     def manager_of(guide: Guide) -> Guide | None:
-        if guide.store_id not in found:
-            found[guide.store_id] = store_manager(guide)
-        return found[guide.store_id]
+        key = (guide.store_id, guide.id if guide.role in ("manager", "admin") else 0)
+        if key not in found:
+            found[key] = store_manager(guide)
+        return found[key]
 
     return manager_of
 

@@ -212,3 +212,7 @@ def test_a_departing_store_manager_s_refused_customers_go_to_an_admin_not_to_the
     assert ops.store_manager(leaver).id == manager.id
     # The manager leaving is still active while their customers are handed over: the admin gets the tasks.
     assert ops.store_manager(manager).id == admin.id
+    # The hourly poll asks once per store, whichever departure of the store it settles first.
+    for order in ((leaver, manager), (manager, leaver)):
+        manager_of = ops._store_managers()
+        assert {g.userid: manager_of(g).userid for g in order} == {"leaver": "boss", "boss": "hq"}
