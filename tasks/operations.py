@@ -181,16 +181,17 @@ def close_task(task_id: int, guide: Guide, *, status: str, reason: str | None = 
             raise TaskInputError("跳过任务需要填写原因")
         if len(reason) > 200:
             raise TaskInputError("原因不能超过200字")
-    if task.status != "open":
-        # A screen showing it open is stale (a send already completed it): never turn done into skipped.
-        raise TaskClosed("任务已完成" if task.status == "done" else "任务已跳过")
     from reports.leaderboard import bump
 
-    task.status, task.skip_reason = status, reason if status == "skipped" else None
+    # Only an open task closes: a screen showing it open may be stale (a send completed it), and two taps
+    # may race. The conditional UPDATE decides; never done -> skipped, never counted twice.
+    closed = db.session.execute(update(RedDot).where(RedDot.id == task.id, RedDot.status == "open").values(
+        status=status, skip_reason=reason if status == "skipped" else None, done_at=utcnow()))
+    db.session.refresh(task)
+    if closed.rowcount == 0:
+        raise TaskClosed("任务已完成" if task.status == "done" else "任务已跳过")
     if status == "done":
         bump(guide.id, task.task_date, tasks_done=1)
-    task.done_at = utcnow()
-    db.session.flush()
     return task
 
 

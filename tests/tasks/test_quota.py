@@ -141,3 +141,23 @@ def test_task_tab_api_done_skip_and_auto_done(app, client, monkeypatch):
     sign_in(client, other)
     assert client.post(f"/api/tasks/{t1['id']}/done", headers=headers).status_code == 404
     assert client.get(f"/api/customers/{f.external_userid(c1)}/quota").status_code == 404
+
+
+def test_a_task_completed_elsewhere_meanwhile_is_not_closed_again_from_a_stale_read(app):
+    import pytest
+    from sqlalchemy import update
+
+    g = f.guide("guide01")
+    c = f.customer(g, added=local_today() - timedelta(days=10))
+    task = RedDot(guide_id=g.id, customer_id=c.id, rule="birthday", task_date=local_today(), reason="生日关怀",
+                  rank=1)
+    db.session.add(task)
+    db.session.commit()
+    assert db.session.get(RedDot, task.id).status == "open"  # this request has read it open
+    with db.engine.connect() as other:  # meanwhile a send completes it in another worker
+        other.execute(update(RedDot).where(RedDot.id == task.id).values(status="done"))
+        other.commit()
+    with pytest.raises(ops.TaskClosed, match="任务已完成"):
+        ops.close_task(task.id, g, status="skipped", reason="联系不上")
+    db.session.rollback()
+    assert db.session.get(RedDot, task.id).status == "done"
