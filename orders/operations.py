@@ -322,9 +322,10 @@ def match_pending(limit: int | None = None, *, after: int = 0) -> dict:
     while tried < limit:
         size = min(MATCH_BATCH, limit - tried)
         # One row more than is tried tells whether any remain, so a run that reached the newest order
-        # says so (next_after 0) instead of leaving the next run an empty pass.
+        # says so (next_after 0) instead of leaving the next run an empty pass. Rows are claimed (see
+        # match_for_identity): an order being matched by a callback right now is skipped, not matched twice.
         batch = db.session.scalars(select(Order).where(Order.customer_id.is_(None), Order.id > cursor)
-                                   .order_by(Order.id).limit(size + 1)).all()
+                                   .order_by(Order.id).limit(size + 1).with_for_update(skip_locked=True)).all()
         more, batch = len(batch) > size, batch[:size]
         tried += len(batch)
         matched += _match(batch)
@@ -339,8 +340,10 @@ def match_for_identity(kind: str, value: str) -> int:
     the partial GIN index of unmatched orders' keys (PostgreSQL). Flushes."""
     carries = (type_coerce(Order.customer_keys, JSONB).contains({kind: value}) if db.is_postgres  # the GIN index
                else Order.customer_keys[kind].as_string() == value)
+    # Claimed: the hourly job and a callback linking an identity may reach the same order at once; the one
+    # that locks it first matches it, the other skips it (and, once committed, no longer sees it unmatched).
     pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None), carries)
-                                 .order_by(Order.id)).all()
+                                 .order_by(Order.id).with_for_update(skip_locked=True)).all()
     return _match(pending) if pending else 0
 
 

@@ -186,6 +186,25 @@ def test_the_hourly_job_looks_up_identities_per_batch_and_old_unmatchable_orders
     assert db.session.scalars(select(JobRun.result).order_by(JobRun.slot)).all()[-1]["pending"] == 4
 
 
+def test_an_order_being_matched_elsewhere_is_skipped_by_the_hourly_job_not_matched_twice(app, client, ingest_key):
+    from orders import operations as ops
+
+    g = f.guide("guide01")
+    db.session.commit()
+    post_order(client, order("RACE-1", keys={"member_no": "M-RACE"}))
+    c = f.customer(g, added=local_today() - timedelta(days=30))
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="member_no", value="M-RACE"))
+    db.session.commit()
+    oid = db.session.scalar(select(Order.id).where(Order.order_no == "RACE-1"))
+    with db.engine.connect() as callback:  # a callback linking the identity holds the order right now
+        callback.execute(select(Order.id).where(Order.id == oid).with_for_update())
+        assert ops.match_pending()["matched"] == 0  # skipped, not waited for and not matched a second time
+        db.session.rollback()
+    assert ops.match_pending()["matched"] == 1  # the holder let go without matching it: the next run does
+    db.session.commit()
+    assert db.session.get(Order, oid).customer_id == c.id
+
+
 def test_binding_at_paid_time_and_last_touch_mode(app, client, ingest_key, monkeypatch):
     a, b = f.guide("guide_a"), f.guide("guide_b")
     c = customer_with_mobile(a, added=local_today() - timedelta(days=10))  # a added her 10 days ago
