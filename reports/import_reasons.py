@@ -64,8 +64,7 @@ REASONS = [
     ("JSON syntax error: {detail}", "JSON 格式错误：{detail}"),
     ("YAML syntax error: {detail}", "YAML 格式错误：{detail}"),
     ("a YAML file holds a list of playbooks", "YAML 文件应是一个玩法列表"),
-    ("{file}: a coupon file must be .jsonl or .csv", "{file}：优惠券模板文件须是 .jsonl 或 .csv"),
-    ("{file}: a rates file must be .jsonl or .csv", "{file}：提成比例文件须是 .jsonl 或 .csv"),
+    ("{file}: {what} must be .jsonl or .csv", "{file}：请用 .jsonl 或 .csv 文件"),
     ("{file}: use a .jsonl, .csv or .xlsx file", "{file}：请用 .jsonl、.csv 或 .xlsx 文件"),
     ("{file}: add a kind column, or name the file after its kind "
      "(scripts.csv, content.csv, synonyms.csv, 话术.csv …)",
@@ -82,8 +81,8 @@ REASONS = [
     ("a playbook must be an object", "每个玩法须是一个对象"),
     # Duplicates
     ("{value} appears again (first at {where})", "{value} 重复出现（第一次在{where}）"),
-    ("{field} {value} is also on line {n}", "{field} {value} 重复出现（第 {n} 行也有）"),
-    ("key {value} appears twice", "{F[key]} {value} 重复出现"),
+    ("{field} {value} is also on line {n}", "{field}{value} 重复出现（第 {n} 行也有）"),
+    ("key {value} appears twice", "{F[key]}{value} 重复出现"),
     # Any column
     ("{field} is missing", "缺少{field}"),
     ("{field} must be a string, not {value}", "{field}须是文字，不能是 {value}"),
@@ -107,15 +106,14 @@ REASONS = [
     ("{field} must be a short text", "{field}须是不超过 64 个字的文字"),
     ("{field} is missing or longer than {n} characters", "缺少{field}，或超过 {n} 个字"),
     # 话术/素材库
-    ("valid_to {end} is before valid_from {start}", "{F[valid_to]} {end} 早于{F[valid_from]} {start}"),
+    ("valid_to {end} is before valid_from {start}", "{F[valid_to]}{end} 早于{F[valid_from]}{start}"),
     ("url must start with http:// or https://, not {value}", "{F[url]}须以 http:// 或 https:// 开头，不能是 {value}"),
     ("url is missing (an article is sent as a link card)", "缺少{F[url]}（文章以链接卡片发出）"),
     ("a {kind} needs a url or a media_id", "{kind} 素材需要{F[url]}或{F[media_id]}"),
     ("variants is empty (list the words customers use for this term)", "{F[variants]}为空（请列出顾客对这个词的说法）"),
-    ("kind is missing", "缺少{F[kind]}（script、content、synonym 或 word）"),
     # 优惠券模板
     ("amount must be more than 0", "{F[amount]}须大于 0"),
-    ("amount {amount} must be less than threshold {threshold}", "{F[amount]} {amount} 须小于{F[threshold]} {threshold}"),
+    ("amount {amount} must be less than threshold {threshold}", "{F[amount]}{amount} 须小于{F[threshold]}{threshold}"),
     ("amount is only for amount_off coupons (this one is {kind})",
      "只有满减券（amount_off）填{F[amount]}（这张是 {kind}）"),
     ("percent is only for percent_off coupons (this one is {kind})",
@@ -124,7 +122,7 @@ REASONS = [
      "缺少有效期：请填{F[valid_to]}（固定日期）或{F[valid_days]}（发券后几天内有效）"),
     ("give either valid_to (fixed dates) or valid_days (days after issue), not both",
      "{F[valid_to]}（固定日期）和{F[valid_days]}（发券后几天内有效）只能填一个"),
-    ("total_stock {stock} is below the {issued} already issued", "{F[total_stock]} {stock} 少于已发出的 {issued} 张"),
+    ("total_stock {stock} is below the {issued} already issued", "{F[total_stock]}{stock} 少于已发出的 {issued} 张"),
     # 提成比例
     ("rate is not a number or percentage: {value}", "{F[rate]}须是小数或百分数（0.03 或 3%）：{value}"),
     ("rate must be between 0 and 1 (or 0%–100%), not {value}", "{F[rate]}须在 0 到 1 之间（或 0%–100%），不能是 {value}"),
@@ -136,7 +134,7 @@ REASONS = [
     ("steps must be a non-empty list", "{F[steps]}须是列表，且至少有一步"),
     ("{field} needs either day (days after adding) or date", "{field}须填{F[day]}（加好友后第几天）或{F[date]}，只填一个"),
     ("{field} must be a whole number 0–365, not {value}", "{field}须是 0–365 的整数，不能是 {value}"),
-    ("{field}: two steps on the same {unit} {value}", "{field}：两步在同一{unit} {value}"),
+    ("{field}: two steps on the same {unit} {value}", "{field}：与前面的一步在同一{unit}（{value}）"),
     ("{field} must be marketing or service, not {value}", "{field}须是 marketing（营销）或 service（服务），不能是 {value}"),
     ("{field} must be 0–100", "{field}须是 0–100 的整数"),
 ]
