@@ -6,7 +6,8 @@ exports as CSV (`/manager/export/<table>.csv`, UTF-8 with a BOM for Excel). A st
 store; an admin sees every store, or one with `?store=CODE`; a guide gets 403.
 
 Head office (admins only) also gets 资料导入 (`/manager/import`): upload a library file (话术/素材库, 优惠券模板,
-提成比例, 任务玩法) and see what the `… import` command would print, and download the libraries that export
+提成比例, 任务玩法) and see what the `… import` command would print (its reasons in Chinese:
+`reports.import_reasons`), and download the libraries that export
 (`/manager/library/<library>.<format>`); see `imports.library`."""
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from imports import library
 from imports.files import ImportRejected
 from models import Store
 from reports import leaderboard as lb
+from reports.import_reasons import in_chinese, place
 from sidebar.auth import csrf_required, csrf_token, current_guide, login_required
 from tracking import funnels
 
@@ -286,7 +288,7 @@ def library_import():
             log.info("library import by %s: %s %s (%d bytes) rejected, %d bad record(s)", guide.userid, lib.key,
                      name, size, len(exc.errors))
             return page(400, library=lib, file=name,
-                        errors=[(_where(where), reason) for where, reason in exc.errors])
+                        errors=[(place(where), in_chinese(reason)) for where, reason in exc.errors])
         except UnicodeDecodeError:
             db.session.rollback()
             log.info("library import by %s: %s %s (%d bytes) rejected, not UTF-8", guide.userid, lib.key, name,
@@ -317,23 +319,6 @@ def _upload_name(filename: str) -> str:
         return "upload"
     stem, dot, suffix = name.rpartition(".")
     return f"{stem[:100]}.{suffix[:10]}" if dot and stem else name[:100]
-
-
-WHERE = ((re.compile(r"line (\d+)"), "第 {0} 行"), (re.compile(r"sheet (.+) row (\d+)"), "工作表“{0}”第 {1} 行"),
-         (re.compile(r"sheet (.+)"), "工作表“{0}”"), (re.compile(r"playbook (\d+)"), "第 {0} 个玩法"))
-
-
-def _where(where: int | str) -> str:
-    """Where a bad record is, as ImportRejected says it ("line 3", 3, "sheet 话术 row 3"), in the page's words."""
-    if isinstance(where, int):
-        return f"第 {where} 行" if where else "文件"
-    if where == "file":
-        return "文件"
-    for pattern, words in WHERE:
-        m = pattern.fullmatch(where)
-        if m:
-            return words.format(*m.groups())
-    return where
 
 
 @bp.get("/library/<key>.<fmt>")

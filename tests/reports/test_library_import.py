@@ -1,6 +1,7 @@
 """资料导入 on the manager page: head office uploads a library file and sees what the `… import` command would
-print (counts, or every bad line and "没有导入任何内容"), all or nothing; dry runs keep nothing; only admins get
-there, with the CSRF token; a file over the limit is refused; the exports download what the commands write."""
+print (counts, or every bad line with its reason in Chinese and "没有导入任何内容"), all or nothing; dry runs
+keep nothing; only admins get there, with the CSRF token; a file over the limit is refused; the exports
+download what the commands write."""
 from __future__ import annotations
 
 import csv
@@ -99,10 +100,10 @@ def test_a_file_with_bad_lines_lists_each_and_imports_nothing(app, client):
     html = resp.get_data(as_text=True)
     assert resp.status_code == 400
     assert "3 处错误，没有导入任何内容" in html
-    # Every bad line with the reason the CLI prints for it.
-    assert "<td>第 2 行</td><td>script: body is missing</td>" in html
-    assert "<td>第 3 行</td><td>JSON syntax error" in html
-    assert "<td>第 5 行</td><td>content: url is missing" in html
+    # Every bad line with the reason the CLI prints for it, in Chinese (more in test_import_reasons.py).
+    assert "<td>第 2 行</td><td>话术：缺少正文（body）</td>" in html
+    assert "<td>第 3 行</td><td>JSON 格式错误" in html
+    assert "<td>第 5 行</td><td>素材：缺少链接（url）" in html
     assert count(Script) == 2  # s-chima on line 4 was good, but nothing of the file was kept
     assert db.session.scalar(select(Script.title).where(Script.external_id == "s-zhuannai")) == "转奶方法"
 
@@ -117,7 +118,7 @@ def test_a_file_with_bad_lines_lists_each_and_imports_nothing(app, client):
 
     resp = upload(client, "commission", "rates.csv", "category,rate\n奶粉,3%\n纸尿裤,150%\n".encode())
     html = resp.get_data(as_text=True)
-    assert resp.status_code == 400 and "<td>第 3 行</td><td>commission: rate must be between 0 and 1" in html
+    assert resp.status_code == 400 and "<td>第 3 行</td><td>提成比例：提成比例（rate）须在 0 到 1 之间" in html
     assert count(CommissionRate) == 0
 
     gbk = "external_id,title,body\ns-1,转奶,转奶要慢慢来\n".encode("gbk")  # Excel's plain "CSV" in China
@@ -127,7 +128,7 @@ def test_a_file_with_bad_lines_lists_each_and_imports_nothing(app, client):
     assert "已导入 1 条" in utf8.get_data(as_text=True) and count(Script) == 3
 
     html = upload(client, "coupons", "coupons.xlsx", b"PK").get_data(as_text=True)  # the CLI's own refusal
-    assert "coupons.xlsx: a coupon file must be .jsonl or .csv" in html and "没有导入任何内容" in html
+    assert "coupons.xlsx：请用 .jsonl 或 .csv 文件" in html and "没有导入任何内容" in html
 
 
 def test_dry_run_writes_nothing_and_the_other_libraries_import(app, client):

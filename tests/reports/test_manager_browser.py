@@ -109,7 +109,7 @@ def test_head_office_imports_a_library_file_from_the_phone(app, chain, standin, 
     page.click('#import button[type="submit"]')
     page.wait_for_selector("#outcome")
     outcome = page.inner_text("#outcome")
-    assert "没有导入任何内容" in outcome and "第 2 行" in outcome and "body is missing" in outcome
+    assert "没有导入任何内容" in outcome and "第 2 行" in outcome and "缺少正文（body）" in outcome
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     page.screenshot(path=str(SHOTS / "manager-import-rejected.png"), full_page=True)
 
