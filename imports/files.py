@@ -17,6 +17,14 @@ class ImportRejected(Exception):
         super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
 
 
+NUL_REASON = "contains a NUL character (\\u0000), which cannot be stored"
+
+
+def has_nul(values) -> bool:
+    """Whether any text value holds a NUL character (a CSV cell may; PostgreSQL refuses it in text)."""
+    return any(isinstance(v, str) and "\x00" in v for v in values)
+
+
 class BadLine(str):
     """Stands in for a record that could not even be read (JSON syntax error); the text is the reason."""
 
@@ -27,6 +35,9 @@ def read_jsonl(path: Path, default_type: str | None = None):
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
+                continue
+            if b"\\u0000" in line:  # valid JSON, but PostgreSQL cannot store a NUL character in text
+                yield lineno, BadLine(NUL_REASON)
                 continue
             try:
                 rec = loads(line, parse_float=Decimal)
@@ -49,7 +60,7 @@ def read_csv(path: Path, record_type: str):
         for row in reader:
             rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
             rec["type"] = record_type
-            yield lineno + 1, rec
+            yield lineno + 1, BadLine(NUL_REASON) if has_nul(rec.values()) else rec
             lineno = reader.line_num
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import zipfile
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import BadLine, ImportRejected, read_jsonl
+from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, read_jsonl
 from imports.records import RecordError, day, text
 from models import CONTENT_KINDS, Content, Script, Vocabulary
 from customers.segments import LIFECYCLE_LABELS
@@ -274,6 +275,9 @@ def _rows(header: list, values: Iterable[tuple], default_kind: str | None, where
         rec = {k: _cell(v) for k, v in zip(names, row) if k and _cell(v) not in (None, "")}
         if not rec:
             continue
+        if has_nul(rec.values()):
+            yield where(n), BadLine(NUL_REASON)
+            continue
         if default_kind and "kind" not in rec:
             rec["kind"] = default_kind
         yield where(n), rec
@@ -312,7 +316,7 @@ def _read_xlsx(path: Path):
 
     try:
         book = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+    except (InvalidFileException, zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
         raise ImportRejected([("file", f"{path.name} is not a readable Excel workbook ({type(exc).__name__})")])
     out = []
     try:

@@ -71,6 +71,7 @@ REASONS = [
      "{file}：请加一列 kind，或按内容给文件命名（话术.csv、素材.csv、同义词.csv、scripts.csv …）"),
     ("{file} is not a readable Excel workbook ({why})", "{file} 不是能读取的 Excel 工作簿（{why}）"),
     ("{file} is empty", "{file} 是空文件"),
+    ("contains a NUL character (\\u0000), which cannot be stored", "含有空字符（NUL，\\u0000），无法保存"),
     ("add a kind column, or name the sheet after its kind (话术, 素材, 同义词, 新词)",
      "请加一列 kind，或按内容给工作表命名（话术、素材、同义词、新词）"),
     ("no records", "文件里没有记录"),

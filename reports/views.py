@@ -287,8 +287,10 @@ def library_import():
             db.session.rollback()
             log.info("library import by %s: %s %s (%d bytes) rejected, %d bad record(s)", guide.userid, lib.key,
                      name, size, len(exc.errors))
-            return page(400, library=lib, file=name,
-                        errors=[(place(where), in_chinese(reason)) for where, reason in exc.errors])
+            errors = [(place(where), in_chinese(reason)) for where, reason in exc.errors[:MAX_LISTED]]
+            if len(exc.errors) > MAX_LISTED:
+                errors.append(("…", f"另有 {len(exc.errors) - MAX_LISTED} 处错误没有列出（命令行导入会全部列出）"))
+            return page(400, library=lib, file=name, errors=errors, bad=len(exc.errors))
         except UnicodeDecodeError:
             db.session.rollback()
             log.info("library import by %s: %s %s (%d bytes) rejected, not UTF-8", guide.userid, lib.key, name,
@@ -311,6 +313,9 @@ def _too_large(exc):
     return exc
 
 
+MAX_LISTED = 500  # bad records listed on the page; a file of bad lines would otherwise make a page of megabytes
+
+
 def _upload_name(filename: str) -> str:
     """The uploaded file's own name (Chinese kept: a CSV named 话术.csv holds scripts), without any folder or
     character a file system could take for one."""
@@ -318,7 +323,12 @@ def _upload_name(filename: str) -> str:
     if name.strip(".") == "":
         return "upload"
     stem, dot, suffix = name.rpartition(".")
-    return f"{stem[:100]}.{suffix[:10]}" if dot and stem else name[:100]
+    return f"{_cut(stem, 150)}.{_cut(suffix, 10)}" if dot and stem else _cut(name, 150)
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` bytes of UTF-8 (a file name may hold 255; a Chinese character takes 3), whole characters."""
+    return text.encode()[:limit].decode(errors="ignore")
 
 
 @bp.get("/library/<key>.<fmt>")

@@ -68,9 +68,11 @@ def leaderboard_reconcile(D: date) -> dict:
         for day in {span(period, day).first: day for day in (D - timedelta(days=1), D)}.values():
             rebuild(period, day)
     return {"rebuilt": [str(D - timedelta(days=1)), str(D)]}
+
+
 def script_prior(D: date) -> dict:
-    """Recompute each script's conversion prior for suggestions (one grouped query; kept in Redis with the
-    library version, so after an import suggestions go without it until this job's next run)."""
+    """Recompute each script's conversion prior for suggestions (one grouped query; kept in Redis by script
+    id, so library changes keep it)."""
     from knowledge.prior import rebuild
 
     return rebuild()

@@ -131,6 +131,26 @@ def test_a_file_with_bad_lines_lists_each_and_imports_nothing(app, client):
     assert "coupons.xlsx：请用 .jsonl 或 .csv 文件" in html and "没有导入任何内容" in html
 
 
+def test_files_that_broke_the_page_are_refused_by_name(app, client, monkeypatch):
+    admin(client)
+    # A long Chinese file name (over 255 bytes as UTF-8), a workbook that is not one, NUL characters.
+    resp = upload(client, "knowledge", "话术" * 60 + ".jsonl", jsonl(LIBRARY[:1]))
+    assert resp.status_code == 200 and "已导入 1 条" in resp.get_data(as_text=True)
+    resp = upload(client, "knowledge", "话术.xlsx", b"not a zip at all")
+    assert resp.status_code == 400 and "不是能读取的 Excel 工作簿" in resp.get_data(as_text=True)
+    nul = dict(LIBRARY[1], body="转奶\u0000慢慢来")
+    resp = upload(client, "knowledge", "kb.jsonl", jsonl([LIBRARY[2], nul]))
+    assert resp.status_code == 400 and "<td>第 2 行</td><td>含有空字符" in resp.get_data(as_text=True)
+    resp = upload(client, "knowledge", "话术.csv", "external_id,title,body\ns-9,转奶,转奶\x00慢慢来\n".encode())
+    assert resp.status_code == 400 and "含有空字符" in resp.get_data(as_text=True)
+    assert count(Script) == 1  # only the first, good file
+    # A file of thousands of bad lines lists the first ones and says how many more there are.
+    monkeypatch.setattr(views, "MAX_LISTED", 3)
+    html = upload(client, "knowledge", "kb.jsonl", jsonl(["{"] * 5)).get_data(as_text=True)
+    assert "5 处错误，没有导入任何内容" in html and html.count("JSON 格式错误") == 3
+    assert "另有 2 处错误没有列出" in html
+
+
 def test_dry_run_writes_nothing_and_the_other_libraries_import(app, client):
     hq = admin(client)
     resp = upload(client, "knowledge", "kb.jsonl", jsonl(LIBRARY), dry_run=True)
