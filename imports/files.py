@@ -21,8 +21,18 @@ NUL_REASON = "contains a NUL character (\\u0000), which cannot be stored"
 
 
 def has_nul(values) -> bool:
-    """Whether any text value holds a NUL character (a CSV cell may; PostgreSQL refuses it in text)."""
-    return any(isinstance(v, str) and "\x00" in v for v in values)
+    """Whether any text value, nested ones included, holds a NUL character (a CSV cell, a JSON \\u0000 or a
+    YAML "\\0" may; PostgreSQL refuses it in text)."""
+    for v in values:
+        if isinstance(v, str):
+            if "\x00" in v:
+                return True
+        elif isinstance(v, dict):
+            if has_nul(v.keys()) or has_nul(v.values()):
+                return True
+        elif isinstance(v, (list, tuple)) and has_nul(v):
+            return True
+    return False
 
 
 class BadLine(str):
@@ -36,15 +46,15 @@ def read_jsonl(path: Path, default_type: str | None = None):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            if b"\\u0000" in line:  # valid JSON, but PostgreSQL cannot store a NUL character in text
-                yield lineno, BadLine(NUL_REASON)
-                continue
             try:
                 rec = loads(line, parse_float=Decimal)
             except ValueError as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 col = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
                 yield lineno, BadLine(f"JSON syntax error: {msg}{col}")
+                continue
+            if b"\\u0000" in line and has_nul([rec]):  # valid JSON, but PostgreSQL cannot store a NUL in text
+                yield lineno, BadLine(NUL_REASON)
                 continue
             if default_type and isinstance(rec, dict) and "type" not in rec:
                 rec["type"] = default_type

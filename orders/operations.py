@@ -313,26 +313,28 @@ def receipt(order: Order, coupons: list[dict] | None = None, guide: Guide | None
 def match_pending(limit: int | None = None, *, after: int = 0) -> dict:
     """Try up to `limit` (MATCH_PER_RUN) stored orders whose customer was unknown, those with an id above `after`
     oldest first, against the identities known now (the hourly job). One query for the orders and one for
-    their identities per MATCH_BATCH. Returns {"pending": orders tried, "matched", "next_after"}: the last id
-    tried, or 0 once the run reached the newest unmatched order, so that the next run starts over from the
-    oldest — orders that never match cannot keep newer ones from being tried. Flushes."""
+    their identities per MATCH_BATCH; the matches of the whole run are claimed and settled together at the
+    end (see `_claim`). Returns {"pending": orders tried, "matched", "next_after"}: the last id tried, or 0
+    once the run reached the newest unmatched order, so that the next run starts over from the oldest —
+    orders that never match cannot keep newer ones from being tried. Flushes."""
     limit = MATCH_PER_RUN if limit is None else limit
-    tried = matched = 0
-    cursor = after
+    tried = 0
+    found: dict[int, int] = {}  # order id -> the customer its keys name
+    cursor, next_after = after, 0
     while tried < limit:
         size = min(MATCH_BATCH, limit - tried)
         # One row more than is tried tells whether any remain, so a run that reached the newest order
-        # says so (next_after 0) instead of leaving the next run an empty pass. Rows are claimed (see
-        # match_for_identity): an order being matched by a callback right now is skipped, not matched twice.
+        # says so (next_after 0) instead of leaving the next run an empty pass.
         batch = db.session.scalars(select(Order).where(Order.customer_id.is_(None), Order.id > cursor)
-                                   .order_by(Order.id).limit(size + 1).with_for_update(skip_locked=True)).all()
+                                   .order_by(Order.id).limit(size + 1)).all()
         more, batch = len(batch) > size, batch[:size]
         tried += len(batch)
-        matched += _match(batch)
+        found.update(_matches(batch))
         if not more:
-            return {"pending": tried, "matched": matched, "next_after": 0}
-        cursor = batch[-1].id
-    return {"pending": tried, "matched": matched, "next_after": cursor}
+            next_after = 0
+            break
+        cursor = next_after = batch[-1].id
+    return {"pending": tried, "matched": _claim(found), "next_after": next_after}
 
 
 def match_for_identity(kind: str, value: str) -> int:
@@ -340,23 +342,42 @@ def match_for_identity(kind: str, value: str) -> int:
     the partial GIN index of unmatched orders' keys (PostgreSQL). Flushes."""
     carries = (type_coerce(Order.customer_keys, JSONB).contains({kind: value}) if db.is_postgres  # the GIN index
                else Order.customer_keys[kind].as_string() == value)
-    # Claimed: the hourly job and a callback linking an identity may reach the same order at once; the one
-    # that locks it first matches it, the other skips it (and, once committed, no longer sees it unmatched).
     pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None), carries)
-                                 .order_by(Order.id).with_for_update(skip_locked=True)).all()
-    return _match(pending) if pending else 0
+                                 .order_by(Order.id)).all()
+    return _claim(_matches(pending)) if pending else 0
 
 
-def _match(pending: list[Order]) -> int:
-    """Match each order whose keys name exactly one customer (the rule of `match_customers`), looking up the
-    identities of all of them in one query, and settle them together."""
+def _matches(pending: list[Order]) -> dict[int, int]:
+    """{order id: customer id} for each order whose keys name exactly one customer (the rule of
+    `match_customers`), the identities of all of them looked up in one query. Reads only."""
     keyed = [order for order in pending if order.customer_keys]
+    return {order.id: customer_id
+            for order, (customer_id, _) in zip(keyed, match_customers([o.customer_keys for o in keyed]))
+            if customer_id is not None}
+
+
+def _claim(found: dict[int, int]) -> int:
+    """Match the orders of `found` that are still unmatched now, and settle them together. The hourly job and a
+    callback linking an identity may reach one order at once: each locks the orders it found in id order
+    (then `_settle` locks customers in id order, as ingest does: one global order, no deadlock), and the
+    re-checked `customer_id IS NULL` lets only the first match it — the other finds it matched, never
+    settles it twice. On SQLite (one writer) the claim is the UPDATE's own condition."""
+    if not found:
+        return 0
+    claimed = db.session.scalars(select(Order).where(Order.id.in_(sorted(found)), Order.customer_id.is_(None))
+                                 .order_by(Order.id).with_for_update(key_share=True)
+                                 .execution_options(populate_existing=True)).all()
     now = utcnow().isoformat()
     matched = []
-    for order, (customer_id, _) in zip(keyed, match_customers([o.customer_keys for o in keyed])):
-        if customer_id is None:
+    for order in claimed:
+        # The UPDATE re-checks it: on SQLite nothing was locked, and only the writer that still finds the
+        # order unmatched may take it.
+        won = db.session.execute(update(Order).where(Order.id == order.id, Order.customer_id.is_(None))
+                                 .values(customer_id=found[order.id])
+                                 .execution_options(synchronize_session=False)).rowcount if not db.is_postgres else 1
+        if not won:
             continue
-        order.customer_id = customer_id
+        order.customer_id = found[order.id]
         order.flags = [f for f in order.flags if f.get("flag") not in ("unmatched_customer", "ambiguous_customer")] \
             + [{"flag": "matched_later", "at": now}]
         matched.append(order)

@@ -40,6 +40,10 @@ class TaskInputError(ValueError):
 class TaskClosed(ValueError):
     """The task is no longer open (done by a send, or closed on another screen); the message says how."""
 
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
+
 
 def rule_label(rule: str) -> str:
     return RULE_LABELS.get(rule.split(":", 1)[0], rule)
@@ -189,7 +193,7 @@ def close_task(task_id: int, guide: Guide, *, status: str, reason: str | None = 
         status=status, skip_reason=reason if status == "skipped" else None, done_at=utcnow()))
     db.session.refresh(task)
     if closed.rowcount == 0:
-        raise TaskClosed("任务已完成" if task.status == "done" else "任务已跳过")
+        raise TaskClosed("任务已完成" if task.status == "done" else "任务已跳过", task.status)
     if status == "done":
         bump(guide.id, task.task_date, tasks_done=1)
     return task

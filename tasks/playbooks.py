@@ -25,7 +25,7 @@ from sqlalchemy import and_, exists, func, or_, select
 
 from core.db import db
 from core.timeutil import start_of
-from imports.files import BadLine, ImportRejected, read_jsonl
+from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, read_jsonl
 from models import Customer, CustomerTag, Playbook, Tag
 from tasks.rules import Candidate, _bound, marketing_allowed
 
@@ -135,7 +135,7 @@ def read_playbooks(path) -> list[tuple[int | str, object]]:
             data = data["playbooks"]
         if not isinstance(data, list):
             raise ImportRejected([("file", "a YAML file holds a list of playbooks")])
-        return [(f"playbook {i}", rec) for i, rec in enumerate(data, 1)]
+        return [(f"playbook {i}", BadLine(NUL_REASON) if has_nul([rec]) else rec) for i, rec in enumerate(data, 1)]
     return list(read_jsonl(path))
 
 

@@ -51,7 +51,9 @@ def close(task_id: int, action: str):
     except ops.TaskInputError as exc:
         return json_error(400, str(exc))
     except ops.TaskClosed as exc:
-        return json_error(409, str(exc))
+        resp = jsonify(error=str(exc), id=task_id, status=exc.status)  # the task's state, for the screen
+        resp.status_code = 409
+        return resp
     db.session.commit()
     return jsonify(id=task.id, status=task.status, skip_reason=task.skip_reason)
 

@@ -410,19 +410,16 @@
     var id = btn.getAttribute("data-task");
     var body = action === "skip" ? {reason: btn.getAttribute("data-reason")} : {};
     api("POST", "/api/tasks/" + id + "/" + action, body).then(function (r) {
-      if (!r.ok) {
-        toast(r.data.error || "操作失败", true);
-        if (r.status === 409 && S.customer) loadAllTasks(true);  // closed elsewhere: show it as it is
-        return;
-      }
+      if (!r.ok && r.status !== 409) { toast(r.data.error || "操作失败", true); return; }
+      // Closed, here or already elsewhere (409: a send completed it): every copy of it shows its state.
       Array.prototype.forEach.call(document.querySelectorAll('.sb-task[data-task="' + id + '"]'), function (el) {
         el.className = "sb-task sb-task_" + r.data.status;
         $(".sb-task__status", el).textContent = r.data.status === "done" ? "已完成" : "已跳过";
         var ops = $(".sb-task__ops", el);
         if (ops) ops.remove();
       });
-      toast(r.data.status === "done" ? "任务已完成" : "已跳过");
-      if (S.customer) loadAllTasks(true);  // the day's summary and list move with it
+      toast(r.ok ? (r.data.status === "done" ? "任务已完成" : "已跳过") : r.data.error, !r.ok);
+      if (S.customer) { loadAllTasks(true); loadMyMonth(true); }  // the day's summary, list and month move
     });
   }
 

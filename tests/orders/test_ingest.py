@@ -186,23 +186,28 @@ def test_the_hourly_job_looks_up_identities_per_batch_and_old_unmatchable_orders
     assert db.session.scalars(select(JobRun.result).order_by(JobRun.slot)).all()[-1]["pending"] == 4
 
 
-def test_an_order_being_matched_elsewhere_is_skipped_by_the_hourly_job_not_matched_twice(app, client, ingest_key):
+def test_an_order_matched_elsewhere_after_the_hourly_job_read_it_is_not_matched_twice(app, client, ingest_key):
+    from sqlalchemy import update
+
     from orders import operations as ops
 
     g = f.guide("guide01")
     db.session.commit()
-    post_order(client, order("RACE-1", keys={"member_no": "M-RACE"}))
+    post_order(client, order("RACE-1", keys={"member_no": "M-RACE"}, amount="100"))
     c = f.customer(g, added=local_today() - timedelta(days=30))
     db.session.add(CustomerIdentity(customer_id=c.id, kind="member_no", value="M-RACE"))
     db.session.commit()
-    oid = db.session.scalar(select(Order.id).where(Order.order_no == "RACE-1"))
-    with db.engine.connect() as callback:  # a callback linking the identity holds the order right now
-        callback.execute(select(Order.id).where(Order.id == oid).with_for_update())
-        assert ops.match_pending()["matched"] == 0  # skipped, not waited for and not matched a second time
-        db.session.rollback()
-    assert ops.match_pending()["matched"] == 1  # the holder let go without matching it: the next run does
+    pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None))).all()
+    found = ops._matches(pending)  # the hourly job has read the order and found its customer ...
+    oid = pending[0].id
+    assert found == {oid: c.id}
+    with db.engine.connect() as callback:  # ... when a callback linking the identity matches it and commits
+        callback.execute(update(Order).where(Order.id == oid).values(customer_id=c.id))
+        callback.commit()
+    assert ops._claim(found) == 0  # the job finds it matched: it does not settle it a second time
     db.session.commit()
-    assert db.session.get(Order, oid).customer_id == c.id
+    assert db.session.get(Customer, c.id).order_count == 0  # (the callback's own settling is not simulated)
+    assert db.session.scalar(select(func.count()).select_from(Event).where(Event.ref == "RACE-1")) == 0
 
 
 def test_binding_at_paid_time_and_last_touch_mode(app, client, ingest_key, monkeypatch):

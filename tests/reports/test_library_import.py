@@ -143,6 +143,9 @@ def test_files_that_broke_the_page_are_refused_by_name(app, client, monkeypatch)
     assert resp.status_code == 400 and "<td>第 2 行</td><td>含有空字符" in resp.get_data(as_text=True)
     resp = upload(client, "knowledge", "话术.csv", "external_id,title,body\ns-9,转奶,转奶\x00慢慢来\n".encode())
     assert resp.status_code == 400 and "含有空字符" in resp.get_data(as_text=True)
+    yaml_nul = "- key: k1\n  name: \"生日\\0关怀\"\n  steps:\n    - day: 0\n      title: 问候\n".encode()
+    resp = upload(client, "playbooks", "playbooks.yaml", yaml_nul)
+    assert resp.status_code == 400 and "<td>第 1 个玩法</td><td>含有空字符" in resp.get_data(as_text=True)
     assert count(Script) == 1  # only the first, good file
     # A file of thousands of bad lines lists the first ones and says how many more there are.
     monkeypatch.setattr(views, "MAX_LISTED", 3)

@@ -131,7 +131,7 @@ def test_task_tab_api_done_skip_and_auto_done(app, client, monkeypatch):
     assert db.session.get(RedDot, t3["id"]).status == "done"
     # A screen still showing it open cannot turn the send's "done" into a skip (nor take it off the ranking).
     stale = client.post(f"/api/tasks/{t3['id']}/skip", json={"reason": "联系不上"}, headers=headers)
-    assert stale.status_code == 409 and stale.json["error"] == "任务已完成"
+    assert stale.status_code == 409 and stale.json == {"error": "任务已完成", "id": t3["id"], "status": "done"}
     assert db.session.get(RedDot, t3["id"]).status == "done"
     assert client.post(f"/api/tasks/{t2['id']}/done", headers=headers).status_code == 409
     again = client.post(f"/api/customers/{f.external_userid(c3)}/touches",
