@@ -33,6 +33,7 @@ MAX_ITEMS = 500
 MAX_COUPONS = 20
 MAX_BATCH = 1000  # orders in one request
 LINES_PER_INSERT = 2000  # order lines per INSERT statement (7 parameters each, well under PostgreSQL's 65,535)
+EVENTS_PER_INSERT = 1000  # an hourly run may settle 10,000 matches: PostgreSQL takes 65,535 parameters
 MATCH_PER_RUN = 10000  # unmatched orders one run of the hourly job tries
 MATCH_BATCH = 500  # orders whose identities are looked up in one query
 
@@ -292,10 +293,12 @@ def _settle(orders: list[Placed]) -> dict[int, Guide]:
         FROM (SELECT customer_id, count(*) AS n, COALESCE(SUM(amount), 0) AS total, MAX(paid_at) AS last
               FROM orders WHERE customer_id IN ({customer_ids}) GROUP BY customer_id) x
         WHERE customers.id = x.customer_id"""))
-    db.session.execute(_insert(Event).values([
-        {"customer_id": o.customer_id, "type": "order", "occurred_at": o.paid_at, "channel": o.channel,
-         "guide_id": o.guide_id, "payload": {"amount": float(o.amount), "items": o.n_lines}, "ref": o.order_no}
-        for o in matched]).on_conflict_do_nothing(index_elements=["type", "ref"]))
+    events = [{"customer_id": o.customer_id, "type": "order", "occurred_at": o.paid_at, "channel": o.channel,
+               "guide_id": o.guide_id, "payload": {"amount": float(o.amount), "items": o.n_lines}, "ref": o.order_no}
+              for o in matched]
+    for start in range(0, len(events), EVENTS_PER_INSERT):  # 7 parameters a row: under the drivers' limits
+        db.session.execute(_insert(Event).values(events[start:start + EVENTS_PER_INSERT])
+                           .on_conflict_do_nothing(index_elements=["type", "ref"]))
     for o in matched:
         bump(guides.get(o.guide_id), o.paid_at, orders=1, gmv=o.amount, commission=o.commission)
     return guides
@@ -364,6 +367,11 @@ def _claim(found: dict[int, int]) -> int:
     settles it twice. On SQLite (one writer) the claim is the UPDATE's own condition."""
     if not found:
         return 0
+    if db.is_postgres:
+        # Customers first, as everywhere else (ingest, `_settle`): a callback that already holds its customer
+        # (a name changed) and then claims an order must not meet a job holding that order and waiting for it.
+        db.session.execute(select(Customer.id).where(Customer.id.in_(sorted(set(found.values()))))
+                           .order_by(Customer.id).with_for_update(key_share=True))
     claimed = db.session.scalars(select(Order).where(Order.id.in_(sorted(found)), Order.customer_id.is_(None))
                                  .order_by(Order.id).with_for_update(key_share=True)
                                  .execution_options(populate_existing=True)).all()

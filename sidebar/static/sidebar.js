@@ -410,7 +410,7 @@
     var id = btn.getAttribute("data-task");
     var body = action === "skip" ? {reason: btn.getAttribute("data-reason")} : {};
     api("POST", "/api/tasks/" + id + "/" + action, body).then(function (r) {
-      if (!r.ok && r.status !== 409) { toast(r.data.error || "操作失败", true); return; }
+      if (!r.ok && !(r.status === 409 && r.data.status)) { toast(r.data.error || "操作失败", true); return; }
       // Closed, here or already elsewhere (409: a send completed it): every copy of it shows its state.
       Array.prototype.forEach.call(document.querySelectorAll('.sb-task[data-task="' + id + '"]'), function (el) {
         el.className = "sb-task sb-task_" + r.data.status;
@@ -419,7 +419,7 @@
         if (ops) ops.remove();
       });
       toast(r.ok ? (r.data.status === "done" ? "任务已完成" : "已跳过") : r.data.error, !r.ok);
-      if (S.customer) { loadAllTasks(true); loadMyMonth(true); }  // the day's summary, list and month move
+      if (S.customer) loadAllTasks(true);  // the day's summary and list move with it
     });
   }
 

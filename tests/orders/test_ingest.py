@@ -157,6 +157,7 @@ def test_the_hourly_job_looks_up_identities_per_batch_and_old_unmatchable_orders
 
     monkeypatch.setattr(ops, "MATCH_PER_RUN", 4)
     monkeypatch.setattr(ops, "MATCH_BATCH", 3)
+    monkeypatch.setattr(ops, "EVENTS_PER_INSERT", 1)  # a run's trajectory events go in chunks
     g = f.guide("guide01")
     db.session.commit()
     for i in range(6):  # the six oldest will never match anybody
@@ -176,6 +177,7 @@ def test_the_hourly_job_looks_up_identities_per_batch_and_old_unmatchable_orders
     assert count(Order, Order.customer_id.is_(None)) == 8
     assert runner.run_slot(job, slot + timedelta(hours=1)) == "ran"  # goes on after them, not from the oldest
     assert count(Order, Order.customer_id.is_(None)) == 6
+    assert count(Event, Event.type == "order", Event.ref.in_(["NEW-1", "NEW-2"])) == 2
     results = db.session.scalars(select(JobRun.result).order_by(JobRun.slot)).all()
     # The second run reached the newest unmatched order: it says so, and the next starts from the oldest
     # at once (no empty pass in between).
