@@ -94,18 +94,6 @@ INSERT INTO red_dots (guide_id, customer_id, rule, task_date, priority, value, r
 """
 
 
-def ensure_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    base, name = url.rsplit("/", 1)
-    engine = create_engine(base.replace("postgresql://", "postgresql+psycopg://") + "/postgres",
-                           isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-
-
 def copy_scripts(conn, n: int, rng: random.Random) -> None:
     from suggest_speed import make_library
 
@@ -289,6 +277,8 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    from callback_throughput import ensure_database
+
     ensure_database(args.database_url)
     from sqlalchemy import text
 

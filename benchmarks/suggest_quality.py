@@ -46,24 +46,30 @@ from knowledge.engine import Doc, EngineConfig, SuggestionIndex  # noqa: E402
 
 SHARED_EVAL = REPO.parent / "shared" / "eval"
 DATA = Path(__file__).resolve().parent / "data"
-# name, role, library, questions
+
+
+def _set(name: str, role: str, folder: Path = DATA) -> tuple[str, str, Path, Path]:
+    """(name, role, library, questions): each set is kb_<name>.jsonl and queries_<name>.jsonl in `folder`."""
+    return name, role, folder / f"kb_{name}.jsonl", folder / f"queries_{name}.jsonl"
+
+
 SETS = [
-    ("skincare", "dev", SHARED_EVAL / "kb_skincare.jsonl", SHARED_EVAL / "queries_skincare.jsonl"),
-    ("baby", "dev", DATA / "kb_baby.jsonl", DATA / "queries_baby.jsonl"),
-    ("apparel", "held-out", DATA / "kb_apparel.jsonl", DATA / "queries_apparel.jsonl"),
-    ("appliance", "held-out", DATA / "kb_appliance.jsonl", DATA / "queries_appliance.jsonl"),
-    ("grocery", "held-out", DATA / "kb_grocery.jsonl", DATA / "queries_grocery.jsonl"),
-    ("pet", "blind", DATA / "kb_pet.jsonl", DATA / "queries_pet.jsonl"),
-    ("digital", "blind", DATA / "kb_digital.jsonl", DATA / "queries_digital.jsonl"),
+    _set("skincare", "dev", SHARED_EVAL),
+    _set("baby", "dev"),
+    _set("apparel", "held-out"),
+    _set("appliance", "held-out"),
+    _set("grocery", "held-out"),
+    _set("pet", "blind"),
+    _set("digital", "blind"),
     # Second round (issue 4): written before any round-2 change, run once after the freeze.
-    ("eyewear", "blind-2", DATA / "kb_eyewear.jsonl", DATA / "queries_eyewear.jsonl"),
-    ("outdoor", "blind-2", DATA / "kb_outdoor.jsonl", DATA / "queries_outdoor.jsonl"),
+    _set("eyewear", "blind-2"),
+    _set("outdoor", "blind-2"),
     # Third round: written before any round-3 change, run once after the freeze.
-    ("bedding", "blind-3", DATA / "kb_bedding.jsonl", DATA / "queries_bedding.jsonl"),
-    ("tea", "blind-3", DATA / "kb_tea.jsonl", DATA / "queries_tea.jsonl"),
+    _set("bedding", "blind-3"),
+    _set("tea", "blind-3"),
     # Fourth round: written by a separate author before the round, run once after the freeze.
-    ("jewelry", "blind-4", DATA / "kb_jewelry.jsonl", DATA / "queries_jewelry.jsonl"),
-    ("pharmacy", "blind-4", DATA / "kb_pharmacy.jsonl", DATA / "queries_pharmacy.jsonl"),
+    _set("jewelry", "blind-4"),
+    _set("pharmacy", "blind-4"),
 ]
 # Third round: questions typed (partly) in Latin pinyin for the nine libraries above, a dev
 # file of their own ({"set", "text", "relevant"}); --pinyin-dev scores them per set.

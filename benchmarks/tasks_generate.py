@@ -98,6 +98,10 @@ def main() -> None:
     from core.db import db
     from tasks.operations import generate
 
+    if args.database_url.startswith("postgresql"):
+        from benchmarks.callback_throughput import ensure_database
+
+        ensure_database(args.database_url)  # its own database, as the other benchmarks have
     app = create_app({"DATABASE_URL": args.database_url, "DEMO": True, "REDIS_URL": None})
     D = date(2026, 6, 15)
     print(f"{'customers':>10} {'seed s':>8} {'generate s':>11} {'tasks':>8} {'re-run s':>9} {'re-run new':>10}"
