@@ -8,10 +8,11 @@ from flask import abort, jsonify, request
 from core.timeutil import local_today
 
 
-def json_error(status: int, message: str, **extra):
-    """A JSON error answer: `{"error": <message for the user, in Chinese>, ...extra}` with `status`."""
+def json_error(http_status: int, message: str, /, **extra):
+    """A JSON error answer: `{"error": <message for the user, in Chinese>, ...extra}` with `http_status`
+    (positional, so any field may ride along, `status` and `code` too)."""
     resp = jsonify(error=message, **extra)
-    resp.status_code = status
+    resp.status_code = http_status
     return resp
 
 

@@ -304,9 +304,9 @@ def _settle(orders: list[Placed]) -> dict[int, Guide]:
     return guides
 
 
-def receipt(order: Order, coupons: list[dict] | None = None, guide: Guide | None = None) -> dict:
-    if guide is None and order.guide_id:
-        guide = db.session.get(Guide, order.guide_id)
+def receipt(order: Order, coupons: list[dict] | None = None) -> dict:
+    """A stored order's answer (a duplicate's is its first answer; `_store` builds a new batch's in bulk)."""
+    guide = db.session.get(Guide, order.guide_id) if order.guide_id else None
     return {"order_no": order.order_no, "status": "stored", "customer_matched": order.customer_id is not None,
             "guide": guide.userid if guide else None, "attribution": order.attribution,
             "amount": str(order.amount), "commission": str(order.commission), "flags": order.flags,
@@ -328,7 +328,8 @@ def match_pending(limit: int | None = None, *, after: int = 0) -> dict:
         size = min(MATCH_BATCH, limit - tried)
         # One row more than is tried tells whether any remain, so a run that reached the newest order
         # says so (next_after 0) instead of leaving the next run an empty pass.
-        batch = db.session.scalars(select(Order).where(Order.customer_id.is_(None), Order.id > cursor)
+        batch = db.session.execute(select(Order.id, Order.customer_keys)
+                                   .where(Order.customer_id.is_(None), Order.id > cursor)
                                    .order_by(Order.id).limit(size + 1)).all()
         more, batch = len(batch) > size, batch[:size]
         tried += len(batch)
@@ -345,14 +346,15 @@ def match_for_identity(kind: str, value: str) -> int:
     the partial GIN index of unmatched orders' keys (PostgreSQL). Flushes."""
     carries = (type_coerce(Order.customer_keys, JSONB).contains({kind: value}) if db.is_postgres  # the GIN index
                else Order.customer_keys[kind].as_string() == value)
-    pending = db.session.scalars(select(Order).where(Order.customer_id.is_(None), carries)
+    pending = db.session.execute(select(Order.id, Order.customer_keys).where(Order.customer_id.is_(None), carries)
                                  .order_by(Order.id)).all()
     return _claim(_matches(pending)) if pending else 0
 
 
-def _matches(pending: list[Order]) -> dict[int, int]:
-    """{order id: customer id} for each order whose keys name exactly one customer (the rule of
-    `match_customers`), the identities of all of them looked up in one query. Reads only."""
+def _matches(pending) -> dict[int, int]:
+    """{order id: customer id} for each of `pending` (rows or orders with `id` and `customer_keys`) whose keys
+    name exactly one customer (the rule of `match_customers`), all identities looked up in one query. Reads
+    only: `_claim` loads the orders it takes."""
     keyed = [order for order in pending if order.customer_keys]
     return {order.id: customer_id
             for order, (customer_id, _) in zip(keyed, match_customers([o.customer_keys for o in keyed]))

@@ -93,15 +93,15 @@ def transfer_results(D: date) -> dict:
 def prune_job_runs(D: date) -> dict:
     """Forget the record of slots older than 30 days (the hourly jobs add ~100 rows a day); failed runs stay
     until they are 90 days old, for whoever investigates them."""
-    from datetime import datetime, time, timedelta
+    from datetime import timedelta
 
     from sqlalchemy import delete
 
     from core.db import db
-    from core.timeutil import app_tz
+    from core.timeutil import start_of
     from models import JobRun
 
-    midnight = datetime.combine(D, time.min, tzinfo=app_tz())
+    midnight = start_of(D)
     done = db.session.execute(delete(JobRun).where(JobRun.status != "failed",
                                                    JobRun.slot < midnight - timedelta(days=30))).rowcount
     failed = db.session.execute(delete(JobRun).where(JobRun.slot < midnight - timedelta(days=90))).rowcount

@@ -51,9 +51,7 @@ def close(task_id: int, action: str):
     except ops.TaskInputError as exc:
         return json_error(400, str(exc))
     except ops.TaskClosed as exc:
-        resp = jsonify(error=str(exc), id=task_id, status=exc.status)  # the task's state, for the screen
-        resp.status_code = 409
-        return resp
+        return json_error(409, str(exc), id=task_id, status=exc.status)  # the task's state, for the screen
     db.session.commit()
     return jsonify(id=task.id, status=task.status, skip_reason=task.skip_reason)
 
