@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from suggest_quality import SETS, load_docs, load_jsonl, metrics, pinyin_dev, run_engine  # noqa: E402
+from suggest_quality import dev_sets, load_docs, load_jsonl, metrics, pinyin_dev, run_engine  # noqa: E402
 
 from knowledge.engine import EngineConfig  # noqa: E402
 
@@ -69,18 +69,23 @@ def main(argv=None) -> int:
     for kv in filter(None, args.base.split(",")):
         k, v = kv.split("=", 1)
         base[k] = eval(v)  # noqa: S307 - a developer's own command line
-    # Fourth round: all eleven older sets are dev sets (jewelry and pharmacy, blind-4, are never read here).
+    # The current round's blind sets are never read here (suggest_quality.DEV_ROLES).
     sets = [(name, load_docs(kb), load_jsonl(qs) + (pinyin_dev(name) if args.pinyin_dev else []))
-            for name, role, kb, qs in SETS if role != "blind-4"]
+            for name, role, kb, qs in dev_sets()]
     names = [n for n, *_ in sets]
+    scored: dict[str, list[dict]] = {}  # repr(config) -> metrics per set: a grid point is run once
+
+    def score(overrides: dict) -> list[dict]:
+        cfg = dataclasses.replace(EngineConfig(), **{**base, **overrides})
+        key = repr(cfg)
+        if key not in scored:
+            scored[key] = [metrics(run_engine(d, q, cfg)) for _, d, q in sets]
+        return scored[key]
+
+    default = score({})
     for fam in args.family or list(FAMILIES):
         points = FAMILIES[fam]
-        table = []
-        for p in points:
-            cfg = dataclasses.replace(EngineConfig(), **{**base, **p})
-            table.append([metrics(run_engine(d, q, cfg)) for _, d, q in sets])
-        cfg0 = dataclasses.replace(EngineConfig(), **base)
-        default = [metrics(run_engine(d, q, cfg0)) for _, d, q in sets]
+        table = [score(p) for p in points]
         loso = []
         picks = []
         for s in range(len(sets)):

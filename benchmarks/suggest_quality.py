@@ -71,6 +71,14 @@ SETS = [
     _set("jewelry", "blind-4"),
     _set("pharmacy", "blind-4"),
 ]
+# The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
+DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3"}
+
+
+def dev_sets() -> list[tuple[str, str, Path, Path]]:
+    return [s for s in SETS if s[1] in DEV_ROLES]
+
+
 # Third round: questions typed (partly) in Latin pinyin for the nine libraries above, a dev
 # file of their own ({"set", "text", "relevant"}); --pinyin-dev scores them per set.
 PINYIN_DEV = DATA / "queries_pinyin_dev.jsonl"

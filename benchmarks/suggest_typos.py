@@ -21,9 +21,6 @@ import suggest_quality as sq  # noqa: E402
 from knowledge import text as T  # noqa: E402
 from knowledge.engine import EngineConfig, SuggestionIndex  # noqa: E402
 
-DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3"}  # every set older than round 4
-
-
 def homophones() -> dict[str, list[str]]:
     pm, tok = T.pinyin_map(), T.default_tokenizer()
     by_sound: dict[str, list[str]] = {}
@@ -55,7 +52,7 @@ def main() -> int:
     subs, rng = homophones(), random.Random(7)
     rows = []
     for name, role, kb, qf in sq.SETS:
-        if role not in DEV_ROLES:
+        if role not in sq.DEV_ROLES:
             continue
         docs = sq.load_docs(kb)
         qs = typo_questions(docs, sq.load_jsonl(qf), subs, rng)

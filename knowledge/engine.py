@@ -168,7 +168,7 @@ def _tf_matrix(term_ids: np.ndarray, doc_ids: list[np.ndarray], vals: list[np.nd
 
 
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))  # as text._CJK
-_CJK_RUN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+_CJK_RUN = re.compile(rf"[{T._CJK}]{{2,}}")
 _PAIR = 0x110000  # a bigram's code: first code point * _PAIR + second
 
 
@@ -241,6 +241,17 @@ class _CharGrams:
             terms = [chr(c // _PAIR) + chr(c % _PAIR) if c >= 0 else words[c] for c in uniq.tolist()]
         vocab = dict(zip(terms, range(len(terms))))
         return vocab, _tf_matrix(inv.astype(np.int32).ravel(), docs, vals, len(vocab), self.n_docs)
+
+
+def _blank(text: str, spans) -> str:
+    """``text`` with every occurrence of each of ``spans`` replaced by as many spaces."""
+    chars = list(text)
+    for w in spans:
+        start = text.find(w)
+        while start >= 0:
+            chars[start:start + len(w)] = " " * len(w)
+            start = text.find(w, start + len(w))
+    return "".join(chars)
 
 
 def _is_cjk(cp: int) -> bool:
@@ -587,15 +598,8 @@ class SuggestionIndex:
 
     def _residual(self, norm: str) -> str:
         """``norm`` with every known word blanked out (kept as spaces)."""
-        chars = list(norm)
         cut, phrases = self._segments(norm)
-        spans = [*phrases, *(t for t in cut if len(t) >= 2 and t in self._known)]
-        for w in spans:
-            start = norm.find(w)
-            while start >= 0:
-                chars[start:start + len(w)] = " " * len(w)
-                start = norm.find(w, start + len(w))
-        return "".join(chars)
+        return _blank(norm, [*phrases, *(t for t in cut if len(t) >= 2 and t in self._known)])
 
     def _prepare(self, query: str) -> str:
         if query is None or not str(query).strip():
@@ -615,16 +619,11 @@ class SuggestionIndex:
         pm = T.pinyin_map()
         # A typo breaks its word, so jieba falls back to single characters there: only runs of
         # characters no word of two or more characters covers, split at function words (了, 的 ...).
-        chars = list(norm)
         cut, phrases = self._segments(norm)
-        for w in {*phrases, *(t for t in cut if len(t) >= 2)}:
-            start = norm.find(w)
-            while start >= 0:
-                chars[start:start + len(w)] = " " * len(w)
-                start = norm.find(w, start + len(w))
+        rest = _blank(norm, {*phrases, *(t for t in cut if len(t) >= 2)})
         stop = self._stop
         suspects = []  # (window, its folded pinyin), longest first
-        for run in _CJK_RUN.findall("".join(" " if c in stop else c for c in chars)):
+        for run in _CJK_RUN.findall("".join(" " if c in stop else c for c in rest)):
             for n in (4, 3, 2):
                 for i in range(len(run) - n + 1):
                     window = run[i:i + n]

@@ -417,11 +417,9 @@ def pinyin_bigrams(normalized: str, stop: frozenset[str] = frozenset()) -> list[
     for run in _CJK_RUN_RE.findall(normalized):
         for i in range(len(run) - 1):
             pair = run[i:i + 2]
-            if pair in stop:
-                continue
-            a, b = pm.get(pair[0]), pm.get(pair[1])
-            if a and b:
-                grams.append(f"{a}_{b}")
+            key = None if pair in stop else pinyin_key(pair, pm)
+            if key:
+                grams.append(key)
     return grams
 
 
