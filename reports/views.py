@@ -16,7 +16,6 @@ import functools
 import io
 import logging
 import re
-import shutil
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -274,8 +273,7 @@ def library_import():
     if dry_run and not lib.dry_run:
         return page(400, error=f"{lib.label}不支持“只检查不导入”（命令行也没有 --dry-run）；没有导入任何内容。")
     name = _upload_name(upload.filename)
-    workdir = tempfile.mkdtemp(prefix="library-import-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="library-import-", ignore_cleanup_errors=True) as workdir:
         path = Path(workdir) / name  # the readers go by the name: its suffix, and a CSV's kind (话术.csv)
         upload.save(path)
         size = path.stat().st_size
@@ -297,8 +295,6 @@ def library_import():
                      size)
             return page(400, library=lib, file=name, errors=[(
                 "文件", "不是 UTF-8 编码的文本（Excel 请另存为“CSV UTF-8”，或直接上传 .xlsx）")])
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     log.info("library import by %s: %s %s (%d bytes) %s: %s", guide.userid, lib.key, name, size,
              "checked (dry run, nothing kept)" if dry_run else "imported",
              ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -339,12 +335,9 @@ def library_export(key: str, fmt: str):
     lib = library.LIBRARIES.get(key)
     if lib is None or fmt not in lib.exports:
         abort(404)
-    workdir = tempfile.mkdtemp(prefix="library-export-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="library-export-", ignore_cleanup_errors=True) as workdir:
         path = Path(workdir) / f"{key}.{fmt}"
         library.export_file(key, path)
         body = path.read_bytes()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return send_file(io.BytesIO(body), mimetype=EXPORT_TYPES[fmt], as_attachment=True,
                      download_name=f"{key}-{local_today().isoformat()}.{fmt}")
