@@ -298,6 +298,7 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
             by_category[p.category].append(p)
             first_view[p.category] = min(first_view.get(p.category, at), at)
     out = []
+    issuable = None  # the coupons this customer may get now, read once and only if a category needs one
     for category, seen in by_category.items():
         if len(seen) < BROWSE_MIN_VIEWS:
             continue
@@ -309,7 +310,9 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
         mid = min(options, key=lambda p: (abs(float(p.price) - median), -cat.popularity[p.sku], p.sku))
         top = max(seen, key=lambda p: p.price)
         extra = {"coupon_hint": f"{category}品类优惠券", "viewed": sorted(viewed)}
-        coupon = coupon_for(customer_id, category, now)
+        if issuable is None:
+            issuable = issuable_coupons(customer_id, now)
+        coupon = coupon_for(category, issuable)
         if coupon is not None:
             extra["coupon"] = coupon
         offer = f"配一张「{coupon['name']}」促成" if coupon else f"配一张{category}优惠券促成"
@@ -319,17 +322,20 @@ def _browsing(cat: Catalog, customer_id: int, bought: list[Bought], now: datetim
     return out
 
 
-def coupon_for(customer_id: int, category: str, now: datetime) -> dict | None:
-    """A coupon template the guide can issue to this customer for `category` now (coupons.operations.refusal
-    without the touch caps, which the issue itself checks); one naming the category beats one valid for
-    everything."""
+def issuable_coupons(customer_id: int, now: datetime) -> list[CouponTemplate]:
+    """The enabled coupon templates the guide can issue to this customer now (coupons.operations.refusal
+    without the touch caps, which the issue itself checks), by external id."""
     today = to_local(now).date()
     held = held_counts(customer_id)
+    return [t for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
+                                          .order_by(CouponTemplate.external_id))
+            if refusal(t, today, held.get(t.id, 0)) is None]
+
+
+def coupon_for(category: str, issuable: list[CouponTemplate]) -> dict | None:
+    """Of `issuable_coupons`, the one for `category`: one naming the category beats one valid for everything."""
     best = None
-    for t in db.session.scalars(select(CouponTemplate).where(CouponTemplate.enabled.is_(True))
-                                .order_by(CouponTemplate.external_id)):
-        if refusal(t, today, held.get(t.id, 0)) is not None:
-            continue
+    for t in issuable:
         if t.categories and category not in t.categories:
             continue
         rank = 0 if t.categories else 1
