@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,8 +7,9 @@ from sqlalchemy import func, select
 
 from core.db import db
 from coupons import operations as ops
+from imports import library
 from imports.cli import exit_rejected
-from imports.files import ImportRejected, read_records
+from imports.files import ImportRejected
 from models import Coupon, CouponTemplate
 
 coupons_cli = AppGroup("coupons", help="Coupon templates and issued coupons.")
@@ -20,11 +21,9 @@ coupons_cli = AppGroup("coupons", help="Coupon templates and issued coupons.")
 def import_cmd(path, dry_run):
     """Import coupon templates from FILE (.jsonl or .csv). All or nothing; upserts by external_id."""
     try:
-        counts = ops.import_templates(read_records(path, "coupon", what="a coupon file"), dry_run=dry_run)
+        counts = library.import_file("coupons", path, dry_run=dry_run)
     except ImportRejected as exc:
         exit_rejected(exc)
-    if not dry_run:
-        db.session.commit()
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"
     click.echo(f"coupon templates {verb}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 

@@ -1,9 +1,9 @@
 """The libraries head office keeps, importable from a file: 话术/素材库 (`knowledge import`), 优惠券模板
 (`coupons import`), 提成比例 (`commission import`) and 任务玩法 (`tasks playbooks import`).
 
-For each: the files its command accepts, whether it has `--dry-run`, and `import_file` making exactly the
-calls that command makes (the same reader, the same validating import, the same commit), so the manager
-page's 资料导入 cannot accept or write anything the command would not. `export_file` does the same for the
+For each: the files its command accepts, whether it has `--dry-run`, and `import_file`: the reader, the
+validating import and the commit, which the command and the manager page's 资料导入 both call, so neither can
+accept or write anything the other would not. `export_file` does the same for the
 two that export (`knowledge export`, `coupons export`).
 """
 from __future__ import annotations

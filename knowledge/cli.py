@@ -8,6 +8,7 @@ import time
 import click
 from flask.cli import AppGroup
 
+from imports import library
 from imports.cli import exit_rejected
 from imports.files import ImportRejected
 from knowledge import operations, service
@@ -22,7 +23,7 @@ def import_cmd(path, dry_run):
     """Import FILE (.jsonl, .csv or .xlsx): scripts, content, synonyms, words. All or nothing."""
     started = time.perf_counter()
     try:
-        counts = operations.import_library(operations.read_library_file(path), dry_run=dry_run)
+        counts = library.import_file("knowledge", path, dry_run=dry_run)
     except ImportRejected as exc:
         exit_rejected(exc)
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"

@@ -6,8 +6,9 @@ from flask.cli import AppGroup
 
 from core.db import db
 from core.timeutil import parse_date
+from imports import library
 from imports.cli import exit_rejected
-from imports.files import ImportRejected, read_records
+from imports.files import ImportRejected
 from orders import commission as rates
 from orders import operations as ops
 
@@ -20,10 +21,9 @@ orders_cli = AppGroup("orders", help="Orders: match the ones whose customer was 
 def import_cmd(path):
     """Import FILE (.jsonl or .csv: category, rate). All or nothing; upserts by category."""
     try:
-        counts = rates.import_rates(read_records(path, "commission", what="a rates file"))
+        counts = library.import_file("commission", path)
     except ImportRejected as exc:
         exit_rejected(exc)
-    db.session.commit()
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
 
 

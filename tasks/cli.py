@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from core.db import db
 from core.timeutil import local_today
+from imports import library
 from imports.cli import exit_rejected
 from imports.files import ImportRejected
 from tasks import operations as ops
@@ -85,7 +86,7 @@ def playbooks_cli():
 def playbooks_import(path):
     """Import playbooks from a .jsonl (one per line) or .yaml (a list) file. All or nothing."""
     try:
-        n = playbooks.import_playbooks(playbooks.read_playbooks(path))
+        n = library.import_file("playbooks", path)["playbooks"]
     except ImportRejected as exc:
         exit_rejected(exc, what="playbook")
     click.echo(f"{n} playbook(s) imported")
