@@ -216,11 +216,17 @@ def _ensure_built(s: Span) -> None:
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def _read(scope: str, s: Span) -> dict[str, dict[int, float]]:
+def _read(scope: str, s: Span, members: list[int] | None = None) -> dict[str, dict[int, float]]:
+    """Every member's figures, or only `members`' (one store's guides: no whole-chain read)."""
     with rstore.client.pipeline(transaction=False) as pipe:
         for metric in METRICS:
-            pipe.zrange(_zkey(scope, s, metric), 0, -1, withscores=True)
+            if members is None:
+                pipe.zrange(_zkey(scope, s, metric), 0, -1, withscores=True)
+            else:
+                pipe.zmscore(_zkey(scope, s, metric), members)
         results = pipe.execute()
+    if members is not None:
+        results = [[(m, v) for m, v in zip(members, scores) if v is not None] for scores in results]
     return {metric: {int(m): score for m, score in rows} for metric, rows in zip(METRICS, results)}
 
 
@@ -262,7 +268,8 @@ def guide_rows(period: str = "day", D: date | None = None, *, metric: str = "gmv
         if store_id is None:
             raise LeaderboardError(f"unknown store code {store_code!r}")
     _ensure_built(s)
-    values = _read("guide", s)
+    members = None if store_id is None else db.session.scalars(select(Guide.id).where(Guide.store_id == store_id)).all()
+    values = _read("guide", s, members) if members is None or members else {metric: {} for metric in METRICS}
     with_figures = set().union(*[set(v) for v in values.values()])
     q = (select(Guide.id, Guide.userid, Guide.name, Guide.status, Guide.role, Store.code, Store.name)
          .outerjoin(Store, Store.id == Guide.store_id)
