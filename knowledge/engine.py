@@ -77,9 +77,12 @@ class EngineConfig:
     adaptive_bigrams: bool = True    # the same for the bigram channel
     use_cilin: bool = False
     cilin_weight: float = 0.3
-    # Learned (term -> script) evidence may add at most this fraction of the
-    # best textual score, so it re-orders close calls but cannot beat a clear match.
-    learned_cap: float = 0.3
+    # Learned (term -> script) evidence from guides' sends: a script earns the share of the
+    # question's specificity that past sends of it explain (see _learned_share), raised to
+    # ``learned_power`` and scaled by ``learned_cap`` x the best textual score. A question asked
+    # before puts its sent script on top; one sharing only a common word moves nothing.
+    learned_cap: float = 2.0
+    learned_power: float = 3.0
     # Numbers with units (163cm, 一百斤, 6个月, 500ml) emit measure words
     # (身高, 体重, 月龄, 容量) on scripts and questions alike.
     use_units: bool = True
@@ -807,9 +810,9 @@ class SuggestionIndex:
                  0 hides the script); ids not in the index are ignored.
         prior:   a vector from ``factors()``, multiplied in like ``boosts`` (the two combine).
         learned: term -> {external_id: weight} from guides' past sends, already
-                 decayed by the caller. Evidence from the query's terms is summed
-                 per script, squashed to [0, 1) and scaled by ``learned_cap`` x the
-                 best textual score, so it cannot swamp a strong textual match.
+                 decayed by the caller. Each script earns the share of the question
+                 its sends explain (``_learned_share``); share ** learned_power x
+                 learned_cap x the best textual score is added to its score.
         """
         norm = self._prepare(query)
         if not self.ids or top <= 0:
@@ -821,15 +824,10 @@ class SuggestionIndex:
             scores *= 1.0 + self.config.category_prior * mass[self._cat]
 
         if learned:
-            evidence = np.zeros(len(self.ids))
-            for term in qw:
-                for eid, w in (learned.get(term) or {}).items():
-                    i = self._pos.get(str(eid))
-                    if i is not None and w > 0:
-                        evidence[i] += w
-            if evidence.any():
+            share = self._learned_share(qw, learned)
+            if share.any():
                 ceiling = self.config.learned_cap * (scores.max() if scores.max() > 0 else 1.0)
-                scores += ceiling * (1.0 - np.exp(-evidence))
+                scores += ceiling * share ** self.config.learned_power
 
         if boosts:
             for eid, factor in boosts.items():
@@ -843,6 +841,32 @@ class SuggestionIndex:
         cand = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         cand = cand[np.argsort(-scores[cand], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in cand if scores[i] > 0]
+
+    def _learned_share(self, qw: Mapping[str, float], learned: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+        """Per script, in [0, 1]: how much of the question past sends of it explain.
+
+        Each question term is worth its specificity among the sends, idf = log((N + 1) / number of
+        scripts sent for it); a term never seen in a send is worth the most (log(N + 1)), since the
+        past questions do not cover it. A term's worth is split among the scripts sent for it in
+        proportion to their (decayed) sends. So a question asked before in the same words gives its
+        script a share near 1, and a common word sent with many scripts gives each a sliver.
+        """
+        n = len(self.ids)
+        full = float(np.log(n + 1.0))
+        num = np.zeros(n)
+        den = 0.0
+        for term in qw:
+            votes = [(self._pos[str(eid)], w) for eid, w in (learned.get(term) or {}).items()
+                     if w > 0 and str(eid) in self._pos]
+            if not votes:
+                den += full
+                continue
+            idf = float(np.log((n + 1.0) / len(votes)))
+            den += idf
+            total = sum(w for _, w in votes)
+            for i, w in votes:
+                num[i] += idf * w / total
+        return num / den if den > 0 else num
 
     def __len__(self) -> int:
         return len(self.ids)

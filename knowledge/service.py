@@ -13,7 +13,6 @@ job ever has to age it.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -44,9 +43,6 @@ LEARN_TTL = 400 * 24 * 3600
 STORE_WEIGHT = 1.0  # a store's own sends count on top of the chain-wide ones
 MAX_TOP = 20
 RECENT_PURCHASE_DAYS = 90
-# Learned evidence may add up to 80 % of the best textual score: about three sends of a script for the same
-# question put it on top of a clearly better textual match; one send only re-orders close calls.
-ENGINE_CONFIG = dataclasses.replace(EngineConfig(), learned_cap=0.8)
 
 
 class EmptyQuery(ValueError):
@@ -107,7 +103,7 @@ def _build() -> Library:
     words = [t for t, v in vocab] + [w for _, v in vocab for w in v]
 
     def index(docs):
-        return SuggestionIndex(docs, extra_synonyms=synonyms, extra_words=words, config=ENGINE_CONFIG)
+        return SuggestionIndex(docs, extra_synonyms=synonyms, extra_words=words, config=EngineConfig())
 
     script_items, docs = {}, []
     for s in db.session.scalars(select(Script).where(Script.enabled.is_(True))):

@@ -80,12 +80,30 @@ def test_learned_pairs_lift_script_for_similar_query(index):
     assert top_id(index, query, learned=learned) == "d7"
 
 
-def test_learned_pairs_cannot_beat_strong_textual_match(index):
+def test_a_question_answered_before_brings_back_the_script_guides_sent(index):
     query = "尿不湿尺码怎么选"
-    learned = {t: {"d5": 50.0} for t in index.query_terms(query)}
+    assert top_id(index, query) == "d1"
+    learned = {t: {"d8": 2.0} for t in index.query_terms(query)}  # guides sent d8 for these very words
+    hits = [eid for eid, _ in index.search(query, learned=learned)]
+    assert hits[:2] == ["d8", "d1"]  # the clear textual match stays right below
+
+
+def test_one_shared_word_with_past_sends_cannot_beat_a_clear_textual_match(index):
+    query = "尿不湿尺码怎么选"
+    learned = {"尺码": {"d5": 50.0}}  # many sends of d5 for some other question that said 尺码
     hits = index.search(query, learned=learned)
     assert hits[0][0] == "d1"
     assert "d5" in [eid for eid, _ in hits]  # lifted, just not above the clear match
+
+
+def test_words_shared_with_another_question_do_not_lift_its_script(index):
+    query = "宝宝红屁屁 大便干"
+    base = [eid for eid, _ in index.search(query)]
+    assert base[:2] == ["d3", "d2"]
+    # Guides answered some other question that also said 宝宝 and 大便 with the sunscreen script
+    # (and 宝宝 once with the pram): that explains a little of this question, not its topic.
+    learned = {"宝宝": {"d9": 2.0, "d4": 1.0}, "大便": {"d9": 2.0}}
+    assert [eid for eid, _ in index.search(query, learned=learned)][:3] == base[:3]
 
 
 def test_boosts_shift_ranking(index):
