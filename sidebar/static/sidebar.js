@@ -483,7 +483,11 @@
   /* ---------------------------------------------------------------- WeCom JS-SDK */
 
   function wecomInit() {
-    if (!window.wx) { toast("请在企业微信中打开侧边栏", true); return; }
+    if (!window.wx) {
+      if (S.workbench) location.replace(S.workbench);  // no WeCom, so no chat: the workbench
+      else toast("请在企业微信中打开侧边栏", true);
+      return;
+    }
     var url = location.href.split("#")[0];
     wxReady = api("GET", "/api/sidebar/jssdk?url=" + encodeURIComponent(url)).then(function (r) {
       if (!r.ok) throw new Error(r.data.error || "签名失败");
@@ -517,17 +521,19 @@
         if (note) note.hidden = ok;
       });
     }
-    if (S.customer || S.tabGiven) return;  // a push's deep link (?tab=) is the workbench, not a chat
+    if (!S.workbench) return;  // only the chat toolbar's page (no customer, no tab) asks whose chat this is
     wxReady.then(function () {
       window.wx.invoke("getContext", {}, function (ctx) {
         var entry = (ctx && ctx.entry) || "";
         window.wx.invoke("getCurExternalContact", {}, function (res) {
           if (res && res.err_msg === "getCurExternalContact:ok" && res.userId) {
             location.replace("/sidebar/?customer=" + encodeURIComponent(res.userId) + "&entry=" + encodeURIComponent(entry));
-          }  // otherwise not in a customer's chat: the workbench stays
+          } else {
+            location.replace(S.workbench);  // not in a customer's chat (the app's menu, a group chat)
+          }
         });
       });
-    });
+    }, function () { location.replace(S.workbench); });
   }
 
   if (!S.demo) wecomInit();

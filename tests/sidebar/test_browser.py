@@ -376,6 +376,20 @@ def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wec
     assert db.session.scalar(select(func.count()).select_from(Touch).where(Touch.kind == "marketing")) == 1
     # (the product sent from the chat above; the script was a service touch)
 
+    # Opened from the app's menu (no chat, so WeCom has no current contact): the light page goes on to the
+    # workbench, which stays (its ?tab= says it is not a chat).
+    page.unroute(jssdk_urls[0])
+    page.route(jssdk_urls[0], lambda route: route.fulfill(
+        status=200, content_type="application/javascript",
+        body=(FAKE_WX % ext).replace('entry: "single_chat_tools"', 'entry: "normal"').replace(
+            'cb({err_msg: "getCurExternalContact:ok", userId: "%s"})' % ext,
+            'cb({err_msg: "getCurExternalContact:fail"})')))
+    page.goto(f"{live_wecom_server}/sidebar/")
+    page.wait_for_url("**/sidebar/?tab=*")
+    page.wait_for_selector("#sb-workbench-title")
+    page.wait_for_timeout(300)
+    assert "/sidebar/?tab=" in page.url and page.locator(".sb-tab.is-active").count() == 1
+
 
 def test_demo_workbench_deep_links_ranking_and_product_send(app, chain, standin, live_server, page, daytime):
     from models import Touch
