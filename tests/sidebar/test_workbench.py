@@ -106,6 +106,24 @@ def test_workbench_lists_all_tasks_grouped_by_rule_each_opening_its_customer(app
     assert "今天待办 1 项 / 共 2 项" in html and "已完成" in html
 
 
+def test_workbench_counts_are_its_list(app, client, chain):
+    """The summary line counts the tasks the page lists (shown, open, in 「更多」), read once."""
+    from tests.statements import statements
+
+    second, third = tf.customer(chain.guide, name="周女士"), tf.customer(chain.guide, name="吴女士")
+    db.session.commit()
+    task_for(chain, chain.mine, rule="dormant")
+    task_for(chain, second, rule="birthday").status = "done"
+    task_for(chain, third, rule="dormant").visible = False  # kept in 「更多」
+    db.session.commit()
+    sign_in(client, chain.guide)
+    with statements("from red_dots") as reads:
+        html = client.get("/sidebar/?tab=tasks").get_data(as_text=True)
+    assert len(reads) == 1  # the list; the counts come from it
+    assert "今天待办 1 项 / 共 2 项（另有 1 项在「更多」里）" in html
+    assert html.count('class="sb-task ') == 3
+
+
 def test_workbench_content_is_the_morning_briefs(app, client, chain, tmp_path):
     load(tmp_path, LIBRARY)
     sign_in(client, chain.guide)
