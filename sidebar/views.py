@@ -24,8 +24,8 @@ from knowledge import service as knowledge
 from models import Customer, CustomerIdentity, Guide
 from sidebar import jssdk
 from sidebar import operations as ops
-from sidebar.auth import (csrf_required, csrf_token, current_guide, login_required, sign_in, visible_customer,
-                          visible_customers)
+from sidebar.auth import (csrf_required, csrf_token, current_guide, login_required, page_login_required, sign_in,
+                          visible_customer, visible_customers)
 
 ASSET_MAX_AGE = 30 * 24 * 3600
 _asset_versions: dict[str, str] = {}
@@ -75,10 +75,9 @@ def _demo_session() -> bool:
 
 
 @pages.get("/")
+@page_login_required
 def index():
     guide = current_guide()
-    if guide is None:
-        return redirect(url_for("sidebar.login", next=request.full_path.rstrip("?")))
     external_userid = request.args.get("customer")
     tab = request.args.get("tab")
     ctx = {"guide": guide, "demo": _demo_session(), "csrf": csrf_token(),
