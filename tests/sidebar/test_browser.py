@@ -450,3 +450,13 @@ def test_demo_workbench_deep_links_ranking_and_product_send(app, chain, standin,
     # With a customer, ?tab= selects the tab too.
     page.goto(f"{live_server}/sidebar/?customer={ext}&tab=ranking")
     page.wait_for_selector("#tab-ranking.is-active #sb-ranking tr.is-me")
+
+    # A box that cannot load says why, in the box (the server's message, else 「加载失败」).
+    page.route("**/api/sidebar/ranking*", lambda route: route.fulfill(
+        status=503, content_type="application/json", body=json.dumps({"error": "排行暂时不可用"})))
+    page.goto(f"{live_server}/sidebar/?tab=ranking")
+    page.wait_for_selector('#sb-ranking p.sb-muted:has-text("排行暂时不可用")')
+    page.unroute("**/api/sidebar/ranking*")
+    page.route("**/api/sidebar/ranking*", lambda route: route.fulfill(status=502, body="bad gateway"))
+    page.goto(f"{live_server}/sidebar/?tab=ranking")
+    page.wait_for_selector('#sb-ranking p.sb-muted:has-text("加载失败")')
