@@ -9,7 +9,6 @@ again on the next run — never lost silently.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, timedelta
 
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 
 KINDS = ("morning_brief", "red_dots", "daily_ranking")
 PER_MEMBER_PER_MINUTE = 30
-RANKINGS_KEPT = "push:rankings:{D}"  # hash: store code -> the store team's day ranking (JSON), kept by the 20:00 run
 
 
 class PushThrottled(Exception):
@@ -110,41 +108,10 @@ def team_ranking(guide: Guide, D: date) -> list[dict]:
     return rows
 
 
-def keep_team_rankings(D: date) -> int:
-    """The 20:00 run reads the chain's day ranking once and keeps each store's team (as `team_ranking` ranks
-    it) for its push jobs, which would otherwise each read the whole chain's leaderboard: quadratic in guides.
-    A push sent later (a retry) shows the ranking of the run. Returns the number of stores kept."""
-    from reports.leaderboard import guide_rows
-
-    teams: dict[str, list[dict]] = {}
-    for r in guide_rows("day", D, metric="gmv"):
-        if r["store"] is None:
-            continue
-        team = teams.setdefault(r["store"], [])  # a store of managers only is kept too, with no team
-        if r["status"] == "active" and r["role"] == "guide":
-            team.append({**r, "rank": len(team) + 1})
-    key = RANKINGS_KEPT.format(D=D)
-    with rstore.client.pipeline() as pipe:
-        pipe.delete(key)
-        if teams:
-            pipe.hset(key, mapping={code: json.dumps(rows, ensure_ascii=False) for code, rows in teams.items()})
-            pipe.expire(key, 2 * 86400)
-        pipe.execute()
-    return len(teams)
-
-
-def _kept_team_ranking(guide: Guide, D: date) -> list[dict]:
-    """The guide's team as the run kept it; read live when the run kept none for their store."""
-    if guide.store_id is None:
-        return []
-    kept = rstore.client.hget(RANKINGS_KEPT.format(D=D), guide.store.code)
-    return json.loads(kept) if kept is not None else team_ranking(guide, D)
-
-
 def _ranking_card(guide: Guide, D: date) -> tuple[str, str, str] | None:
     """The team's day from the leaderboard (reconciled at 20:00): attributed GMV and tasks done per guide of
     the store; a guide also sees where they stand."""
-    rows = _kept_team_ranking(guide, D)
+    rows = team_ranking(guide, D)
     if not rows:
         return None
     lines = [f"{r['rank']}. {r['name']} 业绩¥{float(r['gmv']):.0f} 订单{r['orders']} 完成任务{r['tasks_done']}"

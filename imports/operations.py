@@ -453,14 +453,15 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
         "WHERE o.customer_id IS NOT NULL")))
     # Rows go in key order (ORDER BY): the unique indexes then grow at their right edge, not at random.
     # Each order is credited as it is written: the binding guide at paid time (orders/attribution.py).
-    from orders.attribution import attribute, binding_sql, set_commission, settings as attribution_settings
+    from orders.attribution import (attribute, binding_credit_sql, binding_sql, set_commission,
+                                    settings as attribution_settings)
 
     sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "guide_id", "attribution",
                                               "paid_at", "amount", "customer_keys"])
     bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, attribution, paid_at,
             amount, customer_keys, created_at)
         SELECT x.order_no, x.channel, x.store_id, x.customer_id, x.guide_id,
-            CASE WHEN x.guide_id IS NULL THEN 'none' ELSE 'binding' END, x.paid_at, x.amount, x.customer_keys, :now
+            {binding_credit_sql("x.guide_id")}, x.paid_at, x.amount, x.customer_keys, :now
         FROM (SELECT t.order_no, t.channel, s.id AS store_id, t.customer_id, t.paid_at, t.amount, t.customer_keys,
                      {binding_sql("t.customer_id", "t.paid_at")} AS guide_id
               FROM tmp_order t LEFT JOIN stores s ON s.code = t.store) x

@@ -28,6 +28,12 @@ def binding_sql(customer: str = "o.customer_id", paid_at: str = "o.paid_at") -> 
             f"AND (f.ended_at IS NULL OR f.ended_at > {paid_at}) ORDER BY f.added_at, f.id LIMIT 1)")
 
 
+def binding_credit_sql(guide_id: str) -> str:
+    """SQL: how an order whose binding guide is `guide_id` (an expression, e.g. `binding_sql()` or a column
+    holding it) is credited: 'binding', or 'none' when the customer had no binding guide then."""
+    return f"CASE WHEN {guide_id} IS NOT NULL THEN 'binding' ELSE 'none' END"
+
+
 _BINDING = binding_sql()
 _LAST_TOUCH = """(SELECT t.guide_id FROM touches t WHERE t.customer_id = o.customer_id AND t.guide_id IS NOT NULL
                   AND t.at <= o.paid_at AND t.at > {since} ORDER BY t.at DESC, t.id DESC LIMIT 1)"""
@@ -54,10 +60,10 @@ def attribute(where: str, params: dict | None = None) -> int:
         params["window_days"] = days
         touch = _LAST_TOUCH.format(since=since)
         guide = f"COALESCE({touch}, {_BINDING})"
-        how = f"CASE WHEN {touch} IS NOT NULL THEN 'last_touch' WHEN {_BINDING} IS NOT NULL THEN 'binding' ELSE 'none' END"
+        how = f"CASE WHEN {touch} IS NOT NULL THEN 'last_touch' ELSE {binding_credit_sql(_BINDING)} END"
     else:
         guide = _BINDING
-        how = f"CASE WHEN {_BINDING} IS NOT NULL THEN 'binding' ELSE 'none' END"
+        how = binding_credit_sql(_BINDING)
     changed = db.session.execute(text(f"""
         UPDATE orders SET guide_id = x.guide_id, attribution = x.how
         FROM (SELECT o.id, {guide} AS guide_id, {how} AS how FROM orders o WHERE {where}) x

@@ -20,7 +20,7 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, send_file
+from flask import Blueprint, Response, abort, jsonify, render_template, request, send_file
 from sqlalchemy import select
 
 from core.db import db
@@ -31,7 +31,8 @@ from imports.files import ImportRejected
 from models import Store
 from reports import leaderboard as lb
 from reports.import_reasons import in_chinese, place
-from sidebar.auth import csrf_required, csrf_token, current_guide, login_required
+from sidebar.auth import (StoreScope, StoreScopeRefused, csrf_required, csrf_token, current_guide, login_required,
+                          page_login_required, store_scope)
 from tracking import funnels
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,14 @@ EXPORTS = {"rank": (CSV_FIELDS, "leaderboard"),
            "guides": (FUNNEL_FIELDS, "guide-funnel")}
 
 
-def _manager():
+def _viewer() -> tuple:
+    """(guide, StoreScope): the manager or admin asking and the stores they may see (a manager their own
+    store, an admin all or ?store=CODE); 403 for anyone else, 404 for an unknown code."""
     guide = current_guide()
-    if guide.role not in ("manager", "admin"):
-        abort(403)
-    return guide
+    try:
+        return guide, store_scope(guide, request.args.get("store"))
+    except StoreScopeRefused as exc:
+        abort(exc.status, str(exc))
 
 
 def _params(*, page: bool = True):
@@ -76,36 +80,25 @@ def _params(*, page: bool = True):
     return period, D, metric
 
 
-def _store_scope(guide) -> tuple[int | None, str | None]:
-    """(store id, store code) the viewer looks at: a manager their own store, whatever the URL says; an admin
-    every store (None) or the one ?store=CODE names (404 for an unknown code)."""
-    if guide.role != "admin":
-        return guide.store_id, guide.store.code if guide.store else None
-    code = request.args.get("store") or None
-    try:
-        return funnels.store_id_for(code), code
-    except LookupError:
-        abort(404, f"门店 {code} 不存在")
-
-
-def _rankings(guide, period, D, metric, store_id):
-    if guide.role != "admin" and store_id is None:
+def _rankings(guide, period, D, metric, scope: StoreScope):
+    if scope.empty:
         return [], []
-    rows = lb.guide_rows(period, D, metric=metric, store_id=store_id)
-    stores = lb.store_rows(period, D, metric=metric) if guide.role == "admin" and store_id is None else []
+    rows = lb.guide_rows(period, D, metric=metric, store_id=scope.store_id)
+    stores = lb.store_rows(period, D, metric=metric) if guide.role == "admin" and scope.store_id is None else []
     return rows, stores
 
 
-def _table(guide, table: str, period: str, D: date, metric: str, store_id: int | None) -> list[dict]:
-    """The rows of one table of the page, for the viewer's scope. Funnels and script figures cover what was
-    sent in the chosen period (a day, week or month); conversions may come up to 7 days later."""
-    if guide.role != "admin" and store_id is None:  # a manager without a store sees nothing
+def _table(guide, table: str, period: str, D: date, metric: str, scope: StoreScope) -> list[dict]:
+    """The rows of one table of the page, for the viewer's scope (nothing for a manager without a store).
+    Funnels and script figures cover what was sent in the chosen period (a day, week or month); conversions
+    may come up to 7 days later."""
+    if scope.empty:
         return []
-    s = lb.span(period, D)
+    s, store_id = lb.span(period, D), scope.store_id
     if table == "rank":
-        return _rankings(guide, period, D, metric, store_id)[0]
+        return _rankings(guide, period, D, metric, scope)[0]
     if table == "stores":
-        return _rankings(guide, period, D, metric, store_id)[1]
+        return _rankings(guide, period, D, metric, scope)[1]
     if table == "trend":
         return lb.trend(30, D, store_id=store_id)
     if table == "content":
@@ -118,25 +111,22 @@ def _table(guide, table: str, period: str, D: date, metric: str, store_id: int |
 
 
 @bp.get("/")
+@page_login_required
 def page():
-    if current_guide() is None:  # a page, not an API: send the browser to sign in
-        from sidebar.auth import _login_path
-
-        return redirect(_login_path())
-    guide = _manager()
+    guide, scope = _viewer()
     period, D, metric = _params()
     tab = request.args.get("tab", "rank")
     if tab not in TABS:
         abort(400, f"tab 只能是 {'、'.join(TABS)} 之一")
-    store_id, store_code = _store_scope(guide)
     tables = {"rank": ("rank", "stores"), "trend": ("trend",), "content": ("content",), "scripts": ("scripts",),
               "guides": ("guides",)}[tab]
-    if tab == "rank" and (guide.role == "admin" or store_id is not None):  # both tables from one ranking
-        rows, stores = _rankings(guide, period, D, metric, store_id)
+    if tab == "rank":  # both tables from one ranking
+        rows, stores = _rankings(guide, period, D, metric, scope)
         data = {"rank": rows, "stores": stores}
     else:
-        data = {t: _table(guide, t, period, D, metric, store_id) for t in tables}
+        data = {t: _table(guide, t, period, D, metric, scope) for t in tables}
     query = {"period": period, "date": D.isoformat(), "metric": metric}
+    store_code = scope.code
     if guide.role == "admin" and store_code:
         query["store"] = store_code
     all_stores = (db.session.execute(select(Store.code, Store.name).order_by(Store.code)).all()
@@ -160,12 +150,11 @@ def _scope_name(guide, store_code, all_stores) -> str:
 @bp.get("/data.json")
 @login_required
 def data():
-    guide = _manager()
+    guide, scope = _viewer()
     period, D, metric = _params(page=False)
-    store_id, _ = _store_scope(guide)
-    rows, stores = _rankings(guide, period, D, metric, store_id)
+    rows, stores = _rankings(guide, period, D, metric, scope)
     return jsonify(period=period, key=lb.span(period, D).key, metric=metric, guides=rows, stores=stores,
-                   trend=_table(guide, "trend", period, D, metric, store_id))
+                   trend=_table(guide, "trend", period, D, metric, scope))
 
 
 def _csv(table: str, rows: list[dict], name: str) -> Response:
@@ -187,17 +176,16 @@ def export():
 @bp.get("/export/<table>.csv")
 @login_required
 def export_table(table: str):
-    guide = _manager()
+    guide, scope = _viewer()
     if table not in EXPORTS:
         abort(404)
     period, D, metric = _params()
-    store_id, store_code = _store_scope(guide)
-    rows = _table(guide, table, period, D, metric, store_id)
+    rows = _table(guide, table, period, D, metric, scope)
     name = f"{EXPORTS[table][1]}-{period}-{lb.span(period, D).key}"
     if table == "rank":
         name += f"-{metric}"
-    if store_code:
-        name += f"-{store_code}"
+    if scope.code:
+        name += f"-{scope.code}"
     return _csv(table, rows, name + ".csv")
 
 
@@ -245,11 +233,8 @@ def _library_page(status: int = 200, chosen: str = "knowledge", **outcome):
 
 
 @bp.get("/import")
+@page_login_required
 def library_page():
-    if current_guide() is None:
-        from sidebar.auth import _login_path
-
-        return redirect(_login_path())
     _admin()
     return _library_page()
 

@@ -27,11 +27,10 @@ def red_dots(D: date) -> dict:
 
 
 def daily_ranking(D: date) -> dict:
-    from bot.pushes import keep_team_rankings, queue_pushes
+    from bot.pushes import queue_pushes
     from reports.leaderboard import rebuild
 
     rebuild("day", D)  # the 20:00 ranking is reconciled from the database before it is pushed
-    keep_team_rankings(D)  # read once for the run, not once per guide
     return {"queued": queue_pushes("daily_ranking", D)}
 
 

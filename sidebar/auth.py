@@ -6,7 +6,8 @@ forged; `csrf_required` guards state-changing calls; `visible_customer` answers 
 guide may not see, so the answer gives no hint that the customer exists.
 
 Access: a guide sees the customers they follow (a live relation); a store manager, the customers followed
-by anyone in their store; an admin, everyone.
+by anyone in their store; an admin, everyone. Store figures (the manager page, the funnel API): a store
+manager sees their own store, an admin every store or the one they pick (`store_scope`).
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import functools
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
 
-from flask import abort, jsonify, request, session, url_for
+from flask import abort, jsonify, redirect, request, session, url_for
 from sqlalchemy import exists, select
 
 from core.db import db
@@ -69,6 +71,18 @@ def login_required(view):
     return wrapped
 
 
+def page_login_required(view):
+    """For pages (not the JSON API): without a valid session the browser goes to sign in, and comes back."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_guide() is None:
+            return redirect(_login_path())
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 def csrf_token() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(24)
@@ -113,3 +127,39 @@ def visible_customer(guide: Guide, external_userid: str | None) -> Customer:
     if customer is None:
         abort(404)
     return customer
+
+
+class StoreScopeRefused(Exception):
+    """The viewer may not see store figures, or picked a store that does not exist (`status`, a message in
+    Chinese)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StoreScope:
+    """The store figures a manager or admin may see."""
+
+    store_id: int | None  # one store; None: every store (an admin) unless `empty`
+    code: str | None
+    empty: bool = False  # a store manager without a store: nothing
+
+
+def store_scope(guide: Guide, store_code: str | None = None) -> StoreScope:
+    """The stores whose figures `guide` may see: a store manager their own store, whatever `store_code` asks
+    (nothing without a store); an admin every store, or the one `store_code` names. Raises StoreScopeRefused:
+    403 for a guide, 404 for an unknown code."""
+    from tracking.funnels import store_id_for
+
+    if guide.role not in ("manager", "admin"):
+        raise StoreScopeRefused(403, "需要店长或总部权限")
+    if guide.role == "manager":
+        if guide.store_id is None:
+            return StoreScope(None, None, empty=True)
+        return StoreScope(guide.store_id, guide.store.code)
+    try:
+        return StoreScope(store_id_for(store_code), store_code or None)
+    except LookupError:
+        raise StoreScopeRefused(404, f"门店 {store_code} 不存在") from None

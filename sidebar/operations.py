@@ -316,12 +316,13 @@ def workbench(guide: Guide, D: date) -> dict:
     """The page without a customer (a push's link): all of the guide's tasks for D grouped by rule, with the
     summary, and the morning brief's content."""
     from bot.pushes import morning_content
-    from tasks.operations import list_tasks, summary
+    from tasks.operations import list_tasks, summary_of
 
+    tasks = list_tasks(D, guide=guide)
     groups: dict[str, list[dict]] = {}
-    for t in list_tasks(D, guide=guide):
+    for t in tasks:
         groups.setdefault(t["rule_label"], []).append(t)
-    return {"date": D.isoformat(), "summary": summary(D, guide),
+    return {"date": D.isoformat(), "summary": summary_of(tasks),
             "task_groups": [{"label": label, "tasks": tasks, "open": sum(t["status"] == "open" for t in tasks)}
                             for label, tasks in groups.items()],
             "content": [{"external_id": c.external_id, "title": c.title, "summary": c.summary, "url": c.url,

@@ -1,6 +1,7 @@
 """The chat sidebar: its pages under /sidebar/ (server-rendered) and its JSON API under /api/sidebar/.
 
-Pages: `/sidebar/` (the tabs; `?customer=<external_userid>` renders the first screen on the server),
+Pages: `/sidebar/` (the chat toolbar's URL: a light page that finds the chat's customer and reloads;
+`?customer=<external_userid>` renders the first screen on the server, `?tab=` the guide's workbench),
 `/sidebar/login` → WeCom OAuth2 → `/sidebar/oauth` (or, in demo mode, the guide and customer picker at
 `/sidebar/demo`). The API answers JSON only; `/api/openapi.json` documents it.
 """
@@ -23,8 +24,8 @@ from knowledge import service as knowledge
 from models import Customer, CustomerIdentity, Guide
 from sidebar import jssdk
 from sidebar import operations as ops
-from sidebar.auth import (csrf_required, csrf_token, current_guide, login_required, sign_in, visible_customer,
-                          visible_customers)
+from sidebar.auth import (csrf_required, csrf_token, current_guide, login_required, page_login_required, sign_in,
+                          visible_customer, visible_customers)
 
 ASSET_MAX_AGE = 30 * 24 * 3600
 _asset_versions: dict[str, str] = {}
@@ -74,21 +75,25 @@ def _demo_session() -> bool:
 
 
 @pages.get("/")
+@page_login_required
 def index():
     guide = current_guide()
-    if guide is None:
-        return redirect(url_for("sidebar.login", next=request.full_path.rstrip("?")))
     external_userid = request.args.get("customer")
     tab = request.args.get("tab")
-    ctx = {"guide": guide, "demo": _demo_session(), "csrf": csrf_token(), "tab_given": bool(tab),
+    ctx = {"guide": guide, "demo": _demo_session(), "csrf": csrf_token(),
            "jssdk_urls": current_app.config.get("WECOM_JSSDK_URLS", [])}
     if not external_userid:
-        if ctx["demo"] and not tab:
-            return redirect(url_for("sidebar.demo_customers"))
         from tasks.views import menu_focus
 
+        focus = menu_focus(utcnow())  # morning 素材, day 任务, evening 排行
+        if not tab:
+            if ctx["demo"]:
+                return redirect(url_for("sidebar.demo_customers"))
+            # The chat toolbar's URL: the page only learns the chat's customer and reloads (the JS-SDK
+            # signature is bound to the URL); outside a customer's chat it goes on to the workbench.
+            return render_template("sidebar/opening.html", workbench=url_for("sidebar.index", tab=focus), **ctx)
         keys = [k for k, _ in WORKBENCH_TABS]
-        active = tab if tab in keys else menu_focus(utcnow())  # morning 素材, day 任务, evening 排行
+        active = tab if tab in keys else focus
         return render_template("sidebar/page.html", screen=None, external_userid=None, tabs=WORKBENCH_TABS,
                                active=active, bench=ops.workbench(guide, local_today()), **ctx)
     customer = visible_customer(guide, external_userid)

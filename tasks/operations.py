@@ -162,13 +162,24 @@ def task_json(task: RedDot, userid: str, external_userid: str | None, name: str 
 
 
 def summary(D: date, guide: Guide) -> dict:
-    """{"total", "open", "by_rule": {label: n}} of a guide's visible tasks for D (the push and the bot)."""
+    """{"total", "open", "by_rule": {label: n}, "more"} of a guide's visible tasks for D (the push and the bot);
+    "more" counts the open ones kept in 「更多」."""
     rows = db.session.execute(select(RedDot.rule, RedDot.status).where(
         RedDot.task_date == D, RedDot.guide_id == guide.id, RedDot.visible.is_(True))).all()
-    by_rule: Counter = Counter(rule_label(r) for r, s in rows if s == "open")
     more = db.session.scalar(select(func.count()).select_from(RedDot).where(
         RedDot.task_date == D, RedDot.guide_id == guide.id, RedDot.visible.is_(False), RedDot.status == "open"))
-    return {"total": len(rows), "open": sum(by_rule.values()), "by_rule": dict(by_rule.most_common()),
+    return _summary([(rule_label(r), s) for r, s in rows], more)
+
+
+def summary_of(tasks: list[dict]) -> dict:
+    """`summary()` of a guide's whole day as `list_tasks` gave it (「更多」 included), without asking again."""
+    return _summary([(t["rule_label"], t["status"]) for t in tasks if not t["more"]],
+                    sum(t["more"] and t["status"] == "open" for t in tasks))
+
+
+def _summary(shown: list[tuple[str, str]], more: int) -> dict:
+    by_rule: Counter = Counter(label for label, status in shown if status == "open")
+    return {"total": len(shown), "open": sum(by_rule.values()), "by_rule": dict(by_rule.most_common()),
             "more": more}
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, redirect, request
 from core.db import db
 from core.http import json_error
 from core.timeutil import start_of
-from sidebar.auth import current_guide, login_required
+from sidebar.auth import StoreScopeRefused, current_guide, login_required, store_scope
 from tracking import funnels
 from tracking import operations as ops
 
@@ -46,9 +46,12 @@ def open_link(token: str):
 @login_required
 def funnel_report():
     """The funnel for managers (their own store) and head office (everyone, or ?store=CODE)."""
-    guide = current_guide()
-    if guide.role not in ("manager", "admin"):
-        return json_error(403, "需要店长或总部权限")
+    try:
+        scope = store_scope(current_guide(), request.args.get("store"))
+    except StoreScopeRefused as exc:
+        return json_error(exc.status, str(exc))
+    if scope.empty:
+        return json_error(403, "店长账号没有所属门店")
     by = request.args.get("by", "content")
     if by not in funnels.GROUPINGS:
         return json_error(400, f"by 只能是 {'、'.join(funnels.GROUPINGS)} 之一")
@@ -60,12 +63,4 @@ def funnel_report():
                 bounds[name] = start_of(date.fromisoformat(value))
             except ValueError:
                 return json_error(400, f"{name} 不是有效日期（YYYY-MM-DD）")
-    store_id = guide.store_id if guide.role == "manager" else None
-    if guide.role == "admin":
-        try:
-            store_id = funnels.store_id_for(request.args.get("store"))
-        except LookupError:
-            return json_error(404, "门店不存在")
-    if guide.role == "manager" and store_id is None:
-        return json_error(403, "店长账号没有所属门店")
-    return jsonify(by=by, rows=funnels.funnel(by, store_id=store_id, **bounds))
+    return jsonify(by=by, rows=funnels.funnel(by, store_id=scope.store_id, **bounds))

@@ -16,6 +16,10 @@
     });
   }
 
+  /* A list box's one muted line, in place of its items: loading, empty, or what went wrong. */
+  function note(text) { return '<p class="sb-muted sb-pad">' + esc(text) + "</p>"; }
+  function showFailure(box, r, fallback) { box.innerHTML = note(r.data.error || fallback || "加载失败"); }
+
   var toastTimer = null;
   function toast(message, isError) {
     var el = $("#sb-toast");
@@ -119,14 +123,14 @@
 
   function searchScripts(q) {
     var box = $("#sb-script-results");
-    box.innerHTML = '<p class="sb-muted sb-pad">搜索中…</p>';
+    box.innerHTML = note("搜索中…");
     api("GET", "/api/suggest?top=8&q=" + encodeURIComponent(q) + "&customer=" + encodeURIComponent(S.customer))
       .then(function (r) {
-        if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "搜索失败") + "</p>"; return; }
+        if (!r.ok) { showFailure(box, r, "搜索失败"); return; }
         var scripts = r.data.scripts || [];
         box.innerHTML = '<div class="weui-cells__title">搜索结果</div>' + (scripts.length
           ? scripts.map(function (s) { return scriptHtml(s, "searched", q); }).join("")
-          : '<p class="sb-muted sb-pad">没有找到合适的话术，换个说法试试</p>');
+          : note("没有找到合适的话术，换个说法试试"));
       });
   }
 
@@ -151,7 +155,7 @@
       api("GET", customerPath("/content")).then(function (r) {
         var box = $("#sb-content-list");
         var items = (r.data && r.data.content) || [];
-        if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+        if (!r.ok) { showFailure(box, r); return; }
         box.innerHTML = items.length ? items.map(function (c) {
           return '<div class="sb-content" data-content="' + esc(c.external_id) + '">' +
             (c.cover_url ? '<img src="' + esc(c.cover_url) + '" alt="" loading="lazy">' : "") +
@@ -160,7 +164,7 @@
             (c.url ? '<button type="button" class="weui-btn weui-btn_mini weui-btn_primary" data-action="content-send"' +
               ' data-content="' + esc(c.external_id) + '">发送</button>' : '<span class="sb-muted">无链接</span>') +
             "</div>";
-        }).join("") : '<p class="sb-muted sb-pad">暂时没有适合这位客户的素材</p>';
+        }).join("") : note("暂时没有适合这位客户的素材");
       });
     },
     tasks: function (panel, first) {
@@ -192,24 +196,26 @@
     });
   }
 
+  function monthFigures(m) { return "业绩 ¥" + m.gmv + " · 订单 " + m.orders + " · 提成 ¥" + m.commission; }
+
   /* The guide's month (attributed orders, GMV, commission), on the 任务 and 排行 tabs. */
   function loadMyMonth(force) {
     fetchKept("month", "/api/me/month", force, function (r) {
       if (!r.ok) return;
-      var m = r.data, mine = $("#sb-my-month"), ranking = $("#sb-rank-month");
-      if (mine) mine.textContent = "本月业绩 ¥" + m.gmv + " · 订单 " + m.orders + " · 提成 ¥" + m.commission;
-      if (ranking) ranking.textContent = "我的本月：业绩 ¥" + m.gmv + " · 订单 " + m.orders + " · 提成 ¥" + m.commission;
+      var mine = $("#sb-my-month"), ranking = $("#sb-rank-month");
+      if (mine) mine.textContent = "本月" + monthFigures(r.data);
+      if (ranking) ranking.textContent = "我的本月：" + monthFigures(r.data);
     });
   }
 
   function loadAllTasks(force) {
     fetchKept("tasks", "/api/tasks", force, function (r) {
       var box = $("#sb-all-tasks");
-      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      if (!r.ok) { showFailure(box, r); return; }
       var s = r.data.summary || {};
       $("#sb-task-summary").textContent = "待办 " + (s.open || 0) + " / 共 " + (s.total || 0);
       var list = (r.data.tasks || []).filter(function (t) { return !t.more; });
-      box.innerHTML = list.length ? list.map(taskHtml).join("") : '<p class="sb-muted sb-pad">今天没有任务</p>';
+      box.innerHTML = list.length ? list.map(taskHtml).join("") : note("今天没有任务");
     });
   }
 
@@ -235,14 +241,14 @@
     var box = $("#sb-recs");
     if (!box) return;
     api("GET", "/api/customers/" + encodeURIComponent(S.customer) + "/recommendations?top=5").then(function (r) {
-      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      if (!r.ok) { showFailure(box, r); return; }
       var list = r.data.recommendations || [];
       box.innerHTML = list.length ? list.map(function (p) {
         return '<div class="sb-rec" data-action="rec-send" data-sku="' + esc(p.sku) + '" tabindex="0">' +
           '<div class="sb-rec__bd"><div class="sb-rec__name">' + esc(p.name) + "</div>" +
           '<div class="sb-rec__reason"><span class="sb-badge">' + esc(p.source_label) + "</span> " + esc(p.reason) +
           "</div></div>" + '<div class="sb-rec__price">¥' + esc(p.price) + "</div></div>";
-      }).join("") : '<p class="sb-muted sb-pad">暂时没有推荐商品</p>';
+      }).join("") : note("暂时没有推荐商品");
     });
   }
 
@@ -273,14 +279,14 @@
     loadMyMonth();
     api("GET", "/api/sidebar/ranking").then(function (r) {
       var box = $("#sb-ranking");
-      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      if (!r.ok) { showFailure(box, r); return; }
       var rows = r.data.rows || [];
       box.innerHTML = rows.length ? '<table class="sb-rank"><thead><tr><th>#</th><th>导购</th><th>业绩</th>' +
         "<th>订单</th><th>任务</th></tr></thead><tbody>" + rows.map(function (row) {
           return '<tr class="' + (row.me ? "is-me" : "") + '" data-userid="' + esc(row.userid) + '"><td>' + row.rank +
             "</td><td>" + esc(row.name) + (row.me ? "（我）" : "") + "</td><td>¥" + esc(row.gmv) + "</td><td>" +
             row.orders + "</td><td>" + row.tasks_done + "/" + row.tasks_total + "</td></tr>";
-        }).join("") + "</tbody></table>" : '<p class="sb-muted sb-pad">今天还没有团队数据</p>';
+        }).join("") + "</tbody></table>" : note("今天还没有团队数据");
     });
   }
 
@@ -291,7 +297,7 @@
   function loadCoupons() {
     api("GET", couponPath()).then(function (r) {
       var box = $("#sb-coupon-templates");
-      if (!r.ok) { box.innerHTML = '<p class="sb-muted sb-pad">' + esc(r.data.error || "加载失败") + "</p>"; return; }
+      if (!r.ok) { showFailure(box, r); return; }
       var q = r.data.quota || {};
       $("#sb-coupon-quota").textContent = q.allowed ? "今天还可发 " + q.today_left + " 条营销消息" : (q.reason || "");
       var list = r.data.templates || [];
@@ -303,14 +309,14 @@
           (t.reason ? '<div class="sb-muted">' + esc(t.reason) + "</div>" : "") + "</div>" +
           '<button type="button" class="weui-btn weui-btn_mini weui-btn_primary" data-action="coupon-issue"' +
           ' data-template="' + esc(t.external_id) + '"' + (t.can_issue ? "" : " disabled") + ">发券</button></div>";
-      }).join("") : '<p class="sb-muted sb-pad">暂时没有可发的券</p>';
+      }).join("") : note("暂时没有可发的券");
       var held = r.data.coupons || [];
       $("#sb-coupon-held").innerHTML = held.length ? held.map(function (c) {
         return '<div class="sb-coupon sb-coupon_' + esc(c.status) + '"><div class="sb-coupon__bd">' +
           '<div class="sb-coupon__name">' + esc(c.name) + ' <span class="sb-muted">' + esc(c.value) + "</span></div>" +
           '<div class="sb-muted">' + esc(c.status_label) + " · 券码 " + esc(c.code) + " · " + esc(c.valid_until) +
           " 到期</div></div></div>";
-      }).join("") : '<p class="sb-muted sb-pad">还没有领过券</p>';
+      }).join("") : note("还没有领过券");
     });
   }
 
@@ -483,7 +489,11 @@
   /* ---------------------------------------------------------------- WeCom JS-SDK */
 
   function wecomInit() {
-    if (!window.wx) { toast("请在企业微信中打开侧边栏", true); return; }
+    if (!window.wx) {
+      if (S.workbench) location.replace(S.workbench);  // no WeCom, so no chat: the workbench
+      else toast("请在企业微信中打开侧边栏", true);
+      return;
+    }
     var url = location.href.split("#")[0];
     wxReady = api("GET", "/api/sidebar/jssdk?url=" + encodeURIComponent(url)).then(function (r) {
       if (!r.ok) throw new Error(r.data.error || "签名失败");
@@ -517,17 +527,19 @@
         if (note) note.hidden = ok;
       });
     }
-    if (S.customer || S.tabGiven) return;  // a push's deep link (?tab=) is the workbench, not a chat
+    if (!S.workbench) return;  // only the chat toolbar's page (no customer, no tab) asks whose chat this is
     wxReady.then(function () {
       window.wx.invoke("getContext", {}, function (ctx) {
         var entry = (ctx && ctx.entry) || "";
         window.wx.invoke("getCurExternalContact", {}, function (res) {
           if (res && res.err_msg === "getCurExternalContact:ok" && res.userId) {
             location.replace("/sidebar/?customer=" + encodeURIComponent(res.userId) + "&entry=" + encodeURIComponent(entry));
-          }  // otherwise not in a customer's chat: the workbench stays
+          } else {
+            location.replace(S.workbench);  // not in a customer's chat (the app's menu, a group chat)
+          }
         });
       });
-    });
+    }, function () { location.replace(S.workbench); });
   }
 
   if (!S.demo) wecomInit();

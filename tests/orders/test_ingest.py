@@ -284,6 +284,35 @@ def test_bulk_import_uses_the_same_attribution(app, runner, tmp_path, rates):
     assert got == {"IMP-OLD": (None, "none", Decimal("0.00")), "IMP-NEW": (g.id, "binding", Decimal("5.00"))}
 
 
+def test_the_bulk_import_and_the_api_credit_the_same_guide(app, client, runner, tmp_path, ingest_key, rates):
+    """The same order, imported in bulk or posted to the API, goes to the same binding guide (or to nobody)."""
+    from models import Follow
+
+    first, second, late = f.guide("guide_a"), f.guide("guide_b"), f.guide("guide_c")
+    c = customer_with_mobile(first, added=local_today() - timedelta(days=60))
+    c.follows[0].ended_at = paid(30)  # the first guide's relation ended 30 days ago
+    db.session.add_all([Follow(guide_id=second.id, customer_id=c.id, added_at=paid(40)),
+                        Follow(guide_id=late.id, customer_id=c.id, added_at=paid(5))])
+    db.session.commit()
+    ages = {"before-any": 70, "first-live": 50, "after-first-left": 20, "all-three": 2}
+    items = [{"sku": "DP-M", "qty": 2, "price": "58", "name": "纸尿裤M", "category": "纸尿裤"}]
+    records = [{"type": "order", **order(f"IMP-{name}", when=paid(days, hour=12), items=items, amount="116")}
+               for name, days in ages.items()]
+    path = tmp_path / "orders.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    result = runner.invoke(args=["data", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    for name, days in ages.items():
+        resp = post_order(client, order(f"API-{name}", when=paid(days, hour=12), items=items, amount="116"))
+        assert resp.status_code == 201, resp.json
+    db.session.remove()
+    credited = {o.order_no: (o.guide_id, o.attribution) for o in db.session.scalars(select(Order))}
+    expected = {"before-any": (None, "none"), "first-live": (first.id, "binding"),
+                "after-first-left": (second.id, "binding"), "all-three": (second.id, "binding")}
+    assert {name: credited[f"IMP-{name}"] for name in ages} == expected
+    assert {name: credited[f"API-{name}"] for name in ages} == expected
+
+
 def test_my_month_for_the_sidebar(app, client, ingest_key, rates):
     g, other = f.guide("guide01"), f.guide("guide02")
     f.product("NF-1", "奶粉1段", "奶粉", "300")

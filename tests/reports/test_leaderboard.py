@@ -20,6 +20,7 @@ from tasks import quota
 from tests.bot.test_end_to_end import service, wecom  # noqa: F401 (fixtures)
 from tests.commerce_helpers import ingest_key, post_order, rates, templates  # noqa: F401 (fixtures)
 from tests.knowledge.test_api import sign_in
+from tests.statements import redis_round_trips  # noqa: F401 (fixture)
 from tests.tasks import factories as f
 from tests.tasks.factories import TZ
 
@@ -218,7 +219,7 @@ def test_the_trend_is_one_query_per_local_day_at_the_day_edges(app):
     assert s1[str(end)] == 1 and sum(s1.values()) == 4
 
 
-def test_the_evening_run_reads_the_chain_ranking_once_not_once_per_guide(app, wecom):
+def test_the_evening_push_reads_only_the_guides_store(app, wecom, redis_round_trips):
     from scheduler import runner
     from scheduler.jobs import JOBS
     from tests.bot.test_end_to_end import work_jobs
@@ -235,13 +236,20 @@ def test_the_evening_run_reads_the_chain_ranking_once_not_once_per_guide(app, we
     db.session.commit()
 
     job = next(j for j in JOBS if j.key == "daily_ranking")
+    del redis_round_trips[:]
     with statements("left outer join stores") as board_reads:
         assert runner.run_slot(job, runner.slot_time(job, local_today())) == "ran"
         work_jobs(app)
-    assert len(board_reads) == 1
+    # Each push reads its own store's board: the rows of that store's guides, their scores by ZMSCORE over
+    # those guides only; nothing reads the whole chain's sorted sets.
+    assert len(board_reads) == 7 and all("guides.store_id =" in sql for sql in board_reads)
+    sent = [c if isinstance(c, bytes) else b"".join(bytes(part) for part in c) for c in redis_round_trips]
+    assert any(b"ZMSCORE" in c for c in sent) and not any(b"ZRANGE" in c and b"lb:guide:" in c for c in sent)
     cards = {c["body"]["touser"]: c["body"]["textcard"]["description"] for c in wecom.corp.calls_to()
              if c["path"].endswith("message/send")}
     assert cards["s1_0"].splitlines() == ["1. 甲2 业绩¥300 订单1 完成任务0", "2. 甲1 业绩¥200 订单1 完成任务0",
                                           "3. 甲0 业绩¥100 订单1 完成任务0"]
     assert cards["boss1"] == cards["s1_1"] == cards["s1_0"]  # the manager sees the team, not in it
-    assert cards["s2_0"].splitlines()[0] == "1. 乙2 业绩¥300 订单1 完成任务0" and len(cards) == 7
+    assert cards["s2_0"].splitlines() == ["1. 乙2 业绩¥300 订单1 完成任务0", "2. 乙1 业绩¥200 订单1 完成任务0",
+                                          "3. 乙0 业绩¥100 订单1 完成任务0"]
+    assert len(cards) == 7

@@ -376,6 +376,20 @@ def test_inside_wecom_oauth_jssdk_context_and_send(app, chain, standin, live_wec
     assert db.session.scalar(select(func.count()).select_from(Touch).where(Touch.kind == "marketing")) == 1
     # (the product sent from the chat above; the script was a service touch)
 
+    # Opened from the app's menu (no chat, so WeCom has no current contact): the light page goes on to the
+    # workbench, which stays (its ?tab= says it is not a chat).
+    page.unroute(jssdk_urls[0])
+    page.route(jssdk_urls[0], lambda route: route.fulfill(
+        status=200, content_type="application/javascript",
+        body=(FAKE_WX % ext).replace('entry: "single_chat_tools"', 'entry: "normal"').replace(
+            'cb({err_msg: "getCurExternalContact:ok", userId: "%s"})' % ext,
+            'cb({err_msg: "getCurExternalContact:fail"})')))
+    page.goto(f"{live_wecom_server}/sidebar/")
+    page.wait_for_url("**/sidebar/?tab=*")
+    page.wait_for_selector("#sb-workbench-title")
+    page.wait_for_timeout(300)
+    assert "/sidebar/?tab=" in page.url and page.locator(".sb-tab.is-active").count() == 1
+
 
 def test_demo_workbench_deep_links_ranking_and_product_send(app, chain, standin, live_server, page, daytime):
     from models import Touch
@@ -436,3 +450,13 @@ def test_demo_workbench_deep_links_ranking_and_product_send(app, chain, standin,
     # With a customer, ?tab= selects the tab too.
     page.goto(f"{live_server}/sidebar/?customer={ext}&tab=ranking")
     page.wait_for_selector("#tab-ranking.is-active #sb-ranking tr.is-me")
+
+    # A box that cannot load says why, in the box (the server's message, else 「加载失败」).
+    page.route("**/api/sidebar/ranking*", lambda route: route.fulfill(
+        status=503, content_type="application/json", body=json.dumps({"error": "排行暂时不可用"})))
+    page.goto(f"{live_server}/sidebar/?tab=ranking")
+    page.wait_for_selector('#sb-ranking p.sb-muted:has-text("排行暂时不可用")')
+    page.unroute("**/api/sidebar/ranking*")
+    page.route("**/api/sidebar/ranking*", lambda route: route.fulfill(status=502, body="bad gateway"))
+    page.goto(f"{live_server}/sidebar/?tab=ranking")
+    page.wait_for_selector('#sb-ranking p.sb-muted:has-text("加载失败")')

@@ -106,6 +106,24 @@ def test_workbench_lists_all_tasks_grouped_by_rule_each_opening_its_customer(app
     assert "今天待办 1 项 / 共 2 项" in html and "已完成" in html
 
 
+def test_workbench_counts_are_its_list(app, client, chain):
+    """The summary line counts the tasks the page lists (shown, open, in 「更多」), read once."""
+    from tests.statements import statements
+
+    second, third = tf.customer(chain.guide, name="周女士"), tf.customer(chain.guide, name="吴女士")
+    db.session.commit()
+    task_for(chain, chain.mine, rule="dormant")
+    task_for(chain, second, rule="birthday").status = "done"
+    task_for(chain, third, rule="dormant").visible = False  # kept in 「更多」
+    db.session.commit()
+    sign_in(client, chain.guide)
+    with statements("from red_dots") as reads:
+        html = client.get("/sidebar/?tab=tasks").get_data(as_text=True)
+    assert len(reads) == 1  # the list; the counts come from it
+    assert "今天待办 1 项 / 共 2 项（另有 1 项在「更多」里）" in html
+    assert html.count('class="sb-task ') == 3
+
+
 def test_workbench_content_is_the_morning_briefs(app, client, chain, tmp_path):
     load(tmp_path, LIBRARY)
     sign_in(client, chain.guide)
@@ -118,12 +136,33 @@ def test_workbench_content_is_the_morning_briefs(app, client, chain, tmp_path):
     assert "转奶七日法图解" in html
 
 
+def test_the_chat_toolbar_page_reads_nothing_of_the_workbench(app, client, chain, tmp_path):
+    """Opened from a chat (no customer, no tab) the page only finds the customer and reloads: it neither reads
+    nor shows the workbench's tasks and content."""
+    from tests.statements import statements
+
+    load(tmp_path, LIBRARY)
+    task_for(chain, chain.mine, rule="dormant")
+    db.session.commit()
+    sign_in(client, chain.guide)
+    with statements() as sent:
+        resp = client.get("/sidebar/")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and app.config["WECOM_JSSDK_URLS"][0] in html and "sidebar.js" in html
+    assert not [sql for sql in sent if "red_dots" in sql or "contents" in sql]
+    assert "sb-workbench-title" not in html and "data-rule-group=" not in html and "转奶七日法图解" not in html
+    assert '"workbench": "/sidebar/?tab=' in html
+    assert db.session.scalar(select(func.count()).select_from(ProfileView)) == 0
+
+
 def test_default_tab_follows_the_time_of_day_and_tab_selects(app, client, chain, monkeypatch):
     sign_in(client, chain.guide)
     for hour, tab in ((7, "content"), (12, "tasks"), (20, "ranking")):
         now = datetime.combine(local_today(), datetime.min.time(), tzinfo=app_tz()).replace(hour=hour)
         monkeypatch.setattr("sidebar.views.utcnow", lambda now=now: now)
-        assert _active_tab(client.get("/sidebar/").get_data(as_text=True)) == tab
+        opening = client.get("/sidebar/").get_data(as_text=True)  # outside a chat it goes on to the workbench
+        assert f'id="sb-workbench-link" href="/sidebar/?tab={tab}"' in opening
+        assert _active_tab(client.get(f"/sidebar/?tab={tab}").get_data(as_text=True)) == tab
         assert _active_tab(client.get("/sidebar/?tab=content").get_data(as_text=True)) == "content"
     ext = chain.ext[chain.mine.id]
     # With a customer: the 客户 tab unless ?tab= names another.

@@ -228,3 +228,28 @@ def test_funnel_api_for_managers_of_their_store_and_head_office(app, client):
     rows = client.get("/api/reports/funnel", query_string={"store": "S2"}).json["rows"]
     assert rows[0]["key"] == "c-zhuannai" and rows[0]["sent"] == 2
     assert client.get("/api/reports/funnel", query_string={"store": "S9"}).status_code == 404
+
+
+def test_a_store_manager_sees_only_their_store_whatever_they_ask(app, client):
+    """The funnel API and the manager page share one store scope: a manager asking for another store with
+    ?store= still gets their own; a manager without a store sees nothing (the API answers 403)."""
+    a, b = f.guide("a", store_code="S1"), f.guide("b", store_code="S2")
+    boss = f.guide("boss", role="manager", store_code="S1")
+    item = content()
+    for g in (a, b, b):
+        ops.create_tracked_link(g, f.customer(g), item, now=noon(3))
+    db.session.commit()
+    sign_in(client, boss)
+    for query in ({"store": "S2"}, {"store": "S2", "by": "guide"}, {"store": "S2", "by": "store"},
+                  {"store": "S9", "by": "store"}):
+        resp = client.get("/api/reports/funnel", query_string=query)
+        assert resp.status_code == 200, query
+        assert [r["sent"] for r in resp.json["rows"]] == [1], query  # S1's one link, never S2's two
+    page = client.get(f"/manager/?tab=guides&period=day&date={noon(3):%Y-%m-%d}&store=S2").get_data(as_text=True)
+    assert 'title="a"' in page and 'title="b"' not in page
+    boss.store = None
+    db.session.commit()
+    resp = client.get("/api/reports/funnel", query_string={"store": "S2"})
+    assert resp.status_code == 403 and resp.json["error"] == "店长账号没有所属门店"
+    assert "title=\"a\"" not in client.get(f"/manager/?tab=guides&period=day&date={noon(3):%Y-%m-%d}").get_data(
+        as_text=True)  # the page shows such a manager nothing
