@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, scoped_session
 from core.db import db
 from core.redis_store import rstore
 from core.timeutil import utcnow
-from models import (AuditEntry, CallbackInbox, CouponEvent, Customer, CustomerIdentity, CustomerTag,
+from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
                     CustomerTransfer, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order, RedDot,
                     ScriptSend, TrackedLink)
 
@@ -30,13 +30,13 @@ REDACTED = "[已删除]"  # stands in for an erased value inside free text
 MIN_NAME_LENGTH = 2  # a one-character name would redact unrelated text
 
 # Free text not tied to the customer's id that may still quote their name, mobile or ids: the chat-bot's
-# messages and answers, the guides' questions, tasks, pushes, audit details and job results.
+# messages and answers, the guides' questions, pushes, job results, link targets. (Tasks that name a customer
+# — a manager's 离职继承失败 or lost-contact task — carry that customer's id and are handled with theirs;
+# coupon events hold ids and order numbers only.)
 FREE_TEXT = (
     (CallbackInbox, ("payload", "result", "last_error")),
     (ScriptSend, ("query",)),
-    (RedDot, ("reason", "skip_reason", "details")),
     (GuidePush, ("title", "body", "last_error")),
-    (CouponEvent, ("details",)),
     (JobRun, ("result", "error")),
     (TrackedLink, ("target_url", "coupon_ref")),
 )

@@ -297,3 +297,21 @@ def test_cli_asks_first_and_refuses_without_an_answer(app, runner):
     actors = db.session.scalars(select(AuditEntry.actor)).all()
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
     assert runner.invoke(args=["customers", "erase", "999999", "--reason", "x", "--yes"]).exit_code != 0
+
+
+def test_a_callback_that_found_the_customer_just_before_the_erasure_does_not_write_them_back(app):
+    from sqlalchemy.orm import Session
+
+    from customers.operations import _lock_unerased, find_customer
+
+    g = f.guide()
+    c = f.customer(g, name=NAME)
+    ext = f.external_userid(c)
+    db.session.commit()
+    found = find_customer("external_userid", ext)  # the callback's job read her …
+    assert found is not None
+    with Session(db.engine) as other:  # … then an admin's erasure committed
+        erase_customer(other, c.id, actor="cli:ops", reason="工单 PIPL-13")
+        other.commit()
+    assert _lock_unerased(found) is None  # the job makes a new customer instead of refilling the shell
+    db.session.rollback()
