@@ -315,3 +315,23 @@ def test_a_callback_that_found_the_customer_just_before_the_erasure_does_not_wri
         other.commit()
     assert _lock_unerased(found) is None  # the job makes a new customer instead of refilling the shell
     db.session.rollback()
+
+
+def test_no_rule_gives_a_task_about_an_erased_customer(app):
+    from tasks import operations as tasks
+    from tests.tasks.factories import D, at
+
+    g = f.guide("guide01")
+    f.guide("boss", role="manager")
+    colleague = f.guide("guide02")
+    erased = f.customer(g, birthday=D.replace(year=1990))                   # birthday on D, dormant, and …
+    f.order(erased, at(D - timedelta(days=45)), (f.product(), 1))
+    db.session.add(Follow(guide_id=colleague.id, customer_id=erased.id, added_at=at(D - timedelta(days=90)),
+                          ended_at=at(D - timedelta(days=1), 15), ended_by="customer"))  # … deleted guide02
+    kept = f.customer(g, birthday=D.replace(year=1991))
+    db.session.commit()
+    erase_customer(db.session, erased.id, actor="cli:ops", reason="工单 PIPL-14")
+    db.session.commit()
+
+    tasks.generate(D)
+    assert db.session.scalars(select(RedDot.customer_id).where(RedDot.task_date == D)).all() == [kept.id]
