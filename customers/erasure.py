@@ -131,10 +131,11 @@ def _delete_tags(session, customer_id: int) -> int:
 
 
 def _close_follows(session, customer_id: int, now: datetime) -> int:
-    """Relations stay (new-customer counts per guide come from added_at) without the guide's remark and
-    description; live ones end, so no guide sees the shell and no rule gives it a task."""
+    """Relations stay (new-customer counts per guide come from added_at; `state` is the acquisition channel,
+    a QR code's name) without the guide's remark and description; live ones end, so no guide sees the shell
+    and no rule gives it a task."""
     changed = _count(session.execute(update(Follow).where(Follow.customer_id == customer_id)
-                                     .values(remark=None, description=None, state=None)))
+                                     .values(remark=None, description=None)))
     session.execute(update(Follow).where(Follow.customer_id == customer_id, Follow.ended_at.is_(None))
                     .values(ended_at=now, ended_by="erased"))
     return changed

@@ -15,7 +15,7 @@ from core.timeutil import local_today, utcnow
 from customers.erasure import ERASED_NAME, erase_customer
 from customers.operations import ensure_identity, record_event
 from models import (AuditEntry, CallbackInbox, Content, Customer, CustomerIdentity, CustomerTag, CustomerTransfer,
-                    Event, Follow, Guide, Order, RedDot, Script, ScriptSend)
+                    Event, Follow, Order, RedDot, Script, ScriptSend)
 from reports import leaderboard as lb
 from tests.bot.test_end_to_end import control, service, wecom, work_jobs  # noqa: F401 (fixtures)
 from tests.commerce_helpers import daytime, ingest_key, post_order, rates, templates  # noqa: F401 (fixtures)
@@ -62,7 +62,7 @@ def figures() -> dict:
     return out
 
 
-def a_customer_with_everything(wecom, client):
+def a_customer_with_everything(app, wecom, client):
     """陈思琪 added guide01 in WeCom (remark and description), gave a mobile and a member card, is tagged, has
     a note, two orders and an unmatched one, tasks, a coupon, a tracked link opened on her phone, the guide
     asked the chat-bot about her, a transfer record, a failed callback waiting, Redis counters."""
@@ -76,7 +76,7 @@ def a_customer_with_everything(wecom, client):
     wecom.corp.add_contact(EXT, NAME, avatar=AVATAR, unionid=UNIONID)
     wecom.corp.add_follow(EXT, "guide01", remark=f"{NAME} {MOBILE}", state="qr-erase", description=DESCRIPTION)
     control(wecom, "add_contact", userid="guide01", external_userid=EXT, name=NAME, state="qr-erase")
-    work_jobs(wecom_app())
+    work_jobs(app)
     customer = db.session.scalar(select(Customer).join(CustomerIdentity).where(CustomerIdentity.value == EXT))
     assert customer.name == NAME and customer.avatar == AVATAR
     follow = db.session.scalar(select(Follow).where(Follow.customer_id == customer.id))
@@ -133,7 +133,7 @@ def a_customer_with_everything(wecom, client):
     db.session.commit()
     # The guide asked the chat-bot about her; the bot keeps the question half an hour.
     control(wecom, "text_message", userid="guide01", content=f"{NAME}问宝宝吐奶怎么办")
-    work_jobs(wecom_app())
+    work_jobs(app)
     rstore.client.set(f"bot:last:{guide.id}", json.dumps({"query": f"{NAME}问宝宝吐奶怎么办", "scripts": []}))
     rstore.client.hset(f"kb:learn:chain:{NAME}", "s-tunai", 1.0)
     rstore.client.hset("kb:learn:chain:吐奶", "s-tunai", 1.0)
@@ -145,15 +145,9 @@ def a_customer_with_everything(wecom, client):
     return db.session.get(Customer, customer.id), guide, admin
 
 
-def wecom_app():
-    from flask import current_app
-
-    return current_app._get_current_object()
-
-
 def test_erasure_leaves_no_personal_data_keeps_orders_and_figures_and_a_new_add_is_a_new_customer(
         app, client, wecom, ingest_key, rates, daytime):
-    customer, guide, admin = a_customer_with_everything(wecom, client)
+    customer, guide, admin = a_customer_with_everything(app, wecom, client)
     cid, spend, order_count = customer.id, customer.total_spend, customer.order_count
     assert holders()  # the scan finds her before
     before = figures()
