@@ -84,7 +84,7 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
                                                                         ScriptSend.query.is_not(None))
                                                .values(query=None))),
         "learned_terms": _drop_terms(session, values),
-        "callbacks": _forget_callbacks(session, values, now),
+        "callbacks": _forget_callbacks(session, [value for _, value in identities], now),
         "free_text": sum(_redact_rows(session, model, columns, values) for model, columns in FREE_TEXT),
     }
     _anonymise(customer, now)
@@ -194,15 +194,16 @@ def _drop_terms(session, values: list[str]) -> int:
     return changed
 
 
-def _forget_callbacks(session, values: list[str], now: datetime) -> int:
-    """Stored WeCom callbacks about the customer (their external_userid in the payload and the dedup key):
-    the ids are redacted, and one not yet handled is never handled (a replay must not bring them back)."""
-    ids = [v for v in values if v]
+def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
+    """Stored WeCom callbacks about the customer (their external_userid is a part of the dedup key): the key
+    is replaced, and one not yet handled is never handled (a replay must not bring them back). Their payloads
+    are redacted with the rest of the free text."""
+    ids = [v for v in ids if v]
     if not ids:
         return 0
     changed = 0
     for row in _candidates(session, CallbackInbox, [CallbackInbox.dedup_key], ids):
-        if not any(v in row.dedup_key for v in ids):
+        if not set(row.dedup_key.split(":")) & set(ids):  # whole parts: another id may contain this one
             continue
         row.dedup_key = f"erased:{row.id}"
         if row.status in ("pending", "failed"):

@@ -149,6 +149,11 @@ def test_erasure_leaves_no_personal_data_keeps_orders_and_figures_and_a_new_add_
         app, client, wecom, ingest_key, rates, daytime):
     customer, guide, admin = a_customer_with_everything(app, wecom, client)
     cid, spend, order_count = customer.id, customer.total_spend, customer.order_count
+    neighbour = control(wecom, "add_contact", userid="guide01", external_userid=EXT[:-1] + "2", name="刘先生")
+    work_jobs(app)
+    neighbour_inbox = db.session.execute(select(CallbackInbox.id, CallbackInbox.dedup_key, CallbackInbox.status,
+                                                CallbackInbox.payload)
+                                         .where(CallbackInbox.dedup_key.contains(neighbour["external_userid"]))).one()
     assert holders()  # the scan finds her before
     before = figures()
 
@@ -163,6 +168,12 @@ def test_erasure_leaves_no_personal_data_keeps_orders_and_figures_and_a_new_add_
     assert redis_keys_naming() == []
     assert rstore.client.get(f"bot:last:{guide.id}") is None
     assert rstore.client.exists("kb:learn:chain:吐奶")  # what other customers taught stays
+    # Another customer's callback and profile are untouched.
+    assert db.session.execute(select(CallbackInbox.id, CallbackInbox.dedup_key, CallbackInbox.status,
+                                     CallbackInbox.payload)
+                              .where(CallbackInbox.id == neighbour_inbox.id)).one() == neighbour_inbox
+    assert db.session.scalar(select(Customer.name).join(CustomerIdentity)
+                             .where(CustomerIdentity.value == EXT[:-1] + "2")) == "刘先生"
     # The shell: counts hold, nothing identifies her.
     shell = db.session.get(Customer, cid)
     assert shell.name == ERASED_NAME and shell.erased_at is not None
