@@ -1,4 +1,5 @@
-"""`flask --app app customers find --mobile …` and `customers erase CUSTOMER_ID --reason TEXT [--yes]`."""
+"""`flask --app app customers find VALUE`, `customers erase CUSTOMER_ID --reason TEXT [--yes]` and
+`customers audit` (the erasures done: who, when, why, which customer)."""
 from __future__ import annotations
 
 import getpass
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 
 from core.db import db
 from customers import erasure
-from models import Customer, CustomerIdentity, IDENTITY_KINDS, Order
+from models import AuditEntry, Customer, CustomerIdentity, IDENTITY_KINDS, Order
 
 customers_cli = AppGroup("customers", help="Customer profiles: find one, erase one's personal data (PIPL).")
 
@@ -61,6 +62,25 @@ def erase_cmd(customer_id, reason, yes, as_json):
     else:
         rows = ", ".join(f"{k} {v}" for k, v in result["rows"].items() if v)
         click.echo(f"customer {customer_id} erased ({rows or 'no other rows'}); orders and figures kept")
+
+
+@customers_cli.command("audit")
+@click.option("--customer", "customer_id", type=int, help="Only this customer id.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def audit_cmd(customer_id, limit, as_json):
+    """The audit log of erasures, newest first: when, who, which customer, why."""
+    q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    if customer_id is not None:
+        q = q.where(AuditEntry.customer_id == customer_id)
+    for entry in db.session.scalars(q):
+        row = {"at": entry.at.isoformat(), "action": entry.action, "actor": entry.actor,
+               "customer_id": entry.customer_id, "reason": entry.reason, "rows": entry.details.get("rows", {})}
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(f"{row['at'][:19]}  {row['action']}  customer {row['customer_id']}  by {row['actor']}: "
+                       f"{row['reason']}")
 
 
 def _os_user() -> str:

@@ -301,6 +301,9 @@ def test_cli_asks_first_and_refuses_without_an_answer(app, runner):
     assert [db.session.get(Customer, x.id).name for x in (c, other)] == [ERASED_NAME, ERASED_NAME]
     actors = db.session.scalars(select(AuditEntry.actor)).all()
     assert len(actors) == 2 and all(a.startswith("cli:") for a in actors)
+    log = runner.invoke(args=["customers", "audit", "--json"])
+    assert [json.loads(line)["customer_id"] for line in log.output.splitlines()] == [other.id, c.id]
+    assert "工单 PIPL-11" in runner.invoke(args=["customers", "audit", "--customer", str(c.id)]).output
     assert runner.invoke(args=["customers", "erase", "999999", "--reason", "x", "--yes"]).exit_code != 0
 
 
