@@ -50,6 +50,7 @@ def erase_cmd(customer_id, reason, yes, as_json):
         try:
             confirmed = click.confirm(question, default=False)
         except click.Abort:  # no stdin to answer from
+            click.echo()
             confirmed = False
         if not confirmed:
             raise click.ClickException("not erased: no confirmation (answer y, or pass --yes)")
