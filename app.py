@@ -41,6 +41,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from bot.cli import bot_cli, worker_command
     from bot.views import bp as wecom_bp
     from core.cli import db_cli
+    from customers.cli import customers_cli
+    from customers.views import bp as customers_admin_bp
     from core.health import bp as health_bp
     from coupons.cli import coupons_cli
     from coupons.views import bp as coupons_bp
@@ -76,6 +78,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(manager_bp)
     app.register_blueprint(tracking_bp)
     app.register_blueprint(guides_admin_bp)
+    app.register_blueprint(customers_admin_bp)
     app.register_blueprint(recommend_api_bp)
 
     app.cli.add_command(db_cli)
@@ -93,6 +96,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.cli.add_command(orders_cli)
     app.cli.add_command(report_cli)
     app.cli.add_command(guides_cli)
+    app.cli.add_command(customers_cli)
     app.cli.add_command(recommend_cli)
     return app
 

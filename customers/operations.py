@@ -34,9 +34,9 @@ def ensure_identity(customer: Customer, kind: str, value: str | None) -> None:
 def upsert_from_wecom(contact: dict) -> Customer:
     """Create or refresh a customer from `externalcontact/get`'s `external_contact` object."""
     external_userid = contact["external_userid"]
-    customer = find_customer("external_userid", external_userid)
+    customer = _lock_unerased(find_customer("external_userid", external_userid))
     if customer is None and contact.get("unionid"):
-        customer = find_customer("unionid", contact["unionid"])
+        customer = _lock_unerased(find_customer("unionid", contact["unionid"]))
     if customer is None:
         customer = Customer(name=contact.get("name") or "")
         db.session.add(customer)
@@ -50,6 +50,16 @@ def upsert_from_wecom(contact: dict) -> Customer:
     ensure_identity(customer, "unionid", contact.get("unionid"))
     db.session.flush()
     return customer
+
+
+def _lock_unerased(customer: Customer | None) -> Customer | None:
+    """The customer, row-locked and re-read, unless their data was erased meanwhile (customers.erasure holds
+    the same lock): a callback handled during an erasure must not write the person back onto the shell."""
+    if customer is None:
+        return None
+    customer = db.session.scalar(select(Customer).where(Customer.id == customer.id).with_for_update()
+                                 .execution_options(populate_existing=True))
+    return customer if customer is not None and customer.erased_at is None else None
 
 
 def ensure_guide(userid: str, name: str | None = None) -> Guide:

@@ -1,27 +1,15 @@
 """The admin API: `POST /api/admin/guides/<userid>/offboard {"to"}` and `GET /api/admin/guides/<userid>/transfers`."""
 from __future__ import annotations
 
-import functools
-
 from flask import Blueprint, jsonify, request
 
 from bot.wecom_client import WeComError
 from core.db import db
 from core.http import json_error
 from guides import operations as ops
-from sidebar.auth import csrf_required, current_guide, login_required
+from sidebar.auth import admin_required, csrf_required, login_required
 
 bp = Blueprint("guides_admin_api", __name__, url_prefix="/api/admin/guides")
-
-
-def admin_required(view):
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if current_guide().role != "admin":
-            return json_error(403, "需要总部管理员权限")
-        return view(*args, **kwargs)
-
-    return wrapped
 
 
 @bp.post("/<userid>/offboard")

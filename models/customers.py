@@ -40,6 +40,9 @@ class Customer(Base):
     last_order_at: Mapped[datetime | None] = mapped_column(index=True)
     order_count: Mapped[int] = mapped_column(default=0)
     total_spend: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=0)
+    # Set when the customer's personal information was erased (customers.erasure): the row stays as an
+    # anonymous shell so orders, follows and counts keep pointing somewhere.
+    erased_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

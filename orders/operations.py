@@ -341,12 +341,18 @@ def match_pending(limit: int | None = None, *, after: int = 0) -> dict:
     return {"pending": tried, "matched": _claim(found), "next_after": next_after}
 
 
+def carries_key(kind: str, value: str):
+    """SQL condition on Order: it arrived with this identity key (with customer_id IS NULL, the partial GIN
+    index of unmatched orders' keys on PostgreSQL)."""
+    return (type_coerce(Order.customer_keys, JSONB).contains({kind: value}) if db.is_postgres
+            else Order.customer_keys[kind].as_string() == value)
+
+
 def match_for_identity(kind: str, value: str) -> int:
     """A customer just gained this identity: match the unmatched orders that carry it, at once. One query on
     the partial GIN index of unmatched orders' keys (PostgreSQL). Flushes."""
-    carries = (type_coerce(Order.customer_keys, JSONB).contains({kind: value}) if db.is_postgres  # the GIN index
-               else Order.customer_keys[kind].as_string() == value)
-    pending = db.session.execute(select(Order.id, Order.customer_keys).where(Order.customer_id.is_(None), carries)
+    pending = db.session.execute(select(Order.id, Order.customer_keys)
+                                 .where(Order.customer_id.is_(None), carries_key(kind, value))
                                  .order_by(Order.id)).all()
     return _claim(_matches(pending)) if pending else 0
 

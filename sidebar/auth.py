@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 
 from flask import abort, jsonify, redirect, request, session, url_for
-from sqlalchemy import exists, select
+from sqlalchemy import and_, exists, select
 
 from core.db import db
+from core.http import json_error
 from models import Customer, CustomerIdentity, Follow, Guide
 
 SESSION_MAX_AGE = 12 * 3600  # a working day; then WeCom OAuth again (silent inside WeCom)
@@ -83,6 +84,17 @@ def page_login_required(view):
     return wrapped
 
 
+def admin_required(view):
+    """Head office only (after `login_required`): a store manager or a guide gets 403."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_guide().role != "admin":
+            return json_error(403, "需要总部管理员权限")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 def csrf_token() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(24)
@@ -106,14 +118,16 @@ def csrf_required(view):
 
 
 def visible_customers(guide: Guide):
-    """A SQL condition on Customer: the customers `guide` may see."""
+    """A SQL condition on Customer: the customers `guide` may see. Nobody sees an erased customer's shell."""
+    kept = Customer.erased_at.is_(None)
     if guide.role == "admin":
-        return Customer.id.is_not(None)
+        return kept
     if guide.role == "manager" and guide.store_id is not None:
-        return exists().where(Follow.customer_id == Customer.id, Follow.ended_at.is_(None),
-                              Follow.guide_id.in_(select(Guide.id).where(Guide.store_id == guide.store_id)))
-    return exists().where(Follow.customer_id == Customer.id, Follow.guide_id == guide.id,
-                          Follow.ended_at.is_(None))
+        return and_(kept, exists().where(
+            Follow.customer_id == Customer.id, Follow.ended_at.is_(None),
+            Follow.guide_id.in_(select(Guide.id).where(Guide.store_id == guide.store_id))))
+    return and_(kept, exists().where(Follow.customer_id == Customer.id, Follow.guide_id == guide.id,
+                                     Follow.ended_at.is_(None)))
 
 
 def visible_customer(guide: Guide, external_userid: str | None) -> Customer:

@@ -169,6 +169,17 @@ def spec() -> dict:
             "Staff departure (admin): each customer's transfer and how it went",
             _json({"type": "object", "properties": {"transfers": {"type": "array", "items": OBJ}}}, "transfers"),
             params=[_param("userid", "path")], errors=(401, 403, 404), tag="guides")},
+        "/api/admin/customers/{customer_id}/erase": {"post": _op(
+            "Personal-data erasure (admin, PIPL art. 47): the customer becomes an anonymous shell (已注销用户), "
+            "identities, remarks, notes, tags and tasks go; orders and every figure stay (docs/privacy.md). "
+            "A second call changes nothing and says so (already_erased); audited",
+            _json({"type": "object", "properties": {
+                "customer_id": {"type": "integer"}, "erased": {"type": "boolean"},
+                "already_erased": {"type": "boolean"}, "erased_at": s, "rows": OBJ, "message": s}},
+                "what was done, with a message in Chinese"),
+            params=[_param("customer_id", "path", schema={"type": "integer"}, description="the customer's id")],
+            body={"type": "object", "required": ["reason"], "properties": {"reason": s}},
+            errors=(400, 401, 403, 404), tag="customers", csrf=True)},
         # issue 7, part A (docs/commerce.md)
         "/api/customers/{external_userid}/coupons": {
             "get": _op("Coupons this customer may receive", _json(OBJ, "the coupons"), params=[CUSTOMER_PATH],

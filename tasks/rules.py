@@ -207,7 +207,7 @@ def lost_contact(D: date, p: dict, settings: dict) -> list[Candidate]:
                 Customer.name)
          .join(lost_by, lost_by.id == Follow.guide_id).join(Customer, Customer.id == Follow.customer_id)
          .where(Follow.ended_at >= start_of(D - timedelta(days=1)), Follow.ended_at < start_of(D),
-                Follow.ended_by.in_(("customer", "guide"))))
+                Follow.ended_by.in_(("customer", "guide")), Customer.erased_at.is_(None)))  # erased: nobody to ask
     out = []
     for cid, mid, spend, guide_name, ended_by, name in db.session.execute(q):
         if mid is None:

@@ -1,0 +1,91 @@
+"""`flask --app app customers find VALUE`, `customers erase CUSTOMER_ID --reason TEXT [--yes]` and
+`customers audit` (the erasures done: who, when, why, which customer)."""
+from __future__ import annotations
+
+import getpass
+import json
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from core.db import db
+from customers import erasure
+from models import AuditEntry, Customer, CustomerIdentity, IDENTITY_KINDS, Order
+
+customers_cli = AppGroup("customers", help="Customer profiles: find one, erase one's personal data (PIPL).")
+
+
+@customers_cli.command("find")
+@click.option("--kind", type=click.Choice(IDENTITY_KINDS), default="mobile", show_default=True)
+@click.argument("value")
+def find_cmd(kind, value):
+    """The id of the customer holding identity VALUE (a mobile by default): what `customers erase` takes."""
+    customer_id = db.session.scalar(select(CustomerIdentity.customer_id).where(
+        CustomerIdentity.kind == kind, CustomerIdentity.value == value))
+    if customer_id is None:
+        raise click.ClickException(f"no customer holds {kind} {value}")
+    click.echo(customer_id)
+
+
+@customers_cli.command("erase")
+@click.argument("customer_id", type=int)
+@click.option("--reason", required=True, help="Why (e.g. the request's reference); kept in the audit log.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+def erase_cmd(customer_id, reason, yes, as_json):
+    """Erase CUSTOMER_ID's personal information (name, ids, tags, remarks, notes, …); their orders and every
+    figure stay. Asks for confirmation unless --yes; without a terminal to answer, refuses."""
+    if not reason.strip():
+        raise click.UsageError("--reason must not be empty")
+    customer = db.session.get(Customer, customer_id)
+    if customer is None:
+        raise click.ClickException(f"customer {customer_id} not found")
+    if not yes and customer.erased_at is None:
+        identities = db.session.scalar(select(func.count()).select_from(CustomerIdentity)
+                                       .where(CustomerIdentity.customer_id == customer_id))
+        orders = db.session.scalar(select(func.count()).select_from(Order).where(Order.customer_id == customer_id))
+        question = (f"Erase the personal data of customer {customer_id} ({customer.name or 'no name'}, "
+                    f"{identities} identities, {orders} orders kept)? This cannot be undone")
+        try:
+            confirmed = click.confirm(question, default=False)
+        except click.Abort:  # no stdin to answer from
+            click.echo()
+            confirmed = False
+        if not confirmed:
+            raise click.ClickException("not erased: no confirmation (answer y, or pass --yes)")
+    result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
+    db.session.commit()
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    elif result["already_erased"]:
+        click.echo(f"customer {customer_id} was already erased at {result['erased_at']}: nothing to do")
+    else:
+        rows = ", ".join(f"{k} {v}" for k, v in result["rows"].items() if v)
+        click.echo(f"customer {customer_id} erased ({rows or 'no other rows'}); orders and figures kept")
+
+
+@customers_cli.command("audit")
+@click.option("--customer", "customer_id", type=int, help="Only this customer id.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def audit_cmd(customer_id, limit, as_json):
+    """The audit log of erasures, newest first: when, who, which customer, why."""
+    q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    if customer_id is not None:
+        q = q.where(AuditEntry.customer_id == customer_id)
+    for entry in db.session.scalars(q):
+        row = {"at": entry.at.isoformat(), "action": entry.action, "actor": entry.actor,
+               "customer_id": entry.customer_id, "reason": entry.reason, "rows": entry.details.get("rows", {})}
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(f"{row['at'][:19]}  {row['action']}  customer {row['customer_id']}  by {row['actor']}: "
+                       f"{row['reason']}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in a bare container
+        return "unknown"
