@@ -3,8 +3,8 @@
 
 For each: the files its command accepts, whether it has `--dry-run`, and `import_file`: the reader, the
 validating import and the commit, which the command and the manager page's 资料导入 both call, so neither can
-accept or write anything the other would not. `export_file` does the same for the
-two that export (`knowledge export`, `coupons export`).
+accept or write anything the other would not. `export_file` does the same for their exports (`knowledge
+export`, `coupons export`, `commission export`, `tasks playbooks export`), each in the format its import reads.
 """
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ LIBRARIES = {
                          ("xlsx", "jsonl", "csv"), {"script": "话术", "content": "素材", "synonym": "同义词/新词"}),
     "coupons": Library("coupons", "优惠券模板", "coupons import", (".jsonl", ".csv"), True, ("csv", "jsonl"),
                        {"created": "新建", "updated": "更新", "unchanged": "未变"}),
-    "commission": Library("commission", "提成比例", "commission import", (".jsonl", ".csv"), False, (),
+    "commission": Library("commission", "提成比例", "commission import", (".jsonl", ".csv"), False, ("csv", "jsonl"),
                           {"created": "新建", "updated": "更新", "unchanged": "未变"}),
-    "playbooks": Library("playbooks", "任务玩法", "tasks playbooks import", (".jsonl", ".yaml", ".yml"), False, (),
-                         {"playbooks": "玩法"}),
+    "playbooks": Library("playbooks", "任务玩法", "tasks playbooks import", (".jsonl", ".yaml", ".yml"), False,
+                         ("yaml", "jsonl"), {"playbooks": "玩法"}),
 }
 
 
@@ -71,7 +71,7 @@ def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None =
 
 
 def export_file(key: str, path) -> None:
-    """Write library `key` to `path` (its format by the suffix), as `knowledge export` / `coupons export`."""
+    """Write library `key` to `path` (its format by the suffix), as its `… export` command does."""
     if key == "knowledge":
         from knowledge import operations
 
@@ -80,5 +80,13 @@ def export_file(key: str, path) -> None:
         from coupons import operations as coupons
 
         coupons.export_templates(path)
+    elif key == "commission":
+        from orders import commission
+
+        commission.export_rates(path)
+    elif key == "playbooks":
+        from tasks import playbooks
+
+        playbooks.export_playbooks(path)
     else:
         raise KeyError(key)

@@ -1,4 +1,4 @@
-"""`flask --app app commission import|list|recompute` and `flask --app app orders match`."""
+"""`flask --app app commission import|export|list|recompute` and `flask --app app orders match`."""
 from __future__ import annotations
 
 import click
@@ -25,6 +25,17 @@ def import_cmd(path):
     except ImportRejected as exc:
         exit_rejected(exc)
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@commission_cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def export_cmd(path):
+    """Write every rate to PATH (.jsonl or .csv: category, rate as a percentage); it imports back unchanged."""
+    try:
+        n = rates.export_rates(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{n} commission rates written to {path}")
 
 
 @commission_cli.command("list")

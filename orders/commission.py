@@ -3,11 +3,16 @@
 Records (JSONL or CSV): category, rate — a fraction (0.03) or a percentage ("3%"), from 0 to 100 %.
 Category `*` is the rate of every category not listed. Upserted by category, all or nothing. Rates apply to
 orders attributed from then on; `flask --app app commission recompute --since D` re-prices earlier ones.
+`flask --app app commission export FILE` writes them back in the same format, as percentages ("3%").
 """
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
 from sqlalchemy import select
 
 from core.db import db
@@ -77,3 +82,28 @@ def import_rates(lines: Iterable[tuple[int, object]]) -> dict[str, int]:
 
 def list_rates() -> list[tuple[str, Decimal]]:
     return [(r.category, r.rate) for r in db.session.scalars(select(CommissionRate).order_by(CommissionRate.category))]
+
+
+def percent_text(rate: Decimal) -> str:
+    """0.0300 → "3%", 0.0125 → "1.25%": how finance writes a rate, and read back as the same rate."""
+    return f"{(rate * 100).normalize():f}%"
+
+
+def export_rates(path) -> int:
+    """Write every rate to `path` (.csv or .jsonl: category, rate) as `commission import` reads it, `*` last;
+    importing the file back changes nothing. Returns the number of rates."""
+    path = Path(path)
+    rows = sorted(list_rates(), key=lambda r: (r[0] == "*", r[0]))
+    records = [{"category": category, "rate": percent_text(rate)} for category, rate in rows]
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, "w", encoding="utf-8-sig", newline="") as f:  # the BOM: Excel reads it as UTF-8
+            w = csv.DictWriter(f, fieldnames=("category", "rate"))
+            w.writeheader()
+            w.writerows(records)
+    elif suffix == ".jsonl":
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        raise ValueError(f"{path.name}: export to .jsonl or .csv")
+    return len(records)

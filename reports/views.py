@@ -7,7 +7,7 @@ store; an admin sees every store, or one with `?store=CODE`; a guide gets 403.
 
 Head office (admins only) also gets 资料导入 (`/manager/import`): upload a library file (话术/素材库, 优惠券模板,
 提成比例, 任务玩法) and see what the `… import` command would print (its reasons in Chinese:
-`reports.import_reasons`), and download the libraries that export
+`reports.import_reasons`), and download each library in the formats its import reads
 (`/manager/library/<library>.<format>`); see `imports.library`."""
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def export_table(table: str):
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD = MAX_UPLOAD_MB * 1024 * 1024
 TOO_LARGE = f"文件超过 {MAX_UPLOAD_MB} MB，请拆成几个文件分别导入；没有导入任何内容。"
-EXPORT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl",
+EXPORT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "yaml": "application/yaml",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 

@@ -1,4 +1,4 @@
-"""`flask --app app tasks generate|list|done|skip`, `tasks playbooks import|list`, `tasks touches rebuild`."""
+"""`flask --app app tasks generate|list|done|skip`, `tasks playbooks import|export|list`, `tasks touches rebuild`."""
 from __future__ import annotations
 
 import json
@@ -90,6 +90,17 @@ def playbooks_import(path):
     except ImportRejected as exc:
         exit_rejected(exc, what="playbook")
     click.echo(f"{n} playbook(s) imported")
+
+
+@playbooks_cli.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def playbooks_export(path):
+    """Write every playbook to PATH (.yaml, a list, or .jsonl, one per line); it imports back unchanged."""
+    try:
+        n = playbooks.export_playbooks(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{n} playbook(s) written to {path}")
 
 
 @playbooks_cli.command("list")

@@ -11,10 +11,12 @@ A playbook (JSONL, one per line, or YAML, a list) looks like
       - {date: 2026-11-11, phase: 爆发, title: 提醒下单}               # or a fixed date (a promotion's phases)
 
 Steps are `marketing` unless they say `kind: service`; marketing steps respect the customer's touch caps and
-do-not-disturb like the marketing rules do.
+do-not-disturb like the marketing rules do. `flask --app app tasks playbooks export FILE` writes the stored
+playbooks back in this form (.yaml or .jsonl).
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 from decimal import Decimal
@@ -170,6 +172,44 @@ def import_playbooks(items: list[tuple[int | str, object]]) -> int:
                 setattr(row, k, v)
     db.session.commit()
     return len(parsed)
+
+
+STEP_FIELDS = ("day", "date", "phase", "title", "kind", "script", "content", "coupon", "priority")
+
+
+def playbook_record(pb: Playbook) -> dict:
+    """The playbook as a person writes it in the import file: fields in reading order, what is left at its
+    default (an empty segment list, kind marketing, enabled) left out. Imports back to the same row."""
+    segment = {k: pb.segment[k] for k in ("tags", "baby_stages", "lifecycle") if (pb.segment or {}).get(k)}
+    steps = [{k: step[k] for k in STEP_FIELDS if step.get(k) is not None
+              and not (k == "kind" and step[k] == "marketing")} for step in pb.steps]
+    rec = {"key": pb.key, "name": pb.name}
+    if segment:
+        rec["segment"] = segment
+    rec["steps"] = steps
+    if not pb.enabled:
+        rec["enabled"] = False
+    return rec
+
+
+def export_playbooks(path) -> int:
+    """Write every playbook to `path`: .yaml (a list, as docs/examples/playbooks.yaml) or .jsonl (one per
+    line), in the form `tasks playbooks import` reads; importing it back changes nothing."""
+    path = Path(path)
+    records = [playbook_record(pb) for pb in db.session.scalars(select(Playbook).order_by(Playbook.key))]
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        for rec in records:  # a date unquoted, as people write it (YAML reads it back as a date)
+            for step in rec["steps"]:
+                if "date" in step:
+                    step["date"] = date.fromisoformat(step["date"])
+        text = yaml.safe_dump(records, allow_unicode=True, sort_keys=False, default_flow_style=None, width=1000)
+        path.write_text(text, encoding="utf-8")
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    else:
+        raise ValueError(f"{path.name}: export to .yaml or .jsonl")
+    return len(records)
 
 
 # ------------------------------------------------------------------------------------------ segment SQL

@@ -1,7 +1,11 @@
-"""Commission rates: all-or-nothing import naming every bad line, upsert, recompute; attribution settings."""
+"""Commission rates: all-or-nothing import naming every bad line, upsert, export that imports back unchanged,
+recompute; attribution settings."""
 from __future__ import annotations
 
+import csv
+import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -34,6 +38,50 @@ def test_rates_import_lists_every_bad_line_and_writes_nothing(app, runner, tmp_p
     db.session.remove()
     assert db.session.scalar(select(CommissionRate.rate).where(CommissionRate.category == "奶粉")) == Decimal("0.0250")
     assert "奶粉\t2.50%" in runner.invoke(args=["commission", "list"]).output
+
+
+def stored_rates() -> list[tuple]:
+    db.session.remove()
+    return db.session.execute(select(CommissionRate.category, CommissionRate.rate, CommissionRate.updated_at)
+                              .order_by(CommissionRate.category)).all()
+
+
+def test_export_is_the_import_format_and_imports_back_unchanged(app, runner, tmp_path):
+    demo = Path(__file__).resolve().parents[2] / "demo" / "commission.csv"  # finance's file: category,rate as 2%
+    assert "6 created" in runner.invoke(args=["commission", "import", str(demo)]).output
+    before = stored_rates()
+    with open(demo, encoding="utf-8-sig", newline="") as f:
+        imported = sorted((r["category"], r["rate"]) for r in csv.DictReader(f))
+
+    out = tmp_path / "rates.csv"
+    result = runner.invoke(args=["commission", "export", str(out)])
+    assert result.exit_code == 0 and f"6 commission rates written to {out}" in result.output
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["category"], r["rate"]) for r in rows) == imported
+    assert rows[-1]["category"] == "*"  # "every other category" comes last, as finance writes it
+    again = runner.invoke(args=["commission", "import", str(out)])
+    assert "0 created, 0 updated, 6 unchanged" in again.output, again.output
+
+    out = tmp_path / "rates.jsonl"
+    assert runner.invoke(args=["commission", "export", str(out)]).exit_code == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted((r["category"], r["rate"]) for r in lines) == imported
+    again = runner.invoke(args=["commission", "import", str(out)])
+    assert "0 created, 0 updated, 6 unchanged" in again.output, again.output
+    assert stored_rates() == before  # not even rewritten
+
+    # A rate written as a fraction, or with decimals, comes back as the same rate.
+    (tmp_path / "more.jsonl").write_text('{"category": "玩具", "rate": 0.0125}\n{"category": "奶粉", "rate": 1}\n',
+                                         encoding="utf-8")
+    runner.invoke(args=["commission", "import", str(tmp_path / "more.jsonl")])
+    runner.invoke(args=["commission", "export", str(out)])
+    exported = dict((r["category"], r["rate"]) for r in map(json.loads, out.read_text(encoding="utf-8").splitlines()))
+    assert exported["玩具"] == "1.25%" and exported["奶粉"] == "100%"
+    assert "0 created, 0 updated, 7 unchanged" in runner.invoke(args=["commission", "import", str(out)]).output
+
+    result = runner.invoke(args=["commission", "export", str(tmp_path / "rates.xlsx")])
+    assert result.exit_code == 2 and "export to .jsonl or .csv" in result.output
 
 
 def test_attribution_settings_are_checked_at_start_up():

@@ -24,7 +24,8 @@ VALIDATORS = {
     "orders/commission.py": None,
     "tasks/playbooks.py": None,
 }
-EXPORTS = {"export_library", "export_templates"}  # their errors go to the CLI, never to an import's page
+# Their errors go to the CLI, never to an import's page.
+EXPORTS = {"export_library", "export_templates", "export_rates", "export_playbooks"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 BAD_LIBRARY = [

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 
+import yaml
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
@@ -185,6 +186,7 @@ def test_dry_run_writes_nothing_and_the_other_libraries_import(app, client):
 def test_only_admins_with_the_csrf_token_reach_it(app, client):
     assert client.get("/manager/import").status_code == 302  # signed out: to sign-in
     assert upload(client, "knowledge", "kb.jsonl", jsonl(LIBRARY)).status_code == 401
+    assert client.get("/manager/library/commission.csv").status_code == 401
     manager = f.guide("boss1", role="manager")
     guide = f.guide("guide_a")
     db.session.commit()
@@ -193,7 +195,8 @@ def test_only_admins_with_the_csrf_token_reach_it(app, client):
         page = client.get("/manager/import")
         assert page.status_code == 403 and "需要总部管理员权限" in page.get_data(as_text=True)
         assert upload(client, "knowledge", "kb.jsonl", jsonl(LIBRARY)).status_code == 403
-        assert client.get("/manager/library/knowledge.xlsx").status_code == 403
+        for export in ("knowledge.xlsx", "commission.csv", "playbooks.yaml"):
+            assert client.get(f"/manager/library/{export}").status_code == 403
     sign_in(client, manager)
     assert "资料导入" not in client.get("/manager/").get_data(as_text=True)
     assert count(Script) == 0
@@ -232,9 +235,39 @@ def test_exports_download_what_the_commands_write(app, client):
     rows = list(csv.DictReader(io.StringIO(client.get("/manager/library/coupons.csv").get_data(as_text=True)
                                            .lstrip("\ufeff"))))
     assert [r["external_id"] for r in rows] == ["C-199-30", "C-90", "C-GIFT"]
-    assert client.get("/manager/library/commission.csv").status_code == 404  # the CLI has no export
     assert client.get("/manager/library/coupons.xlsx").status_code == 404
+    assert client.get("/manager/library/commission.xlsx").status_code == 404
     # An export imports back unchanged.
     html = upload(client, "knowledge", "library.xlsx",
                   client.get("/manager/library/knowledge.xlsx").data).get_data(as_text=True)
     assert "已导入 8 条" in html and count(Script) == 5
+
+
+def test_commission_and_playbooks_download_in_their_import_format_and_upload_back_unchanged(app, client):
+    admin(client)
+    rates = "category,rate\n奶粉,2%\n辅食,1.25%\n*,4%\n"
+    playbooks = ("- key: new_mom\n  name: 新手妈妈\n  segment:\n    baby_stages: [0-6月]\n  steps:\n"
+                 "  - {day: 0, title: 欢迎, kind: service, script: b01}\n"
+                 "  - {date: 2026-11-11, phase: 爆发, title: 提醒下单}\n")
+    upload(client, "commission", "rates.csv", rates.encode())
+    upload(client, "playbooks", "pb.yaml", playbooks.encode())
+    page = client.get("/manager/import").get_data(as_text=True)
+    for export in ("commission.csv", "commission.jsonl", "playbooks.yaml", "playbooks.jsonl"):
+        assert f'href="/manager/library/{export}"' in page
+
+    resp = client.get("/manager/library/commission.csv")
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
+    assert resp.headers["Content-Disposition"].endswith(".csv")
+    body = resp.get_data(as_text=True).lstrip("\ufeff")
+    assert sorted(body.splitlines()[1:]) == sorted(rates.splitlines()[1:]) and body.startswith("category,rate")
+    html = upload(client, "commission", "commission.csv", resp.data).get_data(as_text=True)
+    assert "提成比例：已导入 3 条" in html and "未变 <b>3</b>" in html
+
+    resp = client.get("/manager/library/playbooks.yaml")
+    assert resp.status_code == 200 and resp.mimetype == "application/yaml"
+    assert yaml.safe_load(resp.data) == yaml.safe_load(playbooks)
+    for export in ("playbooks.yaml", "playbooks.jsonl"):
+        body = client.get(f"/manager/library/{export}").data
+        html = upload(client, "playbooks", export, body).get_data(as_text=True)
+        assert "任务玩法：已导入 1 条" in html
+    assert client.get("/manager/library/playbooks.yaml").data == resp.data  # nothing changed

@@ -1,7 +1,11 @@
 """SOP playbooks: a journey's steps become tasks on their day, for the customers of its segment."""
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
+from pathlib import Path
+
+import yaml
 
 from sqlalchemy import func, select
 
@@ -10,6 +14,8 @@ from models import Playbook, RedDot
 from tasks import operations as ops
 from tests.tasks import factories as f
 from tests.tasks.factories import D
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "playbooks.yaml"
 
 YAML = """
 - key: new_mom
@@ -96,9 +102,45 @@ def test_a_line_that_is_not_json_and_a_yaml_file_that_is_no_list_are_named(app, 
 
 
 def test_the_documented_example_imports(app, runner):
-    from pathlib import Path
-
-    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "playbooks.yaml"
-    result = runner.invoke(args=["tasks", "playbooks", "import", str(example)])
+    result = runner.invoke(args=["tasks", "playbooks", "import", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert "2 playbook(s) imported" in result.output
+
+
+def stored_playbooks() -> list[tuple]:
+    db.session.remove()
+    return db.session.execute(select(Playbook.key, Playbook.name, Playbook.segment, Playbook.steps, Playbook.enabled,
+                                     Playbook.updated_at).order_by(Playbook.key)).all()
+
+
+def test_export_is_the_import_format_and_imports_back_unchanged(app, runner, tmp_path):
+    paused = {"key": "paused", "name": "停用的玩法", "enabled": False,
+              "steps": [{"day": 1, "title": "回访", "kind": "service", "priority": 80}]}
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps(paused, ensure_ascii=False) + "\n", encoding="utf-8")
+    for path in (EXAMPLE, extra):
+        assert runner.invoke(args=["tasks", "playbooks", "import", str(path)]).exit_code == 0
+    before = stored_playbooks()
+    imported = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")) + [paused]
+
+    out = tmp_path / "playbooks.yaml"
+    result = runner.invoke(args=["tasks", "playbooks", "export", str(out)])
+    assert result.exit_code == 0 and f"3 playbook(s) written to {out}" in result.output
+    exported = yaml.safe_load(out.read_text(encoding="utf-8"))
+    by_key = lambda records: sorted(records, key=lambda r: r["key"])  # noqa: E731
+    assert by_key(exported) == by_key(imported)  # the same file, dates and all, but in key order
+    assert "- {day: 0, title: 欢迎并介绍门店服务, kind: service, script: b01}" in out.read_text(encoding="utf-8")
+
+    out_jsonl = tmp_path / "playbooks.jsonl"
+    assert runner.invoke(args=["tasks", "playbooks", "export", str(out_jsonl)]).exit_code == 0
+    lines = [json.loads(line) for line in out_jsonl.read_text(encoding="utf-8").splitlines()]
+    as_json = json.loads(json.dumps(imported, ensure_ascii=False, default=str))  # YAML dates as JSON strings
+    assert by_key(lines) == by_key(as_json)
+
+    for path in (out, out_jsonl):
+        result = runner.invoke(args=["tasks", "playbooks", "import", str(path)])
+        assert result.exit_code == 0 and "3 playbook(s) imported" in result.output
+    assert stored_playbooks() == before  # not even rewritten
+
+    result = runner.invoke(args=["tasks", "playbooks", "export", str(tmp_path / "playbooks.csv")])
+    assert result.exit_code == 2 and "export to .yaml or .jsonl" in result.output
