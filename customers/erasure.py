@@ -2,6 +2,9 @@
 keep: orders (amount, time, store, credited guide) for accounting, and every figure the leaderboards and
 commission are computed from.
 
+`find_for_erasure` comes first: head office types the value the customer gave (a mobile, an external_userid, a
+member number) and sees who holds it, masked, to check it is the right person before erasing.
+
 `erase_customer` does it in the caller's transaction (it flushes; the request or command commits once): the
 customer row stays as an anonymous shell (name 已注销用户, `erased_at` set) so that foreign keys and counts
 hold, their identities are deleted (a later WeCom callback with the same external_userid makes a new
@@ -14,7 +17,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Text, cast, delete, event, or_, select, update
+from sqlalchemy import Text, cast, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from core.db import db
@@ -22,7 +25,8 @@ from core.redis_store import rstore
 from core.timeutil import utcnow
 from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
                     CustomerTransfer, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order, RedDot,
-                    ScriptSend, TrackedLink)
+                    ScriptSend, Store, TrackedLink)
+from sidebar.operations import mask_mobile, record_view
 
 ERASED_NAME = "已注销用户"
 ERASED_REASON = "顾客已注销"  # what a guide reads on the shell's tasks
@@ -44,6 +48,49 @@ FREE_TEXT = (
 
 class CustomerNotFound(LookupError):
     pass
+
+
+LOOKUP_ENTRY = "erase-lookup"  # profile_views.entry of a look from the erasure panel
+MAX_LOOKUP_VALUE = 128  # the longest identity value (customer_identities.value)
+
+
+def mask_name(name: str | None) -> str:
+    """王* / 陈** : the first character only, enough to match the request, not enough to copy."""
+    name = (name or "").strip()
+    return name[:1] + "*" * (len(name) - 1) if len(name) > 1 else "*" * len(name)
+
+
+def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> list[dict]:
+    """The customers holding identity `value`, whatever its kind (mobile, external_userid, member_no,
+    unionid), masked: id, name 王*, mobile 139****5678, store (their binding guide's), order count, and
+    which kind matched. An erased customer holds no identity, so is never found. Each customer shown is
+    written to profile_views (entry `erase-lookup`), as a look at a profile is. Raises ValueError for an
+    empty or over-long value. Flushes."""
+    value = (value or "").strip()
+    if not value or len(value) > MAX_LOOKUP_VALUE:
+        raise ValueError("value must be 1–128 characters")
+    matched = dict(db.session.execute(select(CustomerIdentity.customer_id, CustomerIdentity.kind)
+                                      .where(CustomerIdentity.value == value)
+                                      .order_by(CustomerIdentity.customer_id, CustomerIdentity.id)).all())
+    if not matched:
+        return []
+    ids = list(matched)
+    customers = db.session.scalars(select(Customer).where(Customer.id.in_(ids), Customer.erased_at.is_(None))
+                                   .order_by(Customer.id)).all()
+    mobiles = dict(db.session.execute(select(CustomerIdentity.customer_id, func.min(CustomerIdentity.value))
+                                      .where(CustomerIdentity.customer_id.in_(ids), CustomerIdentity.kind == "mobile")
+                                      .group_by(CustomerIdentity.customer_id)).all())
+    orders = dict(db.session.execute(select(Order.customer_id, func.count()).where(Order.customer_id.in_(ids))
+                                     .group_by(Order.customer_id)).all())
+    stores = dict(db.session.execute(select(Customer.id, Store.name).join(Guide, Guide.id == Customer.binding_guide_id)
+                                     .join(Store, Store.id == Guide.store_id).where(Customer.id.in_(ids))).all())
+    found = []
+    for c in customers:
+        record_view(viewer, c, entry=LOOKUP_ENTRY, ip=ip)
+        found.append({"id": c.id, "name": mask_name(c.name), "mobile": mask_mobile(mobiles.get(c.id)),
+                      "store": stores.get(c.id), "orders": orders.get(c.id, 0), "matched": matched[c.id]})
+    db.session.flush()
+    return found
 
 
 def erase_customer(session: Session | scoped_session, customer_id: int, *, actor: Guide | str,

@@ -1,4 +1,5 @@
-"""The admin API for personal data: `POST /api/admin/customers/<id>/erase {"reason"}` (head office only)."""
+"""The admin API for personal data (head office only): `GET /api/admin/customers/find?q=VALUE` (who holds a
+mobile, external_userid or member number, masked) and `POST /api/admin/customers/<id>/erase {"reason"}`."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
@@ -9,6 +10,21 @@ from customers import erasure
 from sidebar.auth import admin_required, csrf_required, current_guide, login_required
 
 bp = Blueprint("customers_admin_api", __name__, url_prefix="/api/admin/customers")
+
+
+@bp.get("/find")
+@login_required
+@admin_required
+def find():
+    """The manager page's 顾客信息删除 panel looks the customer up here before erasing: masked data only, and
+    each customer shown is audited in profile_views as a profile view is."""
+    try:
+        customers = erasure.find_for_erasure(request.args.get("q", ""), viewer=current_guide(),
+                                             ip=request.remote_addr)
+    except ValueError:
+        return json_error(400, "请输入顾客的手机号、external_userid 或会员号")
+    db.session.commit()
+    return jsonify(customers=customers)
 
 
 @bp.post("/<int:customer_id>/erase")

@@ -5,7 +5,9 @@ script's sends and the orders that followed within 7 days) and 导购漏斗 (the
 exports as CSV (`/manager/export/<table>.csv`, UTF-8 with a BOM for Excel). A store manager sees their own
 store; an admin sees every store, or one with `?store=CODE`; a guide gets 403.
 
-Head office (admins only) also gets 资料导入 (`/manager/import`): upload a library file (话术/素材库, 优惠券模板,
+Head office (admins only) also gets, under every section, 顾客信息删除: find a customer by the mobile,
+external_userid or member number they gave (`GET /api/admin/customers/find`, masked) and erase their personal
+data (`POST /api/admin/customers/<id>/erase`, docs/privacy.md); and 资料导入 (`/manager/import`): upload a library file (话术/素材库, 优惠券模板,
 提成比例, 任务玩法) and see what the `… import` command would print (its reasons in Chinese:
 `reports.import_reasons`), and download each library in the formats its import reads
 (`/manager/library/<library>.<format>`); see `imports.library`."""
@@ -136,7 +138,8 @@ def page():
                            period=period, date=D, metric=metric, metrics=METRIC_LABELS, periods=PERIOD_LABELS,
                            span=s, last_day=s.end - timedelta(days=1), prev_date=s.first - timedelta(days=1),
                            next_date=s.end, today=local_today(), store_code=store_code, all_stores=all_stores,
-                           scope_name=_scope_name(guide, store_code, all_stores))
+                           scope_name=_scope_name(guide, store_code, all_stores),
+                           csrf=csrf_token() if guide.role == "admin" else None)
 
 
 def _scope_name(guide, store_code, all_stores) -> str:

@@ -124,3 +124,54 @@ def test_head_office_imports_a_library_file_from_the_phone(app, chain, standin, 
     assert db.session.scalar(select(func.count()).select_from(Script)) == scripts_before + 5
     assert page.is_visible('[data-export="knowledge.xlsx"]')
     assert errors == []
+
+
+def test_head_office_erases_a_customer_from_the_manager_page(app, chain, standin, live_server, page):
+    from sqlalchemy import select
+
+    from models import AuditEntry, Customer
+    from tests.sidebar.test_browser import _fresh
+
+    errors, dialogs = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server}/sidebar/demo")
+    page.click('[data-guide="admin01"]')
+    page.goto(f"{live_server}/manager/")
+    page.fill('#erase-find input[name="q"]', "13812341234")  # 张女士's mobile, as she gave it on the phone
+    page.click('#erase-find button')
+    page.wait_for_selector(".mg-erase__who")
+    who = page.inner_text(".mg-erase__who p")
+    assert f"#{chain.mine.id} 张** · 138****1234 · 门店S1 · 订单 4 笔（按手机号找到）" == who
+    assert "张女士" not in page.inner_text(".mg-page") and "13812341234" not in page.content()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+    page.click('.mg-erase__who button')  # no reason yet
+    assert "请填写删除原因" in page.inner_text("#erase-message")
+    page.fill('.mg-erase__who input[name="reason"]', "顾客来电申请删除（工单 PIPL-12）")
+
+    def answer(dialog, accept):
+        dialogs.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))  # thought better of it: nothing happens
+    page.click('.mg-erase__who button')
+    assert dialogs and f"确定删除顾客 #{chain.mine.id}（张**，138****1234）的个人信息吗" in dialogs[0]
+    _fresh()
+    assert db.session.get(Customer, chain.mine.id).erased_at is None
+
+    page.once("dialog", lambda d: answer(d, True))
+    page.click('.mg-erase__who button')
+    page.wait_for_selector("#erase-message.is-ok")
+    assert page.inner_text("#erase-message") == "已删除该顾客的个人信息；订单与业绩统计保留"
+    assert page.inner_text(".mg-erase__who button") == "已删除"
+    page.screenshot(path=str(SHOTS / "manager-erase.png"), full_page=True)
+    _fresh()
+    assert db.session.get(Customer, chain.mine.id).name == "已注销用户"
+    entry = db.session.scalar(select(AuditEntry))
+    assert (entry.actor, entry.customer_id, entry.reason) == ("guide:admin01", chain.mine.id,
+                                                               "顾客来电申请删除（工单 PIPL-12）")
+
+    page.click('#erase-find button')  # the same number again: nobody holds it now
+    page.wait_for_selector("#erase-message.is-error")
+    assert "没有找到" in page.inner_text("#erase-message") and page.query_selector(".mg-erase__who") is None
+    assert errors == []

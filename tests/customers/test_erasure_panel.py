@@ -1,0 +1,84 @@
+"""顾客信息删除 on the manager page: head office finds the customer by the value they gave (masked data only,
+each look audited as a profile view), and only head office sees the panel or may look."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core.db import db
+from core.timeutil import local_today
+from models import CustomerIdentity, ProfileView
+from tests.knowledge.test_api import sign_in
+from tests.tasks import factories as f
+
+NAME = "王丽华"
+MOBILE = "13912345678"
+MEMBER_NO = "M-0042"
+
+
+def a_customer_with_orders():
+    guide = f.guide("guide01", store_code="S1")
+    manager = f.guide("manager01", role="manager", store_code="S1")
+    admin = f.guide("admin01", role="admin", store_code="HQ")
+    customer = f.customer(guide, name=NAME)
+    db.session.add_all([CustomerIdentity(customer_id=customer.id, kind="mobile", value=MOBILE),
+                        CustomerIdentity(customer_id=customer.id, kind="member_no", value=MEMBER_NO)])
+    p = f.product()
+    for days in (10, 3):
+        f.order(customer, f.at(local_today() - timedelta(days=days)), (p, 1))
+    db.session.commit()
+    return guide, manager, admin, customer
+
+
+def test_the_lookup_shows_only_masked_data_and_is_audited(app, client):
+    _, _, admin, customer = a_customer_with_orders()
+    ext = f.external_userid(customer)
+    sign_in(client, admin)
+
+    resp = client.get("/api/admin/customers/find", query_string={"q": f" {MOBILE} "})
+    assert resp.status_code == 200
+    assert resp.json == {"customers": [{"id": customer.id, "name": "王**", "mobile": "139****5678",
+                                        "store": "门店S1", "orders": 2, "matched": "mobile"}]}
+    body = resp.get_data(as_text=True)
+    for secret in (NAME, MOBILE, MEMBER_NO, ext):
+        assert secret not in body
+    # The member number and the WeCom id find the same customer, saying which matched.
+    assert client.get(f"/api/admin/customers/find?q={MEMBER_NO}").json["customers"][0]["matched"] == "member_no"
+    found = client.get(f"/api/admin/customers/find?q={ext}").json["customers"]
+    assert [(c["id"], c["matched"]) for c in found] == [(customer.id, "external_userid")]
+    assert client.get("/api/admin/customers/find?q=13900000000").json == {"customers": []}
+    resp = client.get("/api/admin/customers/find?q=%20")
+    assert resp.status_code == 400 and resp.json["error"] == "请输入顾客的手机号、external_userid 或会员号"
+
+    # Every customer shown is in the profile-view audit, under the admin, like a look at the profile.
+    db.session.expire_all()
+    views = db.session.execute(select(ProfileView.guide_id, ProfileView.customer_id, ProfileView.entry)).all()
+    assert views == [(admin.id, customer.id, "erase-lookup")] * 3
+
+    # Erased, they are found no more (their identities are gone).
+    headers = sign_in(client, admin)
+    assert client.post(f"/api/admin/customers/{customer.id}/erase", json={"reason": "工单 PIPL-3"},
+                       headers=headers).status_code == 200
+    assert client.get(f"/api/admin/customers/find?q={MOBILE}").json == {"customers": []}
+
+
+def test_only_head_office_may_look_and_sees_the_panel(app, client):
+    guide, manager, admin, customer = a_customer_with_orders()
+    assert client.get(f"/api/admin/customers/find?q={MOBILE}").status_code == 401
+    for who in (guide, manager):
+        sign_in(client, who)
+        resp = client.get(f"/api/admin/customers/find?q={MOBILE}")
+        assert resp.status_code == 403 and resp.json["error"] == "需要总部管理员权限"
+    assert db.session.scalars(select(ProfileView)).all() == []
+
+    sign_in(client, manager)
+    html = client.get("/manager/").get_data(as_text=True)
+    assert "王丽华" not in html and "顾客信息删除" not in html and 'id="erase"' not in html
+    sign_in(client, guide)
+    assert client.get("/manager/").status_code == 403
+
+    sign_in(client, admin)  # the session's CSRF token is the one the panel sends with the erasure
+    for tab in ("rank", "trend", "guides"):
+        html = client.get(f"/manager/?tab={tab}").get_data(as_text=True)
+        assert "顾客信息删除" in html and 'data-csrf="csrf-token-for-tests"' in html, tab
