@@ -79,10 +79,13 @@ class EngineConfig:
     cilin_weight: float = 0.3
     # Learned (term -> script) evidence from guides' sends: a script earns the share of the
     # question's specificity that past sends of it explain (see _learned_share), raised to
-    # ``learned_power`` and scaled by ``learned_cap`` x the best textual score. A question asked
-    # before puts its sent script on top; one sharing only a common word moves nothing.
-    learned_cap: float = 2.0
-    learned_power: float = 3.0
+    # ``learned_power`` and scaled by ``learned_cap`` x the best textual score. Each term's sends
+    # are split as if ``learned_prior`` more sends had gone nowhere, so one send (or a long-decayed
+    # one) re-orders close calls and a few consistent sends put the script on top; a question that
+    # shares only a common word with past sends moves nothing.
+    learned_cap: float = 1.0
+    learned_power: float = 1.0
+    learned_prior: float = 2.0
     # Numbers with units (163cm, 一百斤, 6个月, 500ml) emit measure words
     # (身高, 体重, 月龄, 容量) on scripts and questions alike.
     use_units: bool = True
@@ -848,24 +851,28 @@ class SuggestionIndex:
         Each question term is worth its specificity among the sends, idf = log((N + 1) / number of
         scripts sent for it); a term never seen in a send is worth the most (log(N + 1)), since the
         past questions do not cover it. A term's worth is split among the scripts sent for it in
-        proportion to their (decayed) sends. So a question asked before in the same words gives its
-        script a share near 1, and a common word sent with many scripts gives each a sliver.
+        proportion to their (decayed) sends, plus ``learned_prior`` pseudo-sends that go to no script.
+        So a question asked before in the same words gives its script a share that grows with the
+        sends (1 send 1/3, 3 sends 3/5, 10 sends 5/6), and a common word sent with many scripts gives
+        each a sliver.
         """
         n = len(self.ids)
         full = float(np.log(n + 1.0))
         num = np.zeros(n)
         den = 0.0
         for term in qw:
-            votes = [(self._pos[str(eid)], w) for eid, w in (learned.get(term) or {}).items()
-                     if w > 0 and str(eid) in self._pos]
-            if not votes:
+            # Sends of scripts no longer in the index (disabled, expired) still say how common the term is.
+            sent = [(str(eid), w) for eid, w in (learned.get(term) or {}).items() if w > 0]
+            if not sent:
                 den += full
                 continue
-            idf = float(np.log((n + 1.0) / len(votes)))
+            idf = float(np.log((n + 1.0) / min(len(sent), n)))
             den += idf
-            total = sum(w for _, w in votes)
-            for i, w in votes:
-                num[i] += idf * w / total
+            total = sum(w for _, w in sent) + self.config.learned_prior
+            for eid, w in sent:
+                i = self._pos.get(eid)
+                if i is not None:
+                    num[i] += idf * w / total
         return num / den if den > 0 else num
 
     def __len__(self) -> int:

@@ -187,7 +187,7 @@ def _scopes(store_id: int | None) -> list[str]:
 def _learn(pipe, terms: list[str], script_eid: str, store_id: int | None, at: float) -> None:
     if not terms:
         return
-    amount = _scale(at) / len(terms)  # one send is worth 1 in all, shared by its terms
+    amount = _scale(at)  # one send is worth 1 to each of its terms (the engine weighs the terms)
     for scope in _scopes(store_id):
         for term in terms:
             key = f"{LEARN_PREFIX}{scope}:{term}"
@@ -196,13 +196,16 @@ def _learn(pipe, terms: list[str], script_eid: str, store_id: int | None, at: fl
 
 
 def _learned(raw_hashes: list[dict], now: float) -> dict[str, dict[str, float]]:
-    """Sum the chain and store hashes per term (already fetched, in `_scopes` order per term)."""
+    """Sum the chain and store hashes per term (already fetched, in `_scopes` order per term), in sends: a
+    send in the guide's own store counts 1 (it is in both hashes), one in another store 1 / (1 + STORE_WEIGHT).
+    A guide without a store reads the chain's, a send 1."""
     factor = 1.0 / _scale(now)
     out: dict[str, dict[str, float]] = {}
     for term, hashes in raw_hashes:
         merged: dict[str, float] = {}
+        per_send = 1.0 + STORE_WEIGHT if len(hashes) > 1 else 1.0
         for i, h in enumerate(hashes):
-            weight = 1.0 if i == 0 else STORE_WEIGHT
+            weight = (1.0 if i == 0 else STORE_WEIGHT) / per_send
             for eid, value in h.items():
                 eid = eid.decode() if isinstance(eid, bytes) else eid
                 merged[eid] = merged.get(eid, 0.0) + weight * float(value) * factor

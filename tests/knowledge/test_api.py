@@ -85,10 +85,18 @@ def test_what_guides_send_lifts_that_script_for_similar_questions(app, client, t
 
     before = ranking()
     loser = before[1]
-    for _ in range(3):
+
+    def send():
         assert client.post("/api/suggest/feedback", json={"script": loser, "query": question},
                            headers=headers).status_code == 201
-    assert ranking()[0] == loser
+
+    send()
+    assert ranking()[0] == before[0]  # one send does not overturn a clearly better textual match ...
+    sends = 1
+    while ranking()[0] != loser and sends < 6:
+        send()
+        sends += 1
+    assert ranking()[0] == loser and sends <= 5  # ... a few consistent ones do
     # Similar, not identical, wording benefits too.
     similar = [s["external_id"] for s in client.get(
         "/api/suggest", query_string={"q": "开罐的奶粉宝宝不爱喝"}).json["scripts"]]

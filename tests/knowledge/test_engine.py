@@ -83,9 +83,12 @@ def test_learned_pairs_lift_script_for_similar_query(index):
 def test_a_question_answered_before_brings_back_the_script_guides_sent(index):
     query = "尿不湿尺码怎么选"
     assert top_id(index, query) == "d1"
-    learned = {t: {"d8": 2.0} for t in index.query_terms(query)}  # guides sent d8 for these very words
-    hits = [eid for eid, _ in index.search(query, learned=learned)]
-    assert hits[:2] == ["d8", "d1"]  # the clear textual match stays right below
+    def sent(times):  # guides sent d8 for these very words, so many times
+        learned = {t: {"d8": float(times)} for t in index.query_terms(query)}
+        return [eid for eid, _ in index.search(query, learned=learned)]
+
+    assert sent(1)[:2] == ["d1", "d8"]  # one send (a slip?) does not overturn a clear match
+    assert sent(4)[:2] == ["d8", "d1"]  # a few consistent sends do; the textual match stays right below
 
 
 def test_one_shared_word_with_past_sends_cannot_beat_a_clear_textual_match(index):
