@@ -11,10 +11,11 @@ docs/privacy.md.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Text, cast, delete, event, or_, select, update
+from sqlalchemy import JSON, Text, cast, delete, event, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from core.db import db
@@ -28,17 +29,23 @@ ERASED_NAME = "已注销用户"
 ERASED_REASON = "顾客已注销"  # what a guide reads on the shell's tasks
 REDACTED = "[已删除]"  # stands in for an erased value inside free text
 MIN_NAME_LENGTH = 2  # a one-character name would redact unrelated text
+# An identity value this long (external_userid, unionid, a mobile, most member numbers, the avatar URL) names
+# nobody else: it is redacted wherever it appears, and a row quoting it is about the customer. A shorter one
+# (a member number "100") would hit prices, ids and URLs, so it is redacted only in the customer's own rows.
+MIN_IDENTIFYING_LENGTH = 6
+# Callback fields that route a stored callback (`bot replay`), never rewritten whatever the customer's name.
+STRUCTURAL_FIELDS = frozenset({"ToUserName", "FromUserName", "MsgType", "Event", "ChangeType", "CreateTime",
+                               "AgentID", "MsgId"})
 
-# Free text not tied to the customer's id that may still quote their name, mobile or ids: the chat-bot's
-# messages and answers, the guides' questions, pushes, job results, link targets. (Tasks that name a customer
-# — a manager's 离职继承失败 or lost-contact task — carry that customer's id and are handled with theirs;
-# coupon events hold ids and order numbers only.)
+# Free text not tied to the customer's id that may still quote their mobile or ids: the callbacks, the
+# guides' questions, pushes, job results. A row found quoting an identifying value is about them, and their
+# name is redacted in it too. (Tasks that name a customer carry that customer's id and are handled with
+# theirs; tracked links are only ever redacted on their own links.)
 FREE_TEXT = (
     (CallbackInbox, ("payload", "result", "last_error")),
     (ScriptSend, ("query",)),
     (GuidePush, ("title", "body", "last_error")),
     (JobRun, ("result", "error")),
-    (TrackedLink, ("target_url", "coupon_ref")),
 )
 
 
@@ -68,6 +75,8 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     identities = session.execute(select(CustomerIdentity.kind, CustomerIdentity.value)
                                  .where(CustomerIdentity.customer_id == customer.id)).all()
     values = _erasable_values(customer, identities)
+    identifying = [v for v in values if len(v) >= MIN_IDENTIFYING_LENGTH and v != customer.name]
+    guides = _guides_of(session, customer.id)
     rows = {
         "identities": _delete_identities(session, customer.id),
         "tags": _delete_tags(session, customer.id),
@@ -80,12 +89,12 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
         "link_opens": _count(session.execute(update(LinkOpen).where(LinkOpen.customer_id == customer.id,
                                                                     LinkOpen.user_agent.is_not(None))
                                              .values(user_agent=None))),
-        "script_sends": _count(session.execute(update(ScriptSend).where(ScriptSend.customer_id == customer.id,
-                                                                        ScriptSend.query.is_not(None))
-                                               .values(query=None))),
-        "learned_terms": _drop_terms(session, values),
+        "script_sends": _forget_sends(session, customer.id, values),
+        "tracked_links": _redact_own(session, TrackedLink, ("target_url", "coupon_ref"), customer.id, values),
         "callbacks": _forget_callbacks(session, [value for _, value in identities], now),
-        "free_text": sum(_redact_rows(session, model, columns, values) for model, columns in FREE_TEXT),
+        "free_text": sum(_redact_quoting(session, model, columns, identifying, values)
+                         for model, columns in FREE_TEXT),
+        "guides_questions": _redact_guides_questions(session, guides, customer.name, values),
     }
     _anonymise(customer, now)
     actor_label, guide_id = (f"guide:{actor.userid}", actor.id) if isinstance(actor, Guide) else (str(actor), None)
@@ -181,17 +190,29 @@ def _close_tasks(session, customer_id: int, now: datetime) -> int:
                                   .values(reason=ERASED_REASON, details={}, skip_reason=ERASED_REASON)))
 
 
-def _drop_terms(session, values: list[str]) -> int:
-    """A guide's question about the customer may have left their name or mobile among the sends' learned
-    terms (what `knowledge relearn` rebuilds the learned pairs from): those terms go."""
-    changed = 0
-    for send in _candidates(session, ScriptSend, [ScriptSend.terms], values):
-        kept = [t for t in send.terms or [] if not _mentions(t, values)]
-        if kept != list(send.terms or []):
-            send.terms = kept
-            changed += 1
-    session.flush()
+def _forget_sends(session, customer_id: int, values: list[str]) -> int:
+    """Their sends keep script, guide and time (script statistics) without the guide's question, and lose a
+    learned term that is one of their values (what `knowledge relearn` rebuilds the learned pairs from)."""
+    changed = _count(session.execute(update(ScriptSend).where(ScriptSend.customer_id == customer_id,
+                                                              ScriptSend.query.is_not(None))
+                                     .values(query=None)))
+    for send in session.scalars(select(ScriptSend).where(ScriptSend.customer_id == customer_id)):
+        changed += _drop_terms(send, values)
     return changed
+
+
+def _drop_terms(send: ScriptSend, values: list[str]) -> int:
+    kept = [t for t in send.terms or [] if t not in values]
+    if kept == list(send.terms or []):
+        return 0
+    send.terms = kept
+    return 1
+
+
+def _guides_of(session, customer_id: int) -> list[tuple[int, str]]:
+    """(id, userid) of every guide who followed the customer, now or before."""
+    return session.execute(select(Guide.id, Guide.userid).join(Follow, Follow.guide_id == Guide.id)
+                           .where(Follow.customer_id == customer_id).distinct()).all()
 
 
 def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
@@ -214,35 +235,85 @@ def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
     return changed
 
 
-def _redact_rows(session, model, columns: tuple[str, ...], values: list[str]) -> int:
-    if not values:
-        return 0
+def _redact_own(session, model, columns: tuple[str, ...], customer_id: int, values: list[str]) -> int:
+    """The customer's own rows of `model` (their tracked links): every value goes."""
     changed = 0
-    for row in _candidates(session, model, [getattr(model, c) for c in columns], values):
-        for c in columns:
-            old = getattr(row, c)
-            new = _redact(old, values)
-            if new != old:
-                setattr(row, c, new)
-                changed += 1
+    for row in session.scalars(select(model).where(model.customer_id == customer_id)):
+        changed += _redact_row(row, columns, values)
     session.flush()
     return changed
 
 
+def _redact_quoting(session, model, columns: tuple[str, ...], identifying: list[str], values: list[str]) -> int:
+    """Rows of `model` anyone wrote that quote one of the customer's identifying values (a long id, their
+    mobile, their avatar URL) as a whole token: such a row is about them, and every value of theirs goes."""
+    if not identifying:
+        return 0
+    changed = 0
+    for row in _candidates(session, model, [getattr(model, c) for c in columns], identifying):
+        if any(_quotes(getattr(row, c), identifying) for c in columns):
+            changed += _redact_row(row, columns, values)
+    session.flush()
+    return changed
+
+
+def _redact_guides_questions(session, guides: list[tuple[int, str]], name: str | None, values: list[str]) -> int:
+    """What the customer's own guides asked the chat-bot naming them (the text message, the bot's answer,
+    the send it led to, which has no customer): their name goes there too. Nobody else's text is searched
+    for a name, which may be a common word (宝宝)."""
+    if not guides or not name or len(name) < MIN_NAME_LENGTH or name == ERASED_NAME:
+        return 0
+    guide_ids, userids = [g for g, _ in guides], [u for _, u in guides]
+    changed = 0
+    messages = select(CallbackInbox).where(CallbackInbox.msg_type == "text",
+                                           CallbackInbox.payload["FromUserName"].as_string().in_(userids))
+    for row in session.scalars(_containing(messages, [CallbackInbox.payload, CallbackInbox.result], [name])):
+        changed += _redact_row(row, ("payload", "result"), values)
+    sends = select(ScriptSend).where(ScriptSend.guide_id.in_(guide_ids), ScriptSend.customer_id.is_(None))
+    for send in session.scalars(_containing(sends, [ScriptSend.query], [name])):
+        if _quotes(send.query, [name]):
+            changed += _redact_row(send, ("query",), values) + _drop_terms(send, values)
+    session.flush()
+    return changed
+
+
+def _redact_row(row, columns: tuple[str, ...], values: list[str]) -> int:
+    changed = 0
+    for c in columns:
+        old = getattr(row, c)
+        new = _redact(old, values)
+        if new != old:
+            setattr(row, c, new)
+            changed = 1
+    return changed
+
+
 def _candidates(session, model, columns, values: list[str]) -> Iterable:
-    """Rows of `model` whose columns may contain one of `values`. PostgreSQL answers exactly (JSONB as
-    text keeps Chinese unescaped); SQLite's JSON text escapes it, so there every row is read and checked."""
-    query = select(model)
-    if db.is_postgres:
-        query = query.where(or_(*[cast(col, Text).contains(v, autoescape=True) for col in columns for v in values]))
-    return session.scalars(query).all()
+    """Rows of `model` whose columns may contain one of `values` (callers check each row)."""
+    return session.scalars(_containing(select(model), columns, values)).all()
+
+
+def _containing(query, columns, values: list[str]):
+    """`query` narrowed to rows whose columns contain one of `values` as a substring. PostgreSQL answers from
+    the text: JSONB as text keeps Chinese unescaped but escapes `"` and `\\`, so JSON columns are searched
+    for the value as JSON spells it. SQLite's JSON text escapes Chinese too: there every row is read."""
+    if not db.is_postgres:
+        return query
+    return query.where(or_(*[cast(col, Text).contains(_as_stored(col, v), autoescape=True)
+                             for col in columns for v in values]))
+
+
+def _as_stored(column, value: str) -> str:
+    if isinstance(column.type, JSON):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    return value
 
 
 def _redact(value, values: list[str]):
     if isinstance(value, str):
         return _redact_text(value, values)
     if isinstance(value, dict):
-        return {k: _redact(v, values) for k, v in value.items()}
+        return {k: v if k in STRUCTURAL_FIELDS else _redact(v, values) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v, values) for v in value]
     return value
@@ -250,8 +321,28 @@ def _redact(value, values: list[str]):
 
 def _redact_text(text: str, values: list[str]) -> str:
     for v in values:
-        text = text.replace(v, REDACTED)
+        text = _pattern(v).sub(REDACTED, text)
     return text
+
+
+def _quotes(value, values: list[str]) -> bool:
+    """Whether `value` (text or JSON) holds one of `values` as a whole token."""
+    if isinstance(value, str):
+        return any(_pattern(v).search(value) for v in values)
+    if isinstance(value, dict):
+        return any(_quotes(v, values) for k, v in value.items() if k not in STRUCTURAL_FIELDS)
+    if isinstance(value, list):
+        return any(_quotes(v, values) for v in value)
+    return False
+
+
+def _pattern(value: str) -> re.Pattern:
+    """`value` as a token: an ASCII value (an id, a number) must not be part of a longer one (13987654321 in
+    139876543210, M-100 in M-1000); Chinese has no word boundaries, so a name matches inside text."""
+    escaped = re.escape(value)
+    if value.isascii():
+        escaped = rf"(?<![0-9A-Za-z_]){escaped}(?![0-9A-Za-z_])"
+    return re.compile(escaped)
 
 
 def _mentions(text, values: list[str]) -> bool:

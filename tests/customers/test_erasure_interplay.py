@@ -2,12 +2,15 @@
 Redis clean-up that survives Redis being away, locks shared with the callback worker and with ingest."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from core.db import db
-from customers.erasure import erase_customer
-from models import Customer, Order
+from customers.erasure import REDACTED, erase_customer
+from models import CallbackInbox, Customer, CustomerIdentity, GuidePush, Order, Script, ScriptSend, TrackedLink
 from tests.imports.test_import import RECORDS, run_import, write_jsonl
+from tests.tasks import factories as f
+from tracking.operations import create_tracked_link
 
 
 def test_reimporting_an_order_file_after_an_erasure_keeps_the_credit_and_does_not_store_the_mobile_again(
@@ -31,3 +34,57 @@ def test_reimporting_an_order_file_after_an_erasure_keeps_the_credit_and_does_no
     assert (shell.order_count, shell.total_spend) == (1, order.amount)
     # The order that matched nobody is still re-read from the file as before.
     assert db.session.scalar(select(Order.customer_keys).where(Order.order_no == "EC-9")) == {"unionid": "oUNKNOWN"}
+
+
+def others_data() -> dict:
+    """Everything below belongs to someone else than the erased customer."""
+    return {
+        "links": db.session.execute(select(TrackedLink.id, TrackedLink.target_url, TrackedLink.coupon_ref)
+                                    .order_by(TrackedLink.id)).all(),
+        "callbacks": db.session.execute(select(CallbackInbox.id, CallbackInbox.dedup_key, CallbackInbox.status,
+                                               CallbackInbox.payload).order_by(CallbackInbox.id)).all(),
+        "sends": db.session.execute(select(ScriptSend.id, ScriptSend.query, ScriptSend.terms)
+                                    .order_by(ScriptSend.id)).all(),
+        "pushes": db.session.execute(select(GuidePush.id, GuidePush.title, GuidePush.body)).all(),
+    }
+
+
+@pytest.mark.parametrize("name, member_no", [("宝宝", "100"), ("contact", "wecom")])
+def test_a_common_nickname_and_a_short_member_number_leave_other_customers_and_chain_data_alone(
+        app, name, member_no):
+    f.store("S1")
+    her_guide, other_guide = f.guide("guide01"), f.guide("guide02")
+    victim = f.customer(her_guide, name=name)
+    db.session.add(CustomerIdentity(customer_id=victim.id, kind="member_no", value=member_no))
+    other = f.customer(other_guide, name="王芳")
+    create_tracked_link(other_guide, other, url="https://shop.example.com/item/100?from=wecom", coupon="C-100")
+    own = create_tracked_link(her_guide, victim, url=f"https://shop.example.com/member/{member_no}")
+    db.session.add(CallbackInbox(
+        dedup_key="change_external_contact:add_external_contact:guide02:wmT9999:1700000100",
+        msg_type="event", event="change_external_contact", change_type="add_external_contact", status="failed",
+        payload={"MsgType": "event", "Event": "change_external_contact", "ChangeType": "add_external_contact",
+                 "UserID": "guide02", "ExternalUserID": "wmT9999", "CreateTime": "1700000100"}))
+    db.session.add(CallbackInbox(dedup_key="msg:guide02:1", msg_type="text", status="done",
+                                 payload={"MsgType": "text", "FromUserName": "guide02",
+                                          "Content": f"{name}湿疹怎么办 100ml"},
+                                 result={"answer": f"{name}湿疹：保持干燥"}))
+    script = Script(external_id="S-1", title="湿疹", body="保持干燥")
+    db.session.add(script)
+    db.session.flush()
+    db.session.add(ScriptSend(script_id=script.id, guide_id=other_guide.id, source="chatbot",
+                              query=f"{name}湿疹怎么办", terms=[name, "湿疹"]))
+    db.session.add(ScriptSend(script_id=script.id, guide_id=other_guide.id, customer_id=other.id,
+                              query=f"{name}湿疹怎么办", terms=[name, "湿疹"]))
+    db.session.add(GuidePush(guide_id=other_guide.id, kind="daily", push_date=f.D, title=f"今日{name}任务",
+                             body=f"3 位{name}顾客待跟进，满100减20"))
+    db.session.commit()
+    before = others_data()
+
+    erase_customer(db.session, victim.id, actor="cli:ops", reason=f"工单 PIPL-30 会员 {member_no}")
+    db.session.commit()
+    db.session.expire_all()
+
+    after = others_data()
+    own_target = f"https://shop.example.com/member/{REDACTED}"  # only her own link loses her number
+    assert after["links"] == [(i, own_target if i == own.id else url, ref) for i, url, ref in before["links"]]
+    assert {k: v for k, v in after.items() if k != "links"} == {k: v for k, v in before.items() if k != "links"}
