@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Text, cast, delete, event, or_, select, update
+from sqlalchemy import JSON, Text, cast, delete, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from core.db import db
 from core.redis_store import rstore
-from core.timeutil import utcnow
-from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
+from core.timeutil import local_today, utcnow
+from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag, ErasureCleanup,
                     CustomerTransfer, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order, RedDot,
                     ScriptSend, TrackedLink)
 
@@ -68,6 +68,9 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     if customer is None:
         raise CustomerNotFound(customer_id)
     if customer.erased_at is not None:
+        # Asked again (perhaps because Redis was away): Redis clean-up still owed is tried at once.
+        session.execute(update(ErasureCleanup).where(ErasureCleanup.customer_id == customer.id)
+                        .values(due_at=utcnow()))
         return {"customer_id": customer.id, "erased": False, "already_erased": True,
                 "erased_at": customer.erased_at.isoformat()}
 
@@ -96,13 +99,14 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
                          for model, columns in FREE_TEXT),
         "guides_questions": _redact_guides_questions(session, guides, customer.name, values),
     }
+    customer_avatar = customer.avatar
     _anonymise(customer, now)
     actor_label, guide_id = (f"guide:{actor.userid}", actor.id) if isinstance(actor, Guide) else (str(actor), None)
     session.add(AuditEntry(action="customer_erased", actor=actor_label[:100], guide_id=guide_id,
                            customer_id=customer.id, reason=_redact_text(reason, values)[:500], at=now,
                            details={"rows": rows}))
+    session.add(ErasureCleanup(customer_id=customer.id, terms=[v for v in values if v != customer_avatar]))
     session.flush()
-    _session(session).info.setdefault("erasure_redis", []).append((customer.id, values))
     return {"customer_id": customer.id, "erased": True, "already_erased": False, "erased_at": now.isoformat(),
             "rows": rows}
 
@@ -345,55 +349,45 @@ def _pattern(value: str) -> re.Pattern:
     return re.compile(escaped)
 
 
-def _mentions(text, values: list[str]) -> bool:
-    return isinstance(text, str) and any(v in text for v in values)
-
-
 def _count(result) -> int:
     return max(result.rowcount or 0, 0)
-
-
-def _session(session) -> Session:
-    return session() if isinstance(session, scoped_session) else session
 
 
 # ------------------------------------------------------------------------------------------------- Redis
 
 
-@event.listens_for(Session, "after_commit")
-def _forget_in_redis(session) -> None:
-    """Once the erasure is committed: the customer's touch counters, the chat-bot's remembered question when
-    it quotes them (it lives half an hour), and learned pairs whose term is their name or mobile."""
-    pending = session.info.pop("erasure_redis", None)
-    if not pending:
-        return
-    from knowledge.service import LEARN_PREFIX
+def forget_in_redis(cleanup: ErasureCleanup) -> None:
+    """What an erasure owes Redis, once it is committed (customers.tasks runs it, and again until it works;
+    every step can run twice): the customer's touch counters, the chat-bot's remembered question of a guide
+    when it quotes them, and the learned pairs of their name, mobile and ids, rebuilt from the sends that
+    remain (a common nickname such as 宝宝 keeps what other guides taught). Keys are built, not scanned."""
+    from knowledge.service import relearn_terms
+    from tasks.quota import COUNTER_TTL
 
     client = rstore.client
-    for customer_id, values in pending:
-        doomed = list(client.scan_iter(match=f"touch:{{{customer_id}}}:*", count=500))
-        if values:
-            for key in client.scan_iter(match="bot:last:*", count=500):
-                if _mentions(_unescaped(client.get(key)), values):
-                    doomed.append(key)
-            doomed += [key for key in client.scan_iter(match=f"{LEARN_PREFIX}*", count=1000)
-                       if _mentions(_text(key)[len(LEARN_PREFIX):], values)]
-        if doomed:
-            client.delete(*doomed)
+    today = local_today()
+    days = COUNTER_TTL // 86400 + 2
+    client.delete(*[f"touch:{{{cleanup.customer_id}}}:{today - timedelta(days=i):%Y%m%d}"
+                    for i in range(-1, days)])
+    terms = list(cleanup.terms or [])
+    if terms:
+        identifying = [t for t in terms if len(t) >= MIN_IDENTIFYING_LENGTH]
+        own = {g for g, _ in _guides_of(db.session, cleanup.customer_id)}
+        guide_ids = list(db.session.scalars(select(Guide.id)))
+        for start in range(0, len(guide_ids), 1000):
+            batch = guide_ids[start:start + 1000]
+            keys = [f"bot:last:{g}" for g in batch]
+            doomed = [key for g, key, raw in zip(batch, keys, client.mget(keys))
+                      if raw is not None and _quotes(_remembered(raw), terms if g in own else identifying)]
+            if doomed:
+                client.delete(*doomed)
+        relearn_terms(set(terms))
 
 
-def _text(raw) -> str:
-    return raw.decode() if isinstance(raw, bytes) else (raw or "")
-
-
-def _unescaped(raw) -> str:
-    """A JSON value as text with its Chinese unescaped (the chat-bot stores json.dumps' \\uXXXX form)."""
+def _remembered(raw) -> str:
+    """The chat-bot's remembered question and answer as text (stored as JSON with \\uXXXX escapes)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
     try:
-        return json.dumps(json.loads(_text(raw)), ensure_ascii=False)
+        return json.dumps(json.loads(text), ensure_ascii=False)
     except ValueError:
-        return _text(raw)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session) -> None:
-    session.info.pop("erasure_redis", None)
+        return text

@@ -2,12 +2,18 @@
 Redis clean-up that survives Redis being away, locks shared with the callback worker and with ingest."""
 from __future__ import annotations
 
+import json
+
 import pytest
+import redis
 from sqlalchemy import select
 
 from core.db import db
+from core.redis_store import rstore
+from core.timeutil import local_today
 from customers.erasure import REDACTED, erase_customer
-from models import CallbackInbox, Customer, CustomerIdentity, GuidePush, Order, Script, ScriptSend, TrackedLink
+from models import (CallbackInbox, Customer, CustomerIdentity, ErasureCleanup, GuidePush, Order, Script, ScriptSend,
+                    TrackedLink)
 from tests.imports.test_import import RECORDS, run_import, write_jsonl
 from tests.tasks import factories as f
 from tracking.operations import create_tracked_link
@@ -88,3 +94,58 @@ def test_a_common_nickname_and_a_short_member_number_leave_other_customers_and_c
     own_target = f"https://shop.example.com/member/{REDACTED}"  # only her own link loses her number
     assert after["links"] == [(i, own_target if i == own.id else url, ref) for i, url, ref in before["links"]]
     assert {k: v for k, v in after.items() if k != "links"} == {k: v for k, v in before.items() if k != "links"}
+
+
+def learned() -> dict:
+    client = rstore.client
+    return {k.decode(): {f.decode(): round(float(v), 9) for f, v in client.hgetall(k).items()}
+            for k in client.scan_iter(match="kb:learn:*")}
+
+
+def test_redis_away_at_the_erasure_does_not_fail_it_and_the_clean_up_is_done_once_redis_is_back(app):
+    from knowledge.service import relearn
+    from tests.bot.test_end_to_end import work_jobs
+
+    f.store("S1")
+    her_guide, other_guide = f.guide("guide01"), f.guide("guide02")
+    victim = f.customer(her_guide, name="宝宝")
+    db.session.add(CustomerIdentity(customer_id=victim.id, kind="mobile", value="13987654321"))
+    script = Script(external_id="S-1", title="湿疹", body="保持干燥")
+    db.session.add(script)
+    db.session.flush()
+    db.session.add(ScriptSend(script_id=script.id, guide_id=her_guide.id, store_id=her_guide.store_id,
+                              customer_id=victim.id, query="宝宝湿疹 13987654321",
+                              terms=["宝宝", "湿疹", "13987654321"]))
+    db.session.add(ScriptSend(script_id=script.id, guide_id=other_guide.id, store_id=other_guide.store_id,
+                              source="chatbot", query="宝宝湿疹怎么办", terms=["宝宝", "湿疹"]))
+    db.session.commit()
+    relearn()
+    client = rstore.client
+    touch_key = f"touch:{{{victim.id}}}:{local_today():%Y%m%d}"
+    client.set(touch_key, 1)
+    client.set(f"bot:last:{her_guide.id}", json.dumps({"query": "宝宝问湿疹", "scripts": []}))
+    client.set(f"bot:last:{other_guide.id}", json.dumps({"query": "宝宝湿疹怎么办", "scripts": []}))
+    assert set(learned()) >= {"kb:learn:chain:宝宝", "kb:learn:chain:13987654321"}
+
+    rstore.client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # Redis is away
+    try:
+        result = erase_customer(db.session, victim.id, actor="cli:ops", reason="工单 PIPL-31")
+        db.session.commit()  # the old code raised ConnectionError here, after the data was erased
+    finally:
+        rstore.client = client
+    assert result["erased"]
+    assert db.session.get(Customer, victim.id).erased_at is not None
+    assert client.exists(touch_key)  # nothing was done in Redis yet …
+
+    work_jobs(app)  # … Redis is back: the worker's feeder queues the clean-up
+    db.session.expire_all()
+    assert not client.exists(touch_key)
+    assert client.get(f"bot:last:{her_guide.id}") is None  # her guide asked about her
+    assert client.get(f"bot:last:{other_guide.id}") is not None  # another guide's question about 宝宝 stays
+    after = learned()
+    assert "kb:learn:chain:13987654321" not in after
+    assert after["kb:learn:chain:宝宝"]  # what the other guide taught stays …
+    relearn()
+    taught = {k: v for k, v in learned().items() if k.endswith(":宝宝")}
+    assert taught == {k: v for k, v in after.items() if k.endswith(":宝宝")}  # … all the remaining sends teach
+    assert db.session.scalar(select(ErasureCleanup)) is None  # nothing owed any more
