@@ -149,3 +149,24 @@ def test_redis_away_at_the_erasure_does_not_fail_it_and_the_clean_up_is_done_onc
     taught = {k: v for k, v in learned().items() if k.endswith(":宝宝")}
     assert taught == {k: v for k, v in after.items() if k.endswith(":宝宝")}  # … all the remaining sends teach
     assert db.session.scalar(select(ErasureCleanup)) is None  # nothing owed any more
+
+
+def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserted_rows_about_the_customer(app):
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from customers.operations import _lock_unerased, find_customer
+    from models import Event
+
+    g = f.guide()
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.commit()
+    with Session(db.engine) as importing:  # e.g. a bulk order import, minutes long, not committed yet
+        importing.add(Event(customer_id=c.id, type="note_added", occurred_at=f.at(f.D)))
+        importing.flush()
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        found = _lock_unerased(find_customer("external_userid", ext))  # the callback's job: no waiting
+        assert found is not None and found.id == c.id
+        db.session.rollback()
+        importing.rollback()
