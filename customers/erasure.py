@@ -63,6 +63,10 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
+    # The callback worker locks its inbox row, then the customer: the same order here, or the two deadlock.
+    # An identity added meanwhile came from a callback already handled (committed), so its row is free.
+    callbacks = _lock_callbacks(session, session.scalars(
+        select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)).all())
     customer = session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update()
                               .execution_options(populate_existing=True))
     if customer is None:
@@ -94,8 +98,9 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
                                              .values(user_agent=None))),
         "script_sends": _forget_sends(session, customer.id, values),
         "tracked_links": _redact_own(session, TrackedLink, ("target_url", "coupon_ref"), customer.id, values),
-        "callbacks": _forget_callbacks(session, [value for _, value in identities], now),
-        "free_text": sum(_redact_quoting(session, model, columns, identifying, values)
+        "callbacks": _forget_callbacks(session, callbacks, [value for _, value in identities], now),
+        "free_text": sum(_redact_quoting(session, model, columns, identifying, values,
+                                         rows=callbacks if model is CallbackInbox else None)
                          for model, columns in FREE_TEXT),
         "guides_questions": _redact_guides_questions(session, guides, customer.name, values),
     }
@@ -219,7 +224,22 @@ def _guides_of(session, customer_id: int) -> list[tuple[int, str]]:
                            .where(Follow.customer_id == customer_id).distinct()).all()
 
 
-def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
+def _lock_callbacks(session, ids: list[str]) -> list[CallbackInbox]:
+    """Stored callbacks about the customer, row-locked in id order: those whose dedup key holds one of their
+    ids and those quoting an identifying one (the erasure rewrites both)."""
+    ids = [v for v in ids if v]
+    if not ids:
+        return []
+    query = select(CallbackInbox).order_by(CallbackInbox.id).with_for_update()
+    if db.is_postgres:
+        long_ids = [v for v in ids if len(v) >= MIN_IDENTIFYING_LENGTH]
+        text_columns = [CallbackInbox.payload, CallbackInbox.result, CallbackInbox.last_error]
+        query = query.where(or_(_contains_any([CallbackInbox.dedup_key], ids),
+                                *([_contains_any(text_columns, long_ids)] if long_ids else [])))
+    return session.scalars(query).all()
+
+
+def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:
     """Stored WeCom callbacks about the customer (their external_userid is a part of the dedup key): the key
     is replaced, and one not yet handled is never handled (a replay must not bring them back). Their payloads
     are redacted with the rest of the free text."""
@@ -227,7 +247,7 @@ def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
     if not ids:
         return 0
     changed = 0
-    for row in _candidates(session, CallbackInbox, [CallbackInbox.dedup_key], ids):
+    for row in callbacks:
         if not set(row.dedup_key.split(":")) & set(ids):  # whole parts: another id may contain this one
             continue
         row.dedup_key = f"erased:{row.id}"
@@ -248,13 +268,17 @@ def _redact_own(session, model, columns: tuple[str, ...], customer_id: int, valu
     return changed
 
 
-def _redact_quoting(session, model, columns: tuple[str, ...], identifying: list[str], values: list[str]) -> int:
+def _redact_quoting(session, model, columns: tuple[str, ...], identifying: list[str], values: list[str],
+                    rows: list | None = None) -> int:
     """Rows of `model` anyone wrote that quote one of the customer's identifying values (a long id, their
-    mobile, their avatar URL) as a whole token: such a row is about them, and every value of theirs goes."""
+    mobile, their avatar URL) as a whole token: such a row is about them, and every value of theirs goes.
+    `rows`: the candidates already locked (callbacks), instead of a search."""
     if not identifying:
         return 0
     changed = 0
-    for row in _candidates(session, model, [getattr(model, c) for c in columns], identifying):
+    if rows is None:
+        rows = _candidates(session, model, [getattr(model, c) for c in columns], identifying)
+    for row in rows:
         if any(_quotes(getattr(row, c), identifying) for c in columns):
             changed += _redact_row(row, columns, values)
     session.flush()
@@ -301,10 +325,11 @@ def _containing(query, columns, values: list[str]):
     """`query` narrowed to rows whose columns contain one of `values` as a substring. PostgreSQL answers from
     the text: JSONB as text keeps Chinese unescaped but escapes `"` and `\\`, so JSON columns are searched
     for the value as JSON spells it. SQLite's JSON text escapes Chinese too: there every row is read."""
-    if not db.is_postgres:
-        return query
-    return query.where(or_(*[cast(col, Text).contains(_as_stored(col, v), autoescape=True)
-                             for col in columns for v in values]))
+    return query.where(_contains_any(columns, values)) if db.is_postgres else query
+
+
+def _contains_any(columns, values: list[str]):
+    return or_(*[cast(col, Text).contains(_as_stored(col, v), autoescape=True) for col in columns for v in values])
 
 
 def _as_stored(column, value: str) -> str:

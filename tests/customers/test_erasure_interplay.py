@@ -170,3 +170,55 @@ def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserte
         assert found is not None and found.id == c.id
         db.session.rollback()
         importing.rollback()
+
+
+def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_and_the_callback_stays_ignored(app):
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from bot.tasks import _record_failure, process_callback
+    from customers.operations import _lock_unerased, find_customer
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    inbox = CallbackInbox(dedup_key=f"evt:change_external_contact:edit_external_contact:guide01:{ext}::1",
+                          msg_type="event", event="change_external_contact", change_type="edit_external_contact",
+                          status="pending", payload={"MsgType": "event", "ExternalUserID": ext, "UserID": "guide01"})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+
+    # The worker's first steps (process_callback): its inbox row, locked; then the handler reads the customer.
+    db.session.execute(text("SET LOCAL lock_timeout = '5s'"))
+    db.session.scalar(select(CallbackInbox).where(CallbackInbox.id == inbox_id).with_for_update())
+    erasure_error = []
+
+    def erase():
+        with app.app_context(), Session(db.engine) as admin:
+            try:
+                erase_customer(admin, c.id, actor="cli:ops", reason="工单 PIPL-32")
+                admin.commit()
+            except Exception as exc:  # a deadlock victim
+                erasure_error.append(exc)
+
+    thread = threading.Thread(target=erase)
+    thread.start()
+    time.sleep(0.5)  # the erasure is now waiting for something the worker holds
+    found = _lock_unerased(find_customer("external_userid", ext))  # the old order deadlocked here
+    assert found is not None and found.id == c.id  # the worker goes on, erasure still waiting
+    db.session.commit()
+    thread.join(10)
+    assert not thread.is_alive() and erasure_error == []
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).erased_at is not None
+
+    # The callback about her is never handled again: not by the worker, not after a failure being recorded.
+    assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
+    _record_failure(inbox_id, RuntimeError("WeCom busy"))
+    db.session.expire_all()
+    assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
+    assert process_callback(inbox_id) == "ignored"
