@@ -222,3 +222,66 @@ def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_a
     db.session.expire_all()
     assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
     assert process_callback(inbox_id) == "ignored"
+
+
+def _while_an_erasure_is_uncommitted(app, customer_id, work):
+    """Run `work()` in a worker thread that starts while an erasure of `customer_id` holds its locks, then
+    commit the erasure; returns once `work` committed."""
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    errors = []
+
+    def run():
+        with app.app_context():
+            try:
+                work()
+                db.session.commit()
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    with Session(db.engine) as admin:
+        erase_customer(admin, customer_id, actor="cli:ops", reason="工单 PIPL-33")
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.5)  # `work` read her identities and now waits for the erasure's lock
+        admin.commit()
+    thread.join(10)
+    assert not thread.is_alive() and errors == []
+
+
+def test_an_order_ingested_or_matched_during_an_erasure_is_not_put_on_the_shell_with_her_mobile(app):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from core.timeutil import utcnow
+    from models import Event
+    from orders.operations import ingest_batch, match_pending, parse_order
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13912340000"))
+    db.session.add(Order(order_no="POS-WAITING", channel="pos", paid_at=utcnow() - timedelta(days=1),
+                         amount=Decimal("50"), customer_keys={"mobile": "13912340000"}))
+    db.session.commit()
+    cid = c.id
+
+    def ingest_and_match():
+        record = parse_order({"order_no": "POS-RACE", "channel": "pos", "paid_at": utcnow().isoformat(),
+                              "amount": "99", "customer": {"mobile": "13912340000"},
+                              "items": [{"sku": "NF-1", "qty": 1, "price": "99"}]})
+        ingest_batch([record])
+        match_pending()
+
+    _while_an_erasure_is_uncommitted(app, cid, ingest_and_match)
+    db.session.expire_all()
+    orders = {o.order_no: (o.customer_id, o.customer_keys)
+              for o in db.session.scalars(select(Order).order_by(Order.order_no))}
+    assert orders == {"POS-RACE": (None, {}), "POS-WAITING": (None, {})}
+    shell = db.session.get(Customer, cid)
+    assert (shell.order_count, shell.total_spend) == (0, 0)
+    assert db.session.scalar(select(Event).where(Event.customer_id == cid, Event.type == "order")) is None
