@@ -285,3 +285,22 @@ def test_an_order_ingested_or_matched_during_an_erasure_is_not_put_on_the_shell_
     shell = db.session.get(Customer, cid)
     assert (shell.order_count, shell.total_spend) == (0, 0)
     assert db.session.scalar(select(Event).where(Event.customer_id == cid, Event.type == "order")) is None
+
+
+def test_an_erased_customers_old_link_still_redirects_but_records_nothing(app, client):
+    from models import Content, Event, LinkOpen
+
+    g = f.guide()
+    c = f.customer(g, name="刘女士")
+    item = Content(external_id="c-1", title="转奶七日法", url="https://example.com/a/1")
+    db.session.add(item)
+    db.session.flush()
+    link = create_tracked_link(g, c, item)
+    db.session.commit()
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-34")
+    db.session.commit()
+
+    resp = client.get(f"/c/{link.token}", headers={"User-Agent": "Mozilla/5.0 (iPhone) MicroMessenger/8.0"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "https://example.com/a/1"
+    assert db.session.scalar(select(LinkOpen)) is None
+    assert db.session.scalar(select(Event).where(Event.type == "link_opened")) is None
