@@ -91,8 +91,7 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
         "events": _empty_events(session, customer.id, values),
         "orders": _unlink_orders(session, customer.id, identities),
         "tasks": _close_tasks(session, customer.id, now),
-        "transfers": _count(session.execute(update(CustomerTransfer).where(CustomerTransfer.customer_id == customer.id)
-                                            .values(external_userid=REDACTED))),
+        "transfers": _settle_transfers(session, customer.id, now),
         "link_opens": _count(session.execute(update(LinkOpen).where(LinkOpen.customer_id == customer.id,
                                                                     LinkOpen.user_agent.is_not(None))
                                              .values(user_agent=None))),
@@ -208,6 +207,16 @@ def _forget_sends(session, customer_id: int, values: list[str]) -> int:
     for send in session.scalars(select(ScriptSend).where(ScriptSend.customer_id == customer_id)):
         changed += _drop_terms(send, values)
     return changed
+
+
+def _settle_transfers(session, customer_id: int, now: datetime) -> int:
+    """Their transfers lose the external_userid; one still waiting is settled (`erased`): WeCom's
+    transfer_result will never name the redacted id, and the departing guide's list would wait forever."""
+    session.execute(update(CustomerTransfer).where(CustomerTransfer.customer_id == customer_id,
+                                                   CustomerTransfer.status == "waiting")
+                    .values(status="erased", settled_at=now))
+    return _count(session.execute(update(CustomerTransfer).where(CustomerTransfer.customer_id == customer_id)
+                                  .values(external_userid=REDACTED)))
 
 
 def _drop_terms(send: ScriptSend, values: list[str]) -> int:

@@ -304,3 +304,22 @@ def test_an_erased_customers_old_link_still_redirects_but_records_nothing(app, c
     assert resp.status_code == 302 and resp.headers["Location"] == "https://example.com/a/1"
     assert db.session.scalar(select(LinkOpen)) is None
     assert db.session.scalar(select(Event).where(Event.type == "link_opened")) is None
+
+
+def test_a_transfer_still_waiting_is_settled_by_the_erasure(app):
+    from guides.operations import transfers_of
+    from models import CustomerTransfer
+
+    departing, colleague = f.guide("guide01"), f.guide("guide02")
+    c = f.customer(departing, name="刘女士")
+    db.session.add(CustomerTransfer(handover_guide_id=departing.id, takeover_guide_id=colleague.id,
+                                    customer_id=c.id, external_userid=f.external_userid(c)))
+    db.session.commit()
+    assert [t["status_label"] for t in transfers_of("guide01")] == ["等待接替"]
+
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-35")
+    db.session.commit()
+    [shown] = transfers_of("guide01")
+    assert (shown["status"], shown["status_label"], shown["external_userid"]) == ("erased", "顾客已注销", REDACTED)
+    assert shown["settled_at"] is not None
+    assert db.session.scalar(select(CustomerTransfer).where(CustomerTransfer.status == "waiting")) is None
