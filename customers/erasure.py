@@ -107,7 +107,7 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     _anonymise(customer, now)
     actor_label, guide_id = (f"guide:{actor.userid}", actor.id) if isinstance(actor, Guide) else (str(actor), None)
     session.add(AuditEntry(action="customer_erased", actor=actor_label[:100], guide_id=guide_id,
-                           customer_id=customer.id, reason=_redact_text(reason, values)[:500], at=now,
+                           customer_id=customer.id, reason=_redact_reason(reason, values, identities)[:500], at=now,
                            details={"rows": rows}))
     session.add(ErasureCleanup(customer_id=customer.id, terms=[v for v in values if v != customer_avatar]))
     session.flush()
@@ -194,8 +194,11 @@ def _close_tasks(session, customer_id: int, now: datetime) -> int:
     completion figures) but not its wording, which quotes their data (宝宝生日, a coupon's name …)."""
     session.execute(update(RedDot).where(RedDot.customer_id == customer_id, RedDot.status == "open")
                     .values(status="skipped", skip_reason=ERASED_REASON, done_at=now))
+    # A skip reason may quote them too; a done task keeps having none (an export would read it as skipped).
+    session.execute(update(RedDot).where(RedDot.customer_id == customer_id, RedDot.skip_reason.is_not(None))
+                    .values(skip_reason=ERASED_REASON))
     return _count(session.execute(update(RedDot).where(RedDot.customer_id == customer_id)
-                                  .values(reason=ERASED_REASON, details={}, skip_reason=ERASED_REASON)))
+                                  .values(reason=ERASED_REASON, details={})))
 
 
 def _forget_sends(session, customer_id: int, values: list[str]) -> int:
@@ -345,6 +348,16 @@ def _as_stored(column, value: str) -> str:
     if isinstance(column.type, JSON):
         return json.dumps(value, ensure_ascii=False)[1:-1]
     return value
+
+
+def _redact_reason(reason: str, values: list[str], identities) -> str:
+    """The admin's reason, with the customer's values redacted, and their mobile also as typed with spaces or
+    dashes (139-8765-4321). A real name they never gave us cannot be known: the CLI and the API ask for a
+    reference, not the person."""
+    for kind, value in identities:
+        if kind == "mobile" and value and value.isdigit():
+            reason = re.sub(r"(?<!\d)" + r"[\s\-]*".join(value) + r"(?!\d)", REDACTED, reason)
+    return _redact_text(reason, values)
 
 
 def _redact(value, values: list[str]):

@@ -323,3 +323,25 @@ def test_a_transfer_still_waiting_is_settled_by_the_erasure(app):
     assert (shown["status"], shown["status_label"], shown["external_userid"]) == ("erased", "顾客已注销", REDACTED)
     assert shown["settled_at"] is not None
     assert db.session.scalar(select(CustomerTransfer).where(CustomerTransfer.status == "waiting")) is None
+
+
+def test_a_name_with_quotes_a_formatted_mobile_in_the_reason_and_a_done_task_are_handled(app):
+    from models import AuditEntry, RedDot
+
+    g = f.guide("guide01")
+    c = f.customer(g, name='王"小美"')
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13987654321"))
+    db.session.add(CallbackInbox(dedup_key="msg:guide01:7", msg_type="text", status="done",
+                                 payload={"MsgType": "text", "FromUserName": "guide01",
+                                          "Content": '王"小美"问吐奶怎么办'}))
+    db.session.add(RedDot(guide_id=g.id, customer_id=c.id, rule="dormant", task_date=f.D, reason="32天未购买",
+                          status="done", rank=1))
+    db.session.commit()
+
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-36，来电 139-8765-4321")
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.scalar(select(CallbackInbox.payload))["Content"] == f"{REDACTED}问吐奶怎么办"
+    assert db.session.scalar(select(AuditEntry.reason)) == f"工单 PIPL-36，来电 {REDACTED}"
+    task = db.session.scalar(select(RedDot))
+    assert (task.status, task.skip_reason) == ("done", None)
