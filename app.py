@@ -35,8 +35,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     jobs.init_app(app)
 
     from bot.tasks import relay_inbox
+    from customers.tasks import relay_erasure_cleanups
 
     jobs.add_feeder("callback inbox", relay_inbox)
+    jobs.add_feeder("erasure clean-ups", relay_erasure_cleanups)
 
     from bot.cli import bot_cli, worker_command
     from bot.views import bp as wecom_bp

@@ -73,10 +73,11 @@ def process_callback(inbox_id: int) -> str:
 
 
 def _record_failure(inbox_id: int, exc: Exception) -> None:
-    row = db.session.get(CallbackInbox, inbox_id)
-    if row is not None:
-        row.status = "failed"
-        row.attempts += 1
-        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        db.session.commit()
+    # Conditional: whatever settled the row meanwhile (an erasure marks a callback about the erased customer
+    # `ignored`) is not turned back into a failure that RQ and `bot replay` would handle again.
+    db.session.execute(update(CallbackInbox).where(CallbackInbox.id == inbox_id,
+                                                   CallbackInbox.status.not_in(("done", "ignored")))
+                       .values(status="failed", attempts=CallbackInbox.attempts + 1,
+                               last_error=f"{type(exc).__name__}: {exc}"[:2000]))
+    db.session.commit()
     log.warning("callback %s failed: %s", inbox_id, type(exc).__name__)

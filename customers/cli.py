@@ -30,7 +30,8 @@ def find_cmd(kind, value):
 
 @customers_cli.command("erase")
 @click.argument("customer_id", type=int)
-@click.option("--reason", required=True, help="Why (e.g. the request's reference); kept in the audit log.")
+@click.option("--reason", required=True, help="Why: the request's reference (工单号), kept in the audit log. "
+              "Not the person's real name or contact details.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True)
 def erase_cmd(customer_id, reason, yes, as_json):

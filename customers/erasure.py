@@ -14,16 +14,17 @@ docs/privacy.md.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Text, cast, delete, event, func, or_, select, update
+from sqlalchemy import JSON, Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
 from core.db import db
 from core.redis_store import rstore
-from core.timeutil import utcnow
-from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
+from core.timeutil import local_today, utcnow
+from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag, ErasureCleanup,
                     CustomerTransfer, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order, RedDot,
                     ScriptSend, Store, TrackedLink)
 from sidebar.operations import mask_mobile, record_view
@@ -32,17 +33,23 @@ ERASED_NAME = "已注销用户"
 ERASED_REASON = "顾客已注销"  # what a guide reads on the shell's tasks
 REDACTED = "[已删除]"  # stands in for an erased value inside free text
 MIN_NAME_LENGTH = 2  # a one-character name would redact unrelated text
+# An identity value this long (external_userid, unionid, a mobile, most member numbers, the avatar URL) names
+# nobody else: it is redacted wherever it appears, and a row quoting it is about the customer. A shorter one
+# (a member number "100") would hit prices, ids and URLs, so it is redacted only in the customer's own rows.
+MIN_IDENTIFYING_LENGTH = 6
+# Callback fields that route a stored callback (`bot replay`), never rewritten whatever the customer's name.
+STRUCTURAL_FIELDS = frozenset({"ToUserName", "FromUserName", "MsgType", "Event", "ChangeType", "CreateTime",
+                               "AgentID", "MsgId"})
 
-# Free text not tied to the customer's id that may still quote their name, mobile or ids: the chat-bot's
-# messages and answers, the guides' questions, pushes, job results, link targets. (Tasks that name a customer
-# — a manager's 离职继承失败 or lost-contact task — carry that customer's id and are handled with theirs;
-# coupon events hold ids and order numbers only.)
+# Free text not tied to the customer's id that may still quote their mobile or ids: the callbacks, the
+# guides' questions, pushes, job results. A row found quoting an identifying value is about them, and their
+# name is redacted in it too. (Tasks that name a customer carry that customer's id and are handled with
+# theirs; tracked links are only ever redacted on their own links.)
 FREE_TEXT = (
     (CallbackInbox, ("payload", "result", "last_error")),
     (ScriptSend, ("query",)),
     (GuidePush, ("title", "body", "last_error")),
     (JobRun, ("result", "error")),
-    (TrackedLink, ("target_url", "coupon_ref")),
 )
 
 
@@ -103,11 +110,18 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
+    # The callback worker locks its inbox row, then the customer: the same order here, or the two deadlock.
+    # An identity added meanwhile came from a callback already handled (committed), so its row is free.
+    callbacks = _lock_callbacks(session, session.scalars(
+        select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)).all())
     customer = session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update()
                               .execution_options(populate_existing=True))
     if customer is None:
         raise CustomerNotFound(customer_id)
     if customer.erased_at is not None:
+        # Asked again (perhaps because Redis was away): Redis clean-up still owed is tried at once.
+        session.execute(update(ErasureCleanup).where(ErasureCleanup.customer_id == customer.id)
+                        .values(due_at=utcnow()))
         return {"customer_id": customer.id, "erased": False, "already_erased": True,
                 "erased_at": customer.erased_at.isoformat()}
 
@@ -115,6 +129,8 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     identities = session.execute(select(CustomerIdentity.kind, CustomerIdentity.value)
                                  .where(CustomerIdentity.customer_id == customer.id)).all()
     values = _erasable_values(customer, identities)
+    identifying = [v for v in values if len(v) >= MIN_IDENTIFYING_LENGTH and v != customer.name]
+    guides = _guides_of(session, customer.id)
     rows = {
         "identities": _delete_identities(session, customer.id),
         "tags": _delete_tags(session, customer.id),
@@ -122,25 +138,26 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
         "events": _empty_events(session, customer.id, values),
         "orders": _unlink_orders(session, customer.id, identities),
         "tasks": _close_tasks(session, customer.id, now),
-        "transfers": _count(session.execute(update(CustomerTransfer).where(CustomerTransfer.customer_id == customer.id)
-                                            .values(external_userid=REDACTED))),
+        "transfers": _settle_transfers(session, customer.id, now),
         "link_opens": _count(session.execute(update(LinkOpen).where(LinkOpen.customer_id == customer.id,
                                                                     LinkOpen.user_agent.is_not(None))
                                              .values(user_agent=None))),
-        "script_sends": _count(session.execute(update(ScriptSend).where(ScriptSend.customer_id == customer.id,
-                                                                        ScriptSend.query.is_not(None))
-                                               .values(query=None))),
-        "learned_terms": _drop_terms(session, values),
-        "callbacks": _forget_callbacks(session, [value for _, value in identities], now),
-        "free_text": sum(_redact_rows(session, model, columns, values) for model, columns in FREE_TEXT),
+        "script_sends": _forget_sends(session, customer.id, values),
+        "tracked_links": _redact_own(session, TrackedLink, ("target_url", "coupon_ref"), customer.id, values),
+        "callbacks": _forget_callbacks(session, callbacks, [value for _, value in identities], now),
+        "free_text": sum(_redact_quoting(session, model, columns, identifying, values,
+                                         rows=callbacks if model is CallbackInbox else None)
+                         for model, columns in FREE_TEXT),
+        "guides_questions": _redact_guides_questions(session, guides, customer.name, values),
     }
+    customer_avatar = customer.avatar
     _anonymise(customer, now)
     actor_label, guide_id = (f"guide:{actor.userid}", actor.id) if isinstance(actor, Guide) else (str(actor), None)
     session.add(AuditEntry(action="customer_erased", actor=actor_label[:100], guide_id=guide_id,
-                           customer_id=customer.id, reason=_redact_text(reason, values)[:500], at=now,
+                           customer_id=customer.id, reason=_redact_reason(reason, values, identities)[:500], at=now,
                            details={"rows": rows}))
+    session.add(ErasureCleanup(customer_id=customer.id, terms=[v for v in values if v != customer_avatar]))
     session.flush()
-    _session(session).info.setdefault("erasure_redis", []).append((customer.id, values))
     return {"customer_id": customer.id, "erased": True, "already_erased": False, "erased_at": now.isoformat(),
             "rows": rows}
 
@@ -224,24 +241,64 @@ def _close_tasks(session, customer_id: int, now: datetime) -> int:
     completion figures) but not its wording, which quotes their data (宝宝生日, a coupon's name …)."""
     session.execute(update(RedDot).where(RedDot.customer_id == customer_id, RedDot.status == "open")
                     .values(status="skipped", skip_reason=ERASED_REASON, done_at=now))
+    # A skip reason may quote them too; a done task keeps having none (an export would read it as skipped).
+    session.execute(update(RedDot).where(RedDot.customer_id == customer_id, RedDot.skip_reason.is_not(None))
+                    .values(skip_reason=ERASED_REASON))
     return _count(session.execute(update(RedDot).where(RedDot.customer_id == customer_id)
-                                  .values(reason=ERASED_REASON, details={}, skip_reason=ERASED_REASON)))
+                                  .values(reason=ERASED_REASON, details={})))
 
 
-def _drop_terms(session, values: list[str]) -> int:
-    """A guide's question about the customer may have left their name or mobile among the sends' learned
-    terms (what `knowledge relearn` rebuilds the learned pairs from): those terms go."""
-    changed = 0
-    for send in _candidates(session, ScriptSend, [ScriptSend.terms], values):
-        kept = [t for t in send.terms or [] if not _mentions(t, values)]
-        if kept != list(send.terms or []):
-            send.terms = kept
-            changed += 1
-    session.flush()
+def _forget_sends(session, customer_id: int, values: list[str]) -> int:
+    """Their sends keep script, guide and time (script statistics) without the guide's question, and lose a
+    learned term that is one of their values (what `knowledge relearn` rebuilds the learned pairs from)."""
+    changed = _count(session.execute(update(ScriptSend).where(ScriptSend.customer_id == customer_id,
+                                                              ScriptSend.query.is_not(None))
+                                     .values(query=None)))
+    for send in session.scalars(select(ScriptSend).where(ScriptSend.customer_id == customer_id)):
+        changed += _drop_terms(send, values)
     return changed
 
 
-def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
+def _settle_transfers(session, customer_id: int, now: datetime) -> int:
+    """Their transfers lose the external_userid; one still waiting is settled (`erased`): WeCom's
+    transfer_result will never name the redacted id, and the departing guide's list would wait forever."""
+    session.execute(update(CustomerTransfer).where(CustomerTransfer.customer_id == customer_id,
+                                                   CustomerTransfer.status == "waiting")
+                    .values(status="erased", settled_at=now))
+    return _count(session.execute(update(CustomerTransfer).where(CustomerTransfer.customer_id == customer_id)
+                                  .values(external_userid=REDACTED)))
+
+
+def _drop_terms(send: ScriptSend, values: list[str]) -> int:
+    kept = [t for t in send.terms or [] if t not in values]
+    if kept == list(send.terms or []):
+        return 0
+    send.terms = kept
+    return 1
+
+
+def _guides_of(session, customer_id: int) -> list[tuple[int, str]]:
+    """(id, userid) of every guide who followed the customer, now or before."""
+    return session.execute(select(Guide.id, Guide.userid).join(Follow, Follow.guide_id == Guide.id)
+                           .where(Follow.customer_id == customer_id).distinct()).all()
+
+
+def _lock_callbacks(session, ids: list[str]) -> list[CallbackInbox]:
+    """Stored callbacks about the customer, row-locked in id order: those whose dedup key holds one of their
+    ids and those quoting an identifying one (the erasure rewrites both)."""
+    ids = [v for v in ids if v]
+    if not ids:
+        return []
+    query = select(CallbackInbox).order_by(CallbackInbox.id).with_for_update()
+    if db.is_postgres:
+        long_ids = [v for v in ids if len(v) >= MIN_IDENTIFYING_LENGTH]
+        text_columns = [CallbackInbox.payload, CallbackInbox.result, CallbackInbox.last_error]
+        query = query.where(or_(_contains_any([CallbackInbox.dedup_key], ids),
+                                *([_contains_any(text_columns, long_ids)] if long_ids else [])))
+    return session.scalars(query).all()
+
+
+def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:
     """Stored WeCom callbacks about the customer (their external_userid is a part of the dedup key): the key
     is replaced, and one not yet handled is never handled (a replay must not bring them back). Their payloads
     are redacted with the rest of the free text."""
@@ -249,7 +306,7 @@ def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
     if not ids:
         return 0
     changed = 0
-    for row in _candidates(session, CallbackInbox, [CallbackInbox.dedup_key], ids):
+    for row in callbacks:
         if not set(row.dedup_key.split(":")) & set(ids):  # whole parts: another id may contain this one
             continue
         row.dedup_key = f"erased:{row.id}"
@@ -261,35 +318,100 @@ def _forget_callbacks(session, ids: list[str], now: datetime) -> int:
     return changed
 
 
-def _redact_rows(session, model, columns: tuple[str, ...], values: list[str]) -> int:
-    if not values:
-        return 0
+def _redact_own(session, model, columns: tuple[str, ...], customer_id: int, values: list[str]) -> int:
+    """The customer's own rows of `model` (their tracked links): every value goes."""
     changed = 0
-    for row in _candidates(session, model, [getattr(model, c) for c in columns], values):
-        for c in columns:
-            old = getattr(row, c)
-            new = _redact(old, values)
-            if new != old:
-                setattr(row, c, new)
-                changed += 1
+    for row in session.scalars(select(model).where(model.customer_id == customer_id)):
+        changed += _redact_row(row, columns, values)
     session.flush()
     return changed
 
 
+def _redact_quoting(session, model, columns: tuple[str, ...], identifying: list[str], values: list[str],
+                    rows: list | None = None) -> int:
+    """Rows of `model` anyone wrote that quote one of the customer's identifying values (a long id, their
+    mobile, their avatar URL) as a whole token: such a row is about them, and every value of theirs goes.
+    `rows`: the candidates already locked (callbacks), instead of a search."""
+    if not identifying:
+        return 0
+    changed = 0
+    if rows is None:
+        rows = _candidates(session, model, [getattr(model, c) for c in columns], identifying)
+    for row in rows:
+        if any(_quotes(getattr(row, c), identifying) for c in columns):
+            changed += _redact_row(row, columns, values)
+    session.flush()
+    return changed
+
+
+def _redact_guides_questions(session, guides: list[tuple[int, str]], name: str | None, values: list[str]) -> int:
+    """What the customer's own guides asked the chat-bot naming them (the text message, the bot's answer,
+    the send it led to, which has no customer): their name goes there too. Nobody else's text is searched
+    for a name, which may be a common word (宝宝)."""
+    if not guides or not name or len(name) < MIN_NAME_LENGTH or name == ERASED_NAME:
+        return 0
+    guide_ids, userids = [g for g, _ in guides], [u for _, u in guides]
+    changed = 0
+    messages = select(CallbackInbox).where(CallbackInbox.msg_type == "text",
+                                           CallbackInbox.payload["FromUserName"].as_string().in_(userids))
+    for row in session.scalars(_containing(messages, [CallbackInbox.payload, CallbackInbox.result], [name])):
+        changed += _redact_row(row, ("payload", "result"), values)
+    sends = select(ScriptSend).where(ScriptSend.guide_id.in_(guide_ids), ScriptSend.customer_id.is_(None))
+    for send in session.scalars(_containing(sends, [ScriptSend.query], [name])):
+        if _quotes(send.query, [name]):
+            changed += _redact_row(send, ("query",), values) + _drop_terms(send, values)
+    session.flush()
+    return changed
+
+
+def _redact_row(row, columns: tuple[str, ...], values: list[str]) -> int:
+    changed = 0
+    for c in columns:
+        old = getattr(row, c)
+        new = _redact(old, values)
+        if new != old:
+            setattr(row, c, new)
+            changed = 1
+    return changed
+
+
 def _candidates(session, model, columns, values: list[str]) -> Iterable:
-    """Rows of `model` whose columns may contain one of `values`. PostgreSQL answers exactly (JSONB as
-    text keeps Chinese unescaped); SQLite's JSON text escapes it, so there every row is read and checked."""
-    query = select(model)
-    if db.is_postgres:
-        query = query.where(or_(*[cast(col, Text).contains(v, autoescape=True) for col in columns for v in values]))
-    return session.scalars(query).all()
+    """Rows of `model` whose columns may contain one of `values` (callers check each row)."""
+    return session.scalars(_containing(select(model), columns, values)).all()
+
+
+def _containing(query, columns, values: list[str]):
+    """`query` narrowed to rows whose columns contain one of `values` as a substring. PostgreSQL answers from
+    the text: JSONB as text keeps Chinese unescaped but escapes `"` and `\\`, so JSON columns are searched
+    for the value as JSON spells it. SQLite's JSON text escapes Chinese too: there every row is read."""
+    return query.where(_contains_any(columns, values)) if db.is_postgres else query
+
+
+def _contains_any(columns, values: list[str]):
+    return or_(*[cast(col, Text).contains(_as_stored(col, v), autoescape=True) for col in columns for v in values])
+
+
+def _as_stored(column, value: str) -> str:
+    if isinstance(column.type, JSON):
+        return json.dumps(value, ensure_ascii=False)[1:-1]
+    return value
+
+
+def _redact_reason(reason: str, values: list[str], identities) -> str:
+    """The admin's reason, with the customer's values redacted, and their mobile also as typed with spaces or
+    dashes (139-8765-4321). A real name they never gave us cannot be known: the CLI and the API ask for a
+    reference, not the person."""
+    for kind, value in identities:
+        if kind == "mobile" and value and value.isdigit():
+            reason = re.sub(r"(?<!\d)" + r"[\s\-]*".join(value) + r"(?!\d)", REDACTED, reason)
+    return _redact_text(reason, values)
 
 
 def _redact(value, values: list[str]):
     if isinstance(value, str):
         return _redact_text(value, values)
     if isinstance(value, dict):
-        return {k: _redact(v, values) for k, v in value.items()}
+        return {k: v if k in STRUCTURAL_FIELDS else _redact(v, values) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v, values) for v in value]
     return value
@@ -297,59 +419,69 @@ def _redact(value, values: list[str]):
 
 def _redact_text(text: str, values: list[str]) -> str:
     for v in values:
-        text = text.replace(v, REDACTED)
+        text = _pattern(v).sub(REDACTED, text)
     return text
 
 
-def _mentions(text, values: list[str]) -> bool:
-    return isinstance(text, str) and any(v in text for v in values)
+def _quotes(value, values: list[str]) -> bool:
+    """Whether `value` (text or JSON) holds one of `values` as a whole token."""
+    if isinstance(value, str):
+        return any(_pattern(v).search(value) for v in values)
+    if isinstance(value, dict):
+        return any(_quotes(v, values) for k, v in value.items() if k not in STRUCTURAL_FIELDS)
+    if isinstance(value, list):
+        return any(_quotes(v, values) for v in value)
+    return False
+
+
+def _pattern(value: str) -> re.Pattern:
+    """`value` as a token: an ASCII value (an id, a number) must not be part of a longer one (13987654321 in
+    139876543210, M-100 in M-1000); Chinese has no word boundaries, so a name matches inside text."""
+    escaped = re.escape(value)
+    if value.isascii():
+        escaped = rf"(?<![0-9A-Za-z_]){escaped}(?![0-9A-Za-z_])"
+    return re.compile(escaped)
 
 
 def _count(result) -> int:
     return max(result.rowcount or 0, 0)
 
 
-def _session(session) -> Session:
-    return session() if isinstance(session, scoped_session) else session
-
-
 # ------------------------------------------------------------------------------------------------- Redis
 
 
-@event.listens_for(Session, "after_commit")
-def _forget_in_redis(session) -> None:
-    """Once the erasure is committed: the customer's touch counters, the chat-bot's remembered question when
-    it quotes them (it lives half an hour), and learned pairs whose term is their name or mobile."""
-    pending = session.info.pop("erasure_redis", None)
-    if not pending:
-        return
-    from knowledge.service import LEARN_PREFIX
+def forget_in_redis(cleanup: ErasureCleanup) -> None:
+    """What an erasure owes Redis, once it is committed (customers.tasks runs it, and again until it works;
+    every step can run twice): the customer's touch counters, the chat-bot's remembered question of a guide
+    when it quotes them, and the learned pairs of their name, mobile and ids, rebuilt from the sends that
+    remain (a common nickname such as 宝宝 keeps what other guides taught). Keys are built, not scanned."""
+    from knowledge.service import relearn_terms
+    from tasks.quota import COUNTER_TTL
 
     client = rstore.client
-    for customer_id, values in pending:
-        doomed = list(client.scan_iter(match=f"touch:{{{customer_id}}}:*", count=500))
-        if values:
-            for key in client.scan_iter(match="bot:last:*", count=500):
-                if _mentions(_unescaped(client.get(key)), values):
-                    doomed.append(key)
-            doomed += [key for key in client.scan_iter(match=f"{LEARN_PREFIX}*", count=1000)
-                       if _mentions(_text(key)[len(LEARN_PREFIX):], values)]
-        if doomed:
-            client.delete(*doomed)
+    today = local_today()
+    days = COUNTER_TTL // 86400 + 2
+    client.delete(*[f"touch:{{{cleanup.customer_id}}}:{today - timedelta(days=i):%Y%m%d}"
+                    for i in range(-1, days)])
+    terms = list(cleanup.terms or [])
+    if terms:
+        identifying = [t for t in terms if len(t) >= MIN_IDENTIFYING_LENGTH]
+        own = {g for g, _ in _guides_of(db.session, cleanup.customer_id)}
+        guide_ids = list(db.session.scalars(select(Guide.id)))
+        for start in range(0, len(guide_ids), 1000):
+            batch = guide_ids[start:start + 1000]
+            keys = [f"bot:last:{g}" for g in batch]
+            doomed = [key for g, key, raw in zip(batch, keys, client.mget(keys))
+                      if raw is not None and _quotes(_remembered(raw), terms if g in own else identifying)]
+            if doomed:
+                client.delete(*doomed)
+        relearn_terms(set(terms))
 
 
-def _text(raw) -> str:
-    return raw.decode() if isinstance(raw, bytes) else (raw or "")
-
-
-def _unescaped(raw) -> str:
-    """A JSON value as text with its Chinese unescaped (the chat-bot stores json.dumps' \\uXXXX form)."""
+def _remembered(raw) -> str:
+    """The chat-bot's remembered question and answer as text (stored as JSON with \\uXXXX escapes)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
     try:
-        return json.dumps(json.loads(_text(raw)), ensure_ascii=False)
+        return json.dumps(json.loads(text), ensure_ascii=False)
     except ValueError:
-        return _text(raw)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session) -> None:
-    session.info.pop("erasure_redis", None)
+        return text

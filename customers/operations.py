@@ -54,11 +54,13 @@ def upsert_from_wecom(contact: dict) -> Customer:
 
 def _lock_unerased(customer: Customer | None) -> Customer | None:
     """The customer, row-locked and re-read, unless their data was erased meanwhile (customers.erasure holds
-    the same lock): a callback handled during an erasure must not write the person back onto the shell."""
+    FOR UPDATE, which this lock waits for): a callback handled during an erasure must not write the person
+    back onto the shell. FOR NO KEY UPDATE, like the UPDATE it stands before: it does not wait behind the
+    KEY SHARE locks of transactions that only insert rows pointing at the customer (a bulk import's orders)."""
     if customer is None:
         return None
-    customer = db.session.scalar(select(Customer).where(Customer.id == customer.id).with_for_update()
-                                 .execution_options(populate_existing=True))
+    customer = db.session.scalar(select(Customer).where(Customer.id == customer.id)
+                                 .with_for_update(key_share=True).execution_options(populate_existing=True))
     return customer if customer is not None and customer.erased_at is None else None
 
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 BATCH = 100  # WeCom's limit per resigned/transfer_customer call
 FAIL_REASONS = {"customer_refused": "refused", "customer_limit_exceed": "receiver_full"}
 STATE_LABELS = {"waiting": "等待接替", "done": "已接替", "refused": "顾客拒绝", "receiver_full": "接替人客户数已达上限",
-                "no_record": "无接替记录", "failed": "企业微信拒绝了转接请求"}
+                "no_record": "无接替记录", "failed": "企业微信拒绝了转接请求", "erased": "顾客已注销"}
 TRANSFER_STATE_PREFIX = "transfer:"
 
 

@@ -456,8 +456,15 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     from orders.attribution import (attribute, binding_credit_sql, binding_sql, set_commission,
                                     settings as attribution_settings)
 
-    sets, guard = _changed("orders", replace=["channel", "store_id", "customer_id", "guide_id", "attribution",
-                                              "paid_at", "amount", "customer_keys"])
+    sets, guard = _changed("orders", replace=["channel", "store_id", "paid_at", "amount"])
+    # An order already settled on an erased customer keeps its customer, credited guide and attribution, and
+    # its emptied keys: re-resolving it from the file would take the guide's credit away (the erased person's
+    # keys match nobody now) and store their mobile again.
+    erased = ("EXISTS (SELECT 1 FROM customers c WHERE c.id = orders.customer_id"
+              " AND c.erased_at IS NOT NULL)")
+    for c in ("customer_id", "guide_id", "attribution", "customer_keys"):
+        sets += f", {c} = CASE WHEN {erased} THEN orders.{c} ELSE excluded.{c} END"
+        guard += f" OR (orders.{c} IS DISTINCT FROM excluded.{c} AND NOT {erased})"
     bulk.run(f"""INSERT INTO orders (order_no, channel, store_id, customer_id, guide_id, attribution, paid_at,
             amount, customer_keys, created_at)
         SELECT x.order_no, x.channel, x.store_id, x.customer_id, x.guide_id,
@@ -482,7 +489,8 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     # In last_touch mode a recent touch overrides the binding guide (attribute() prices the commission
     # too); otherwise only the commission is left (it needs the lines).
     if attribution_settings()[0] != "binding":
-        attribute("o.order_no IN (SELECT order_no FROM tmp_order)")
+        attribute("o.order_no IN (SELECT order_no FROM tmp_order) AND NOT EXISTS (SELECT 1 FROM customers c"
+                  " WHERE c.id = o.customer_id AND c.erased_at IS NOT NULL)")
     else:
         set_commission("o.order_no IN (SELECT order_no FROM tmp_order)")
 

@@ -13,6 +13,7 @@ job ever has to age it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, or_, select
 
 from core.db import db
 from core.redis_store import rstore
@@ -30,7 +31,7 @@ from customers.segments import LIFECYCLE_LABELS, baby_age, lifecycle_stage
 from knowledge import prior as conversion_prior
 from knowledge.engine import Doc, EngineConfig, SuggestionIndex
 from models import (Content, Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Script,
-                    ScriptSend, Tag, TagGroup, Vocabulary)
+                    ScriptSend, Store, Tag, TagGroup, Vocabulary)
 
 log = logging.getLogger(__name__)
 logging.getLogger("jieba").setLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to log
@@ -184,12 +185,15 @@ def _scopes(store_id: int | None) -> list[str]:
     return ["chain"] + ([f"store:{store_id}"] if store_id else [])
 
 
-def _learn(pipe, terms: list[str], script_eid: str, store_id: int | None, at: float) -> None:
+def _learn(pipe, terms: list[str], script_eid: str, store_id: int | None, at: float,
+           only: set[str] | None = None) -> None:
     if not terms:
         return
     amount = _scale(at)  # one send is worth 1 to each of its terms (the engine weighs the terms)
     for scope in _scopes(store_id):
         for term in terms:
+            if only is not None and term not in only:
+                continue
             key = f"{LEARN_PREFIX}{scope}:{term}"
             pipe.hincrbyfloat(key, script_eid, amount)
             pipe.expire(key, LEARN_TTL)
@@ -375,6 +379,36 @@ def relearn(days: int = 365) -> int:
         if n % 1000 == 0:
             pipe.execute()
     pipe.execute()
+    return n
+
+
+def relearn_terms(terms: set[str], days: int = 365) -> int:
+    """Rebuild the learned pairs of `terms` alone, in every scope, from the sends that hold them now (after
+    an erasure took a term out of some sends: what other sends taught stays). No scan of the keyspace: the
+    keys are the scopes × the terms. Returns sends used."""
+    terms = {t for t in terms if t}
+    if not terms:
+        return 0
+    client = rstore.client
+    scopes = ["chain"] + [f"store:{sid}" for sid in db.session.scalars(select(Store.id))]
+    keys = [f"{LEARN_PREFIX}{scope}:{term}" for scope in scopes for term in terms]
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start:start + 1000])
+    query = (select(ScriptSend.terms, Script.external_id, ScriptSend.store_id, ScriptSend.sent_at)
+             .join(Script, Script.id == ScriptSend.script_id)
+             .where(ScriptSend.sent_at >= utcnow() - timedelta(days=days)))
+    if db.is_postgres:  # JSONB as text: the term as JSON spells it
+        query = query.where(or_(*[cast(ScriptSend.terms, Text).contains(json.dumps(t, ensure_ascii=False),
+                                                                        autoescape=True) for t in terms]))
+    n = 0
+    with client.pipeline(transaction=False) as pipe:
+        for send_terms, eid, store_id, sent_at in db.session.execute(query.execution_options(yield_per=5000)):
+            if terms & set(send_terms or []):
+                _learn(pipe, list(send_terms), eid, store_id, sent_at.timestamp(), only=terms)
+                n += 1
+                if n % 1000 == 0:
+                    pipe.execute()
+        pipe.execute()
     return n
 
 

@@ -1,5 +1,5 @@
 """SQLAlchemy models, split by area. Importing this package registers every table on `Base.metadata`."""
-from models.audit import AuditEntry
+from models.audit import AuditEntry, ErasureCleanup
 from models.base import Base
 from models.commerce import (COUPON_KINDS, CommissionRate, Coupon, CouponEvent, CouponTemplate, Order, OrderLine,
                              Product)
@@ -23,7 +23,7 @@ from models.tracking import LinkOpen, TrackedLink
 from models.transfers import TRANSFER_STATES, CustomerTransfer
 
 __all__ = [
-    "Base", "AuditEntry", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
+    "Base", "AuditEntry", "ErasureCleanup", "Store", "Guide", "Customer", "CustomerIdentity", "Follow", "TagGroup", "Tag", "CustomerTag",
     "Event", "Product", "Order", "OrderLine", "CouponTemplate", "Coupon", "CouponEvent", "CommissionRate",
     "COUPON_KINDS", "CallbackInbox", "IDENTITY_KINDS",
     "Script", "Content", "Vocabulary", "ScriptSend", "CONTENT_KINDS",

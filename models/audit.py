@@ -26,3 +26,18 @@ class AuditEntry(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(String(500))
     details: Mapped[dict] = mapped_column(default=dict)  # what was done, as counts of rows: never the data
+
+
+class ErasureCleanup(Base):
+    """Redis clean-up an erasure still owes: the customer's touch counters, the chat-bot's remembered
+    questions quoting them, the learned pairs of `terms` (their name, mobile and ids, rebuilt from the sends
+    that remain). Written in the erasure's transaction, done by a job after the commit and deleted then, so
+    these values live only until Redis is clean; while Redis is away the row waits and is retried."""
+    __tablename__ = "erasure_cleanups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    terms: Mapped[list] = mapped_column(default=list)
+    due_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # next attempt
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(2000))

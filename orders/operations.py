@@ -268,6 +268,7 @@ def _settle(orders: list[Placed]) -> dict[int, Guide]:
 
     if not orders:
         return {}
+    _unmatch_erased(orders)
     ids = ", ".join(str(int(o.id)) for o in orders)  # database ids, not input
     attribute(f"o.id IN ({ids})")
     credited = {id_: (guide_id, how, commission) for id_, guide_id, how, commission in db.session.execute(
@@ -302,6 +303,23 @@ def _settle(orders: list[Placed]) -> dict[int, Guide]:
     for o in matched:
         bump(guides.get(o.guide_id), o.paid_at, orders=1, gmv=o.amount, commission=o.commission)
     return guides
+
+
+def _unmatch_erased(orders: list[Placed]) -> None:
+    """Orders matched to a customer whose erasure committed meanwhile (the order's INSERT waited for it: its
+    foreign key's lock against the erasure's) stay unmatched, without the keys that named the person, as the
+    erasure leaves their unmatched orders. An erasure starting later waits for this transaction instead, and
+    finds these orders on the customer."""
+    customer_ids = {o.customer_id for o in orders if o.customer_id is not None}
+    erased = set(db.session.scalars(select(Customer.id).where(Customer.id.in_(customer_ids),
+                                                              Customer.erased_at.is_not(None)))) if customer_ids else ()
+    lost = [o for o in orders if o.customer_id in erased]
+    if not lost:
+        return
+    db.session.execute(update(Order).where(Order.id.in_([o.id for o in lost]))
+                       .values(customer_id=None, customer_keys={}).execution_options(synchronize_session=False))
+    for o in lost:
+        o.customer_id = None
 
 
 def receipt(order: Order, coupons: list[dict] | None = None) -> dict:
@@ -380,6 +398,13 @@ def _claim(found: dict[int, int]) -> int:
         # (a name changed) and then claims an order must not meet a job holding that order and waiting for it.
         db.session.execute(select(Customer.id).where(Customer.id.in_(sorted(set(found.values()))))
                            .order_by(Customer.id).with_for_update(key_share=True))
+    # A customer erased since the identities were read (the lock above waited for the erasure): their orders
+    # are never matched to the shell (the erasure took its keys off them).
+    erased = set(db.session.scalars(select(Customer.id).where(Customer.id.in_(set(found.values())),
+                                                              Customer.erased_at.is_not(None))))
+    found = {order_id: customer_id for order_id, customer_id in found.items() if customer_id not in erased}
+    if not found:
+        return 0
     claimed = db.session.scalars(select(Order).where(Order.id.in_(sorted(found)), Order.customer_id.is_(None))
                                  .order_by(Order.id).with_for_update(key_share=True)
                                  .execution_options(populate_existing=True)).all()

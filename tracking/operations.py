@@ -54,12 +54,15 @@ def create_tracked_link(guide: Guide, customer: Customer, content: Content | Non
 
 
 def record_open(token: str, *, user_agent: str | None = None, now: datetime | None = None) -> TrackedLink | None:
-    """The customer opened a link: one row per open (repeat opens counted). None for an unknown token.
+    """The customer opened a link: one row per open (repeat opens counted). None for an unknown token. An
+    erased customer's link redirects and records nothing.
     The first open also goes on the customer's trajectory (the guide sees what she read); a repeat open
     loads nothing beyond the link itself (the redirect target and the ids its open row carries)."""
     link = find_link(token)
     if link is None:
         return None
+    if db.session.scalar(select(Customer.erased_at).where(Customer.id == link.customer_id)) is not None:
+        return link  # her links stay in WeCom chats: they still redirect, but record nothing about her phone
     now = now or utcnow()
     ref = f"link:{link.id}"
     opened_before = db.session.scalar(select(exists().where(Event.type == "link_opened", Event.ref == ref)))

@@ -1,0 +1,347 @@
+"""Erasure against the rest of the system: a re-imported order file, other customers' and chain-wide data,
+Redis clean-up that survives Redis being away, locks shared with the callback worker and with ingest."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from sqlalchemy import select
+
+from core.db import db
+from core.redis_store import rstore
+from core.timeutil import local_today
+from customers.erasure import REDACTED, erase_customer
+from models import (CallbackInbox, Customer, CustomerIdentity, ErasureCleanup, GuidePush, Order, Script, ScriptSend,
+                    TrackedLink)
+from tests.imports.test_import import RECORDS, run_import, write_jsonl
+from tests.tasks import factories as f
+from tracking.operations import create_tracked_link
+
+
+def test_reimporting_an_order_file_after_an_erasure_keeps_the_credit_and_does_not_store_the_mobile_again(
+        app, runner, tmp_path):
+    assert run_import(runner, write_jsonl(tmp_path / "all.jsonl", RECORDS)).exit_code == 0
+    order = db.session.scalar(select(Order).where(Order.order_no == "POS-1"))
+    cid, guide_id, attribution, commission = order.customer_id, order.guide_id, order.attribution, order.commission
+    assert cid is not None and guide_id is not None and order.customer_keys == {"mobile": "13800000001"}
+    erase_customer(db.session, cid, actor="cli:ops", reason="工单 PIPL-21")
+    db.session.commit()
+
+    orders_only = [r for r in RECORDS if r["type"] in ("order", "store", "product", "guide")]
+    result = run_import(runner, write_jsonl(tmp_path / "again.jsonl", orders_only))
+    assert result.exit_code == 0, result.output
+
+    order = db.session.scalar(select(Order).where(Order.order_no == "POS-1"))
+    assert (order.customer_id, order.guide_id, order.attribution, order.commission) == (
+        cid, guide_id, attribution, commission)
+    assert order.customer_keys == {}
+    shell = db.session.get(Customer, cid)
+    assert (shell.order_count, shell.total_spend) == (1, order.amount)
+    # The order that matched nobody is still re-read from the file as before.
+    assert db.session.scalar(select(Order.customer_keys).where(Order.order_no == "EC-9")) == {"unionid": "oUNKNOWN"}
+
+
+def others_data() -> dict:
+    """Everything below belongs to someone else than the erased customer."""
+    return {
+        "links": db.session.execute(select(TrackedLink.id, TrackedLink.target_url, TrackedLink.coupon_ref)
+                                    .order_by(TrackedLink.id)).all(),
+        "callbacks": db.session.execute(select(CallbackInbox.id, CallbackInbox.dedup_key, CallbackInbox.status,
+                                               CallbackInbox.payload).order_by(CallbackInbox.id)).all(),
+        "sends": db.session.execute(select(ScriptSend.id, ScriptSend.query, ScriptSend.terms)
+                                    .order_by(ScriptSend.id)).all(),
+        "pushes": db.session.execute(select(GuidePush.id, GuidePush.title, GuidePush.body)).all(),
+    }
+
+
+@pytest.mark.parametrize("name, member_no", [("宝宝", "100"), ("contact", "wecom")])
+def test_a_common_nickname_and_a_short_member_number_leave_other_customers_and_chain_data_alone(
+        app, name, member_no):
+    f.store("S1")
+    her_guide, other_guide = f.guide("guide01"), f.guide("guide02")
+    victim = f.customer(her_guide, name=name)
+    db.session.add(CustomerIdentity(customer_id=victim.id, kind="member_no", value=member_no))
+    other = f.customer(other_guide, name="王芳")
+    create_tracked_link(other_guide, other, url="https://shop.example.com/item/100?from=wecom", coupon="C-100")
+    own = create_tracked_link(her_guide, victim, url=f"https://shop.example.com/member/{member_no}")
+    db.session.add(CallbackInbox(
+        dedup_key="change_external_contact:add_external_contact:guide02:wmT9999:1700000100",
+        msg_type="event", event="change_external_contact", change_type="add_external_contact", status="failed",
+        payload={"MsgType": "event", "Event": "change_external_contact", "ChangeType": "add_external_contact",
+                 "UserID": "guide02", "ExternalUserID": "wmT9999", "CreateTime": "1700000100"}))
+    db.session.add(CallbackInbox(dedup_key="msg:guide02:1", msg_type="text", status="done",
+                                 payload={"MsgType": "text", "FromUserName": "guide02",
+                                          "Content": f"{name}湿疹怎么办 100ml"},
+                                 result={"answer": f"{name}湿疹：保持干燥"}))
+    script = Script(external_id="S-1", title="湿疹", body="保持干燥")
+    db.session.add(script)
+    db.session.flush()
+    db.session.add(ScriptSend(script_id=script.id, guide_id=other_guide.id, source="chatbot",
+                              query=f"{name}湿疹怎么办", terms=[name, "湿疹"]))
+    db.session.add(ScriptSend(script_id=script.id, guide_id=other_guide.id, customer_id=other.id,
+                              query=f"{name}湿疹怎么办", terms=[name, "湿疹"]))
+    db.session.add(GuidePush(guide_id=other_guide.id, kind="daily", push_date=f.D, title=f"今日{name}任务",
+                             body=f"3 位{name}顾客待跟进，满100减20"))
+    db.session.commit()
+    before = others_data()
+
+    erase_customer(db.session, victim.id, actor="cli:ops", reason=f"工单 PIPL-30 会员 {member_no}")
+    db.session.commit()
+    db.session.expire_all()
+
+    after = others_data()
+    own_target = f"https://shop.example.com/member/{REDACTED}"  # only her own link loses her number
+    assert after["links"] == [(i, own_target if i == own.id else url, ref) for i, url, ref in before["links"]]
+    assert {k: v for k, v in after.items() if k != "links"} == {k: v for k, v in before.items() if k != "links"}
+
+
+def learned() -> dict:
+    client = rstore.client
+    return {k.decode(): {f.decode(): round(float(v), 9) for f, v in client.hgetall(k).items()}
+            for k in client.scan_iter(match="kb:learn:*")}
+
+
+def test_redis_away_at_the_erasure_does_not_fail_it_and_the_clean_up_is_done_once_redis_is_back(app):
+    from knowledge.service import relearn
+    from tests.bot.test_end_to_end import work_jobs
+
+    f.store("S1")
+    her_guide, other_guide = f.guide("guide01"), f.guide("guide02")
+    victim = f.customer(her_guide, name="宝宝")
+    db.session.add(CustomerIdentity(customer_id=victim.id, kind="mobile", value="13987654321"))
+    script = Script(external_id="S-1", title="湿疹", body="保持干燥")
+    db.session.add(script)
+    db.session.flush()
+    db.session.add(ScriptSend(script_id=script.id, guide_id=her_guide.id, store_id=her_guide.store_id,
+                              customer_id=victim.id, query="宝宝湿疹 13987654321",
+                              terms=["宝宝", "湿疹", "13987654321"]))
+    db.session.add(ScriptSend(script_id=script.id, guide_id=other_guide.id, store_id=other_guide.store_id,
+                              source="chatbot", query="宝宝湿疹怎么办", terms=["宝宝", "湿疹"]))
+    db.session.commit()
+    relearn()
+    client = rstore.client
+    touch_key = f"touch:{{{victim.id}}}:{local_today():%Y%m%d}"
+    client.set(touch_key, 1)
+    client.set(f"bot:last:{her_guide.id}", json.dumps({"query": "宝宝问湿疹", "scripts": []}))
+    client.set(f"bot:last:{other_guide.id}", json.dumps({"query": "宝宝湿疹怎么办", "scripts": []}))
+    assert set(learned()) >= {"kb:learn:chain:宝宝", "kb:learn:chain:13987654321"}
+
+    rstore.client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # Redis is away
+    try:
+        result = erase_customer(db.session, victim.id, actor="cli:ops", reason="工单 PIPL-31")
+        db.session.commit()  # the old code raised ConnectionError here, after the data was erased
+    finally:
+        rstore.client = client
+    assert result["erased"]
+    assert db.session.get(Customer, victim.id).erased_at is not None
+    assert client.exists(touch_key)  # nothing was done in Redis yet …
+
+    work_jobs(app)  # … Redis is back: the worker's feeder queues the clean-up
+    db.session.expire_all()
+    assert not client.exists(touch_key)
+    assert client.get(f"bot:last:{her_guide.id}") is None  # her guide asked about her
+    assert client.get(f"bot:last:{other_guide.id}") is not None  # another guide's question about 宝宝 stays
+    after = learned()
+    assert "kb:learn:chain:13987654321" not in after
+    assert after["kb:learn:chain:宝宝"]  # what the other guide taught stays …
+    relearn()
+    taught = {k: v for k, v in learned().items() if k.endswith(":宝宝")}
+    assert taught == {k: v for k, v in after.items() if k.endswith(":宝宝")}  # … all the remaining sends teach
+    assert db.session.scalar(select(ErasureCleanup)) is None  # nothing owed any more
+
+
+def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserted_rows_about_the_customer(app):
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from customers.operations import _lock_unerased, find_customer
+    from models import Event
+
+    g = f.guide()
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.commit()
+    with Session(db.engine) as importing:  # e.g. a bulk order import, minutes long, not committed yet
+        importing.add(Event(customer_id=c.id, type="note_added", occurred_at=f.at(f.D)))
+        importing.flush()
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        found = _lock_unerased(find_customer("external_userid", ext))  # the callback's job: no waiting
+        assert found is not None and found.id == c.id
+        db.session.rollback()
+        importing.rollback()
+
+
+def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_and_the_callback_stays_ignored(app):
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from bot.tasks import _record_failure, process_callback
+    from customers.operations import _lock_unerased, find_customer
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    inbox = CallbackInbox(dedup_key=f"evt:change_external_contact:edit_external_contact:guide01:{ext}::1",
+                          msg_type="event", event="change_external_contact", change_type="edit_external_contact",
+                          status="pending", payload={"MsgType": "event", "ExternalUserID": ext, "UserID": "guide01"})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+
+    # The worker's first steps (process_callback): its inbox row, locked; then the handler reads the customer.
+    db.session.execute(text("SET LOCAL lock_timeout = '5s'"))
+    db.session.scalar(select(CallbackInbox).where(CallbackInbox.id == inbox_id).with_for_update())
+    erasure_error = []
+
+    def erase():
+        with app.app_context(), Session(db.engine) as admin:
+            try:
+                erase_customer(admin, c.id, actor="cli:ops", reason="工单 PIPL-32")
+                admin.commit()
+            except Exception as exc:  # a deadlock victim
+                erasure_error.append(exc)
+
+    thread = threading.Thread(target=erase)
+    thread.start()
+    time.sleep(0.5)  # the erasure is now waiting for something the worker holds
+    found = _lock_unerased(find_customer("external_userid", ext))  # the old order deadlocked here
+    assert found is not None and found.id == c.id  # the worker goes on, erasure still waiting
+    db.session.commit()
+    thread.join(10)
+    assert not thread.is_alive() and erasure_error == []
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).erased_at is not None
+
+    # The callback about her is never handled again: not by the worker, not after a failure being recorded.
+    assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
+    _record_failure(inbox_id, RuntimeError("WeCom busy"))
+    db.session.expire_all()
+    assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
+    assert process_callback(inbox_id) == "ignored"
+
+
+def _while_an_erasure_is_uncommitted(app, customer_id, work):
+    """Run `work()` in a worker thread that starts while an erasure of `customer_id` holds its locks, then
+    commit the erasure; returns once `work` committed."""
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    errors = []
+
+    def run():
+        with app.app_context():
+            try:
+                work()
+                db.session.commit()
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    with Session(db.engine) as admin:
+        erase_customer(admin, customer_id, actor="cli:ops", reason="工单 PIPL-33")
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.5)  # `work` read her identities and now waits for the erasure's lock
+        admin.commit()
+    thread.join(10)
+    assert not thread.is_alive() and errors == []
+
+
+def test_an_order_ingested_or_matched_during_an_erasure_is_not_put_on_the_shell_with_her_mobile(app):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from core.timeutil import utcnow
+    from models import Event
+    from orders.operations import ingest_batch, match_pending, parse_order
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13912340000"))
+    db.session.add(Order(order_no="POS-WAITING", channel="pos", paid_at=utcnow() - timedelta(days=1),
+                         amount=Decimal("50"), customer_keys={"mobile": "13912340000"}))
+    db.session.commit()
+    cid = c.id
+
+    def ingest_and_match():
+        record = parse_order({"order_no": "POS-RACE", "channel": "pos", "paid_at": utcnow().isoformat(),
+                              "amount": "99", "customer": {"mobile": "13912340000"},
+                              "items": [{"sku": "NF-1", "qty": 1, "price": "99"}]})
+        ingest_batch([record])
+        match_pending()
+
+    _while_an_erasure_is_uncommitted(app, cid, ingest_and_match)
+    db.session.expire_all()
+    orders = {o.order_no: (o.customer_id, o.customer_keys)
+              for o in db.session.scalars(select(Order).order_by(Order.order_no))}
+    assert orders == {"POS-RACE": (None, {}), "POS-WAITING": (None, {})}
+    shell = db.session.get(Customer, cid)
+    assert (shell.order_count, shell.total_spend) == (0, 0)
+    assert db.session.scalar(select(Event).where(Event.customer_id == cid, Event.type == "order")) is None
+
+
+def test_an_erased_customers_old_link_still_redirects_but_records_nothing(app, client):
+    from models import Content, Event, LinkOpen
+
+    g = f.guide()
+    c = f.customer(g, name="刘女士")
+    item = Content(external_id="c-1", title="转奶七日法", url="https://example.com/a/1")
+    db.session.add(item)
+    db.session.flush()
+    link = create_tracked_link(g, c, item)
+    db.session.commit()
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-34")
+    db.session.commit()
+
+    resp = client.get(f"/c/{link.token}", headers={"User-Agent": "Mozilla/5.0 (iPhone) MicroMessenger/8.0"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "https://example.com/a/1"
+    assert db.session.scalar(select(LinkOpen)) is None
+    assert db.session.scalar(select(Event).where(Event.type == "link_opened")) is None
+
+
+def test_a_transfer_still_waiting_is_settled_by_the_erasure(app):
+    from guides.operations import transfers_of
+    from models import CustomerTransfer
+
+    departing, colleague = f.guide("guide01"), f.guide("guide02")
+    c = f.customer(departing, name="刘女士")
+    db.session.add(CustomerTransfer(handover_guide_id=departing.id, takeover_guide_id=colleague.id,
+                                    customer_id=c.id, external_userid=f.external_userid(c)))
+    db.session.commit()
+    assert [t["status_label"] for t in transfers_of("guide01")] == ["等待接替"]
+
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-35")
+    db.session.commit()
+    [shown] = transfers_of("guide01")
+    assert (shown["status"], shown["status_label"], shown["external_userid"]) == ("erased", "顾客已注销", REDACTED)
+    assert shown["settled_at"] is not None
+    assert db.session.scalar(select(CustomerTransfer).where(CustomerTransfer.status == "waiting")) is None
+
+
+def test_a_name_with_quotes_a_formatted_mobile_in_the_reason_and_a_done_task_are_handled(app):
+    from models import AuditEntry, RedDot
+
+    g = f.guide("guide01")
+    c = f.customer(g, name='王"小美"')
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13987654321"))
+    db.session.add(CallbackInbox(dedup_key="msg:guide01:7", msg_type="text", status="done",
+                                 payload={"MsgType": "text", "FromUserName": "guide01",
+                                          "Content": '王"小美"问吐奶怎么办'}))
+    db.session.add(RedDot(guide_id=g.id, customer_id=c.id, rule="dormant", task_date=f.D, reason="32天未购买",
+                          status="done", rank=1))
+    db.session.commit()
+
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-36，来电 139-8765-4321")
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.scalar(select(CallbackInbox.payload))["Content"] == f"{REDACTED}问吐奶怎么办"
+    assert db.session.scalar(select(AuditEntry.reason)) == f"工单 PIPL-36，来电 {REDACTED}"
+    task = db.session.scalar(select(RedDot))
+    assert (task.status, task.skip_reason) == ("done", None)
