@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from core.db import db
 from coupons import operations as ops
 from imports import library
-from imports.cli import exit_rejected
+from imports.cli import exit_rejected, export_or_usage
 from imports.files import ImportRejected
 from models import Coupon, CouponTemplate
 
@@ -32,10 +32,7 @@ def import_cmd(path, dry_run):
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 def export_cmd(path):
     """Write every template to PATH (.jsonl or .csv); the file imports back unchanged."""
-    try:
-        n = ops.export_templates(path)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    n = export_or_usage(ops.export_templates, path)
     click.echo(f"{n} coupon templates written to {path}")
 
 

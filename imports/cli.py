@@ -28,6 +28,15 @@ def exit_rejected(exc: ImportRejected, *, what: str = "record") -> NoReturn:
     sys.exit(1)
 
 
+def export_or_usage(export, path: str):
+    """Run an `export(path)` of one of the `… export FILE` commands; a file type it cannot write (its
+    ValueError) is a usage error (exit status 2) naming the problem."""
+    try:
+        return export(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @data_cli.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--type", "record_type", type=click.Choice(CSV_TYPES),

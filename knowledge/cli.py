@@ -9,7 +9,7 @@ import click
 from flask.cli import AppGroup
 
 from imports import library
-from imports.cli import exit_rejected
+from imports.cli import exit_rejected, export_or_usage
 from imports.files import ImportRejected
 from knowledge import operations, service
 
@@ -36,10 +36,7 @@ def import_cmd(path, dry_run):
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 def export_cmd(path):
     """Write the whole library to PATH (.jsonl, .csv or .xlsx); the file imports back unchanged."""
-    try:
-        counts = operations.export_library(path)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    counts = export_or_usage(operations.export_library, path)
     click.echo(f"{sum(counts.values())} records written to {path}")
 
 

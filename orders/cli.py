@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 from core.db import db
 from core.timeutil import parse_date
 from imports import library
-from imports.cli import exit_rejected
+from imports.cli import exit_rejected, export_or_usage
 from imports.files import ImportRejected
 from orders import commission as rates
 from orders import operations as ops
@@ -31,10 +31,7 @@ def import_cmd(path):
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 def export_cmd(path):
     """Write every rate to PATH (.jsonl or .csv: category, rate as a percentage); it imports back unchanged."""
-    try:
-        n = rates.export_rates(path)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    n = export_or_usage(rates.export_rates, path)
     click.echo(f"{n} commission rates written to {path}")
 
 

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from core.db import db
 from core.timeutil import local_today
 from imports import library
-from imports.cli import exit_rejected
+from imports.cli import exit_rejected, export_or_usage
 from imports.files import ImportRejected
 from tasks import operations as ops
 from tasks import playbooks, quota
@@ -96,10 +96,7 @@ def playbooks_import(path):
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 def playbooks_export(path):
     """Write every playbook to PATH (.yaml, a list, or .jsonl, one per line); it imports back unchanged."""
-    try:
-        n = playbooks.export_playbooks(path)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    n = export_or_usage(playbooks.export_playbooks, path)
     click.echo(f"{n} playbook(s) written to {path}")
 
 
