@@ -35,7 +35,9 @@ def tasks_today():
     D = query_date()
     customer = visible_customer(guide, request.args["customer"]) if request.args.get("customer") else None
     tasks = ops.list_tasks(D, guide=guide, customer_id=customer.id if customer else None)
-    return jsonify(date=D.isoformat(), summary=ops.summary(D, guide), tasks=tasks, focus=menu_focus(utcnow()))
+    # The summary is of the guide's whole day: counted from the list when that is what it holds.
+    summary = ops.summary(D, guide) if customer else ops.summary_of(tasks)
+    return jsonify(date=D.isoformat(), summary=summary, tasks=tasks, focus=menu_focus(utcnow()))
 
 
 @bp.post("/tasks/<int:task_id>/<any(done, skip):action>")

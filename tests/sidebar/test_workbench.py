@@ -124,6 +124,25 @@ def test_workbench_counts_are_its_list(app, client, chain):
     assert html.count('class="sb-task ') == 3
 
 
+def test_the_tasks_api_counts_the_day_from_its_list_and_a_customers_view_keeps_the_days_counts(app, client, chain):
+    from tests.statements import statements
+
+    second, third = tf.customer(chain.guide, name="周女士"), tf.customer(chain.guide, name="吴女士")
+    db.session.commit()
+    task_for(chain, chain.mine, rule="dormant")
+    task_for(chain, second, rule="birthday").status = "done"
+    task_for(chain, third, rule="dormant").visible = False  # kept in 「更多」
+    db.session.commit()
+    sign_in(client, chain.guide)
+    with statements("from red_dots") as reads:
+        day = client.get("/api/tasks").json
+    assert len(reads) == 1
+    assert day["summary"] == {"total": 2, "open": 1, "by_rule": {"沉睡回访": 1}, "more": 1}
+    ext = next(i.value for i in second.identities if i.kind == "external_userid")
+    one = client.get("/api/tasks", query_string={"customer": ext}).json
+    assert len(one["tasks"]) == 1 and one["summary"] == day["summary"]  # still the whole day's line
+
+
 def test_workbench_content_is_the_morning_briefs(app, client, chain, tmp_path):
     load(tmp_path, LIBRARY)
     sign_in(client, chain.guide)
