@@ -28,7 +28,8 @@ bedding and tea (role blind-3) were written first and run once after the freeze,
 In the fourth round all eleven were dev sets and jewelry and pharmacy (role blind-4), written by
 a separate author before the round, were run once after the freeze (engine frozen at bb2e281).
 Bakery and watch (blind-5) and liquor and furniture (blind-6) were written the same way in the
-fifth and sixth rounds and run once each; every set is a dev set for a later round.
+fifth and sixth rounds, and flower and music (blind-7) in the seventh, and run once each;
+every set is a dev set for a later round.
 """
 from __future__ import annotations
 
@@ -78,9 +79,12 @@ SETS = [
     # Sixth round: a separate author's stores, run once after the round's freeze.
     _set("liquor", "blind-6"),
     _set("furniture", "blind-6"),
+    # Seventh round: a separate author's stores, run once on the engine as round 6 left it.
+    _set("flower", "blind-7"),
+    _set("music", "blind-7"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
-DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6"}
+DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7"}
 
 
 def dev_sets() -> list[tuple[str, str, Path, Path]]:
