@@ -28,7 +28,8 @@ bedding and tea (role blind-3) were written first and run once after the freeze,
 In the fourth round all eleven were dev sets and jewelry and pharmacy (role blind-4), written by
 a separate author before the round, were run once after the freeze (engine frozen at bb2e281).
 Bakery and watch (blind-5) and liquor and furniture (blind-6) were written the same way in the
-fifth and sixth rounds, and flower and music (blind-7) in the seventh, and run once each;
+fifth and sixth rounds, flower and music (blind-7) in the seventh and toys and autocare (blind-8) in
+the eighth, and run once each;
 every set is a dev set for a later round.
 """
 from __future__ import annotations
@@ -82,9 +83,12 @@ SETS = [
     # Seventh round: a separate author's stores, run once on the engine as round 6 left it.
     _set("flower", "blind-7"),
     _set("music", "blind-7"),
+    # Eighth round: a separate author's stores, run once after the round's freeze (0e208be).
+    _set("toys", "blind-8"),
+    _set("autocare", "blind-8"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
-DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7"}
+DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8"}
 
 
 def dev_sets() -> list[tuple[str, str, Path, Path]]:
