@@ -1,4 +1,4 @@
-"""`flask --app app knowledge import|export|suggest|relearn`: the library from the command line."""
+"""`flask --app app knowledge import|export|suggest|evaluate|relearn|stats`: the library from the command line."""
 from __future__ import annotations
 
 import json
