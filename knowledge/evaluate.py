@@ -25,7 +25,6 @@ from models import Script
 TEXT_FIELDS = ("text", "question", "问题")
 RELEVANT_FIELDS = ("relevant", "话术编号")
 ID_SPLIT = re.compile(r"[|;；]+")
-MAX_QUESTION = 500  # what a suggestion reads of a question (knowledge.text.MAX_QUERY_CHARS)
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,6 @@ def _parse(rec) -> tuple[str, tuple[str, ...]]:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the question is empty (text / 问题)" if text is None or isinstance(text, str)
                          else "the question (text / 问题) must be text")
-    if len(text) > MAX_QUESTION:
-        raise ValueError(f"the question is longer than {MAX_QUESTION} characters")
     relevant = _field(rec, RELEVANT_FIELDS)
     if isinstance(relevant, (str, int)) and not isinstance(relevant, bool):
         relevant = ID_SPLIT.split(str(relevant))
