@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from knowledge.engine import Doc, EngineConfig, SuggestionIndex  # noqa: E402
+from knowledge.metrics import metrics, ranks  # noqa: E402  (the other benchmarks import them from here)
 
 SHARED_EVAL = REPO.parent / "shared" / "eval"
 DATA = Path(__file__).resolve().parent / "data"
@@ -113,22 +114,6 @@ def load_docs(path: Path) -> list[Doc]:
     return [Doc(external_id=r["external_id"], title=r.get("title", ""), body=r.get("body", ""),
                 category=r.get("category", ""), tags=r.get("tags") or [], keywords=r.get("keywords") or [])
             for r in load_jsonl(path) if r.get("kind", "script") == "script"]
-
-
-def ranks(ranked_lists: list[list[str]], relevant: list[list[str]]) -> list[int | None]:
-    """0-based rank of the first relevant id per query (None: not in the list)."""
-    out = []
-    for ranked, rel in zip(ranked_lists, relevant):
-        rel = set(rel)
-        out.append(next((i for i, eid in enumerate(ranked) if eid in rel), None))
-    return out
-
-
-def metrics(first: list[int | None]) -> dict[str, float]:
-    n = max(len(first), 1)
-    return {"hit@1": sum(r == 0 for r in first) / n,
-            "hit@3": sum(r is not None and r < 3 for r in first) / n,
-            "mrr": sum(1.0 / (r + 1) for r in first if r is not None) / n}
 
 
 def run_engine(docs, queries, config: EngineConfig | None = None) -> list[int | None]:

@@ -16,15 +16,16 @@ from imports.records import CSV_TYPES, TYPE_ORDER
 data_cli = AppGroup("data", help="Bulk data import (see docs/import-format.md).")
 
 
-def exit_rejected(exc: ImportRejected, *, what: str = "record") -> NoReturn:
+def exit_rejected(exc: ImportRejected, *, what: str = "record", outcome: str = "nothing imported") -> NoReturn:
     """What every `… import FILE` command prints for a rejected file (`line N: reason` per bad record, then
     `N bad record(s): nothing imported`, on stderr), then exit status 1. `what` names the records in that
-    last line where the command has always said something else ("playbook")."""
+    last line where the command has always said something else ("playbook"); `outcome` is what did not
+    happen, for a command that reads a file without importing it (`knowledge evaluate`)."""
     for where, reason in exc.errors:
         if isinstance(where, int):
             where = f"line {where}" if where else None
         click.echo(f"{where}: {reason}" if where else reason, err=True)
-    click.echo(f"{len(exc.errors)} bad {what}(s): nothing imported", err=True)
+    click.echo(f"{len(exc.errors)} bad {what}(s): {outcome}", err=True)
     sys.exit(1)
 
 

@@ -1,4 +1,4 @@
-"""`flask --app app knowledge import|export|suggest|relearn`: the library from the command line."""
+"""`flask --app app knowledge import|export|suggest|evaluate|relearn|stats`: the library from the command line."""
 from __future__ import annotations
 
 import json
@@ -99,3 +99,38 @@ def stats_cmd(since, until, store, as_json):
     for r in rows:
         click.echo(f"{str(r['external_id']):<20} {r['sends']:>6} {r['customers']:>6} {r['converted']:>6} "
                    f"{r['conversion_rate'] * 100:>5.1f}% {r['gmv']:>10}  {r['title']}")
+
+
+@knowledge_cli.command("evaluate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--top", default=3, show_default=True, type=click.IntRange(3, service.MAX_TOP),
+              help="How many scripts of each answer count (a wanted script further down is a miss).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a report.")
+def evaluate_cmd(path, top, as_json):
+    """Ask the questions of FILE (.jsonl, .csv or .xlsx: each with the script it should get) as `suggest`
+    does: hit@1, hit@3, MRR, and every question whose script did not come first, with its words no script has."""
+    from knowledge.evaluate import evaluate_file
+
+    try:
+        report = evaluate_file(path, top=top)
+    except ImportRejected as exc:
+        exit_rejected(exc, what="line", outcome="nothing evaluated")
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    click.echo(f"{report['questions']} 个问题，每题看前 {top} 条话术")
+    click.echo(f"hit@1 {report['hit@1']:.3f}   hit@3 {report['hit@3']:.3f}   MRR {report['mrr']:.3f}")
+    if not report["misses"]:
+        click.echo("全部命中：每个问题想要的话术都排在第一")
+        return
+    click.echo(f"\n未排第一的问题 {len(report['misses'])} 个：")
+    for miss in report["misses"]:
+        click.echo(f"{miss['where']}: {miss['question']}")
+        wanted = "；".join(f"[{w['external_id']}] {w['title']}" + ("（已停用）" if not w["enabled"] else "")
+                          for w in miss["wanted"])
+        click.echo(f"  想要: {wanted}")
+        first = miss["first"]
+        click.echo(f"  第一: [{first['external_id']}] {first['title']}" if first else "  第一: 没有匹配的话术")
+        click.echo(f"  排名: {'第 %d' % miss['rank'] if miss['rank'] else f'未命中前{top}'}")
+        words = "、".join(miss["unknown_words"]) or "（无：问题里的词话术库都有）"
+        click.echo(f"  话术库没有的词: {words}")

@@ -701,6 +701,18 @@ class SuggestionIndex:
         norm = self._prepare(query)
         return list(self._query_weights(norm))
 
+    def unknown_words(self, query: str) -> list[str]:
+        """The query's words that no document of the index holds, not even through a synonym: what a store
+        can add to the wanted script's keywords, or map to a word its scripts use. Stop words, numbers and
+        single characters are left out (too ambiguous to act on), and so is a part of a longer unknown word."""
+        norm = T.normalize_query(str(query or ""))
+        cut, phrases = self._segments(norm)
+        vocab = self._words.vocab
+        unknown = [w for w in dict.fromkeys([*cut, *phrases])
+                   if len(w) >= 2 and w not in self._stop and not w.replace(".", "").isdigit()
+                   and w not in vocab and not any(c in vocab for c in self._syn.canonical(w))]
+        return [w for w in unknown if not any(w != longer and w in longer for longer in unknown)]
+
     # ------------------------------------------------------------------- search
     def _text_scores(self, norm: str) -> tuple[np.ndarray, dict[str, float]]:
         """Fuse the word channel with the (optional) char and pinyin bigram channels."""
