@@ -70,7 +70,9 @@ def mask_name(name: str | None) -> str:
 def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> list[dict]:
     """The customers holding identity `value`, whatever its kind (mobile, external_userid, member_no,
     unionid), masked: id, name 王*, mobile 139****5678, store (their binding guide's), order count, and
-    which kind matched. An erased customer holds no identity, so is never found. Each customer shown is
+    which kind matched, and whether they were erased already. An erased customer holds no identity, so is
+    not found; one that is (something raced the erasure and wrote it back) is, flagged `erased`, to be erased
+    again. Each customer shown is
     written to profile_views (entry `erase-lookup`), as a look at a profile is. Raises ValueError for an
     empty or over-long value. Flushes."""
     value = (value or "").strip()
@@ -82,8 +84,7 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     if not matched:
         return []
     ids = list(matched)
-    customers = db.session.scalars(select(Customer).where(Customer.id.in_(ids), Customer.erased_at.is_(None))
-                                   .order_by(Customer.id)).all()
+    customers = db.session.scalars(select(Customer).where(Customer.id.in_(ids)).order_by(Customer.id)).all()
     mobiles = dict(db.session.execute(select(CustomerIdentity.customer_id, func.min(CustomerIdentity.value))
                                       .where(CustomerIdentity.customer_id.in_(ids), CustomerIdentity.kind == "mobile")
                                       .group_by(CustomerIdentity.customer_id)).all())
@@ -95,7 +96,8 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     for c in customers:
         record_view(viewer, c, entry=LOOKUP_ENTRY, ip=ip)
         found.append({"id": c.id, "name": mask_name(c.name), "mobile": mask_mobile(mobiles.get(c.id)),
-                      "store": stores.get(c.id), "orders": orders.get(c.id, 0), "matched": matched[c.id]})
+                      "store": stores.get(c.id), "orders": orders.get(c.id, 0), "matched": matched[c.id],
+                      "erased": c.erased_at is not None})
     db.session.flush()
     return found
 
@@ -106,7 +108,8 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
 
     `actor`: the admin (a Guide) or a label such as "cli:<os user>"; `reason`: why (required, kept in the
     audit log with any erased value redacted). A customer already erased is left alone: the answer says so
-    (`already_erased`) and nothing is written. Raises CustomerNotFound or ValueError (no reason). Flushes."""
+    (`already_erased`) and nothing is written; unless the shell holds personal data again (an identity, a tag,
+    a name …, written by something that raced the erasure): then it is erased again. Raises CustomerNotFound or ValueError (no reason). Flushes."""
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
@@ -118,7 +121,7 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
                               .execution_options(populate_existing=True))
     if customer is None:
         raise CustomerNotFound(customer_id)
-    if customer.erased_at is not None:
+    if customer.erased_at is not None and not _holds_data(session, customer):
         # Asked again (perhaps because Redis was away): Redis clean-up still owed is tried at once.
         session.execute(update(ErasureCleanup).where(ErasureCleanup.customer_id == customer.id)
                         .values(due_at=utcnow()))
@@ -163,6 +166,21 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
 
 
 # --------------------------------------------------------------------------------------------- the steps
+
+
+def _holds_data(session, customer: Customer) -> bool:
+    """Whether an erased shell holds anything an erasure removes (it should not; a writer that raced the
+    erasure and lacked a guard could have put it back)."""
+    if (customer.name != ERASED_NAME or customer.binding_guide_id is not None or customer.gender or customer.points
+            or any(getattr(customer, f) is not None for f in ("avatar", "corp_name", "member_level", "wecom_type",
+                                                               "birthday", "baby_birthday", "due_date"))):
+        return True
+    return any(session.scalar(select(query.exists())) for query in (
+        select(CustomerIdentity.id).where(CustomerIdentity.customer_id == customer.id),
+        select(CustomerTag.customer_id).where(CustomerTag.customer_id == customer.id),
+        select(Follow.id).where(Follow.customer_id == customer.id, Follow.ended_at.is_(None)),
+        select(Order.id).where(Order.customer_id == customer.id, cast(Order.customer_keys, Text) != "{}"),
+    ))
 
 
 def _erasable_values(customer: Customer, identities) -> list[str]:

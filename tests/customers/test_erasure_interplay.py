@@ -287,6 +287,78 @@ def test_an_order_ingested_or_matched_during_an_erasure_is_not_put_on_the_shell_
     assert db.session.scalar(select(Event).where(Event.customer_id == cid, Event.type == "order")) is None
 
 
+def test_a_bulk_import_running_during_an_erasure_never_writes_the_person_back_onto_the_shell(app):
+    from customers.erasure import find_for_erasure
+    from imports.operations import import_records
+    from models import CustomerTag, Follow
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13912340000"))
+    db.session.commit()
+    cid = c.id
+    item = {"sku": "X", "name": "x", "category": "c", "qty": 1, "price": 99}
+
+    def the_nightly_import():
+        import_records([
+            (1, {"type": "customer", "mobile": "13912340000", "member_no": "M-777777", "name": "刘女士",
+                 "birthday": "1990-02-03"}),
+            (2, {"type": "order", "order_no": "IMP-BOTH", "channel": "pos", "paid_at": "2026-11-30T10:00:00",
+                 "amount": 99, "customer": {"mobile": "13912340000"}, "items": [item]}),
+            (3, {"type": "order", "order_no": "IMP-EXT", "channel": "pos", "paid_at": "2026-11-30T11:00:00",
+                 "amount": 50, "customer": {"external_userid": ext}, "items": [item]}),
+        ])
+
+    _while_an_erasure_is_uncommitted(app, cid, the_nightly_import)
+    db.session.expire_all()
+    shell = db.session.get(Customer, cid)
+    assert (shell.name, shell.birthday) == ("已注销用户", None) and shell.erased_at is not None
+    assert db.session.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == cid)).all() == []
+    assert db.session.scalars(select(CustomerTag).where(CustomerTag.customer_id == cid)).all() == []
+    assert db.session.scalars(select(Follow).where(Follow.customer_id == cid, Follow.ended_at.is_(None))).all() == []
+    # The file's customer record is new data: a new customer, as an import after the erasure makes.
+    new = db.session.scalar(select(Customer).where(Customer.id != cid))
+    assert (new.name, str(new.birthday)) == ("刘女士", "1990-02-03")
+    orders = {o.order_no: (o.customer_id, o.customer_keys) for o in db.session.scalars(select(Order))}
+    assert orders == {"IMP-BOTH": (new.id, {"mobile": "13912340000"}),
+                      "IMP-EXT": (None, {})}  # only the erased person's WeCom id named it: unmatched, keyless
+
+    # A plain import of the same member afterwards fills the new customer, never the shell.
+    import_records([(1, {"type": "customer", "member_no": "M-777777", "name": "刘芳", "mobile": "13912340000"})])
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Customer, cid).name == "已注销用户"
+    assert db.session.get(Customer, new.id).name == "刘芳"
+
+
+def test_a_shell_that_holds_data_again_is_found_and_erased_again(app):
+    from customers.erasure import find_for_erasure
+
+    g = f.guide("guide01")
+    admin = f.guide("hq01", role="admin")
+    c = f.customer(g, name="刘女士")
+    db.session.commit()
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-35")
+    db.session.commit()
+    # What a writer without a guard did before the import had one: her number and name back on the shell.
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="member_no", value="M-777777"))
+    db.session.get(Customer, c.id).name = "刘芳"
+    db.session.commit()
+
+    found = find_for_erasure("M-777777", viewer=admin)
+    assert [(x["id"], x["erased"]) for x in found] == [(c.id, True)]
+    result = erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-35 再次")
+    db.session.commit()
+    assert (result["erased"], result["already_erased"]) == (True, False)
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).name == "已注销用户"
+    assert db.session.scalars(select(CustomerIdentity)).all() == []
+    assert find_for_erasure("M-777777", viewer=admin) == []
+    # Now clean, a third request is the no-op it was.
+    assert erase_customer(db.session, c.id, actor="cli:ops", reason="again")["already_erased"] is True
+
+
 def test_an_erased_customers_old_link_still_redirects_but_records_nothing(app, client):
     from models import Content, Event, LinkOpen
 

@@ -39,7 +39,8 @@ def test_the_lookup_shows_only_masked_data_and_is_audited(app, client):
     resp = client.get("/api/admin/customers/find", query_string={"q": f" {MOBILE} "})
     assert resp.status_code == 200
     assert resp.json == {"customers": [{"id": customer.id, "name": "王**", "mobile": "139****5678",
-                                        "store": "门店S1", "orders": 2, "matched": "mobile"}]}
+                                        "store": "门店S1", "orders": 2, "matched": "mobile",
+                                        "erased": False}]}
     body = resp.get_data(as_text=True)
     for secret in (NAME, MOBILE, MEMBER_NO, ext):
         assert secret not in body
