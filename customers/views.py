@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, request
 from core.db import db
 from core.http import json_error
 from customers import erasure
+from customers.tasks import finish_erasure_now
 from sidebar.auth import admin_required, csrf_required, current_guide, login_required
 
 bp = Blueprint("customers_admin_api", __name__, url_prefix="/api/admin/customers")
@@ -42,6 +43,7 @@ def erase(customer_id: int):
         db.session.rollback()
         return json_error(404, "顾客不存在")
     db.session.commit()
+    finish_erasure_now(customer_id)
     if result["already_erased"]:
         return jsonify({**result, "message": "该顾客的个人信息此前已删除，本次未做任何改动"})
     return jsonify({**result, "message": "已删除该顾客的个人信息；订单与业绩统计保留"})

@@ -151,6 +151,57 @@ def test_redis_away_at_the_erasure_does_not_fail_it_and_the_clean_up_is_done_onc
     assert db.session.scalar(select(ErasureCleanup)) is None  # nothing owed any more
 
 
+def test_the_redis_clean_up_is_done_right_after_the_erasure_without_any_worker(app, client):
+    from tests.knowledge.test_api import sign_in
+
+    g, admin = f.guide("guide01"), f.guide("hq01", role="admin")
+    c = f.customer(g, name="刘女士")
+    db.session.commit()
+    touch_key = f"touch:{{{c.id}}}:{local_today():%Y%m%d}"
+    rstore.client.set(touch_key, 1)
+    headers = sign_in(client, admin)
+    assert client.post(f"/api/admin/customers/{c.id}/erase", json={"reason": "工单 PIPL-36"},
+                       headers=headers).status_code == 200
+    # No worker ran: the request did it, and the row holding her name is already gone.
+    assert not rstore.client.exists(touch_key)
+    assert db.session.scalar(select(ErasureCleanup)) is None
+
+
+def test_a_clean_up_that_keeps_failing_is_shown_by_the_audit_and_logged_as_an_error(app, runner, caplog):
+    from customers.tasks import ALERT_AFTER, finish_erasure
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13912340000"))
+    db.session.commit()
+    client = rstore.client
+    rstore.client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # Redis is away
+    try:
+        result = runner.invoke(args=["customers", "erase", str(c.id), "--reason", "工单 PIPL-37", "--yes"])
+        assert result.exit_code == 0, result.output  # the erasure is done and says so
+        cleanup = db.session.scalar(select(ErasureCleanup))
+        assert cleanup.attempts == 1 and cleanup.last_error.startswith("ConnectionError")  # tried at once
+        for _ in range(ALERT_AFTER - 2):
+            finish_erasure(cleanup.id)
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        finish_erasure(cleanup.id)
+    finally:
+        rstore.client = client
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][0].startswith(
+        f"erasure clean-up {cleanup.id} failed {ALERT_AFTER} times (ConnectionError)")
+
+    audit = runner.invoke(args=["customers", "audit"]).output
+    assert "1 Redis clean-up(s) still owed" in audit and "flask --app app worker --burst" in audit
+    assert f"customer {c.id}" in audit and f"attempts {ALERT_AFTER}" in audit and "ConnectionError" in audit
+    assert "刘女士" not in audit and "13912340000" not in audit  # never the values it holds
+    result = runner.invoke(args=["customers", "audit", "--json"])
+    pending = json.loads(result.stderr)["pending_cleanups"]
+    assert [(p["customer_id"], p["attempts"]) for p in pending] == [(c.id, ALERT_AFTER)]
+
+    finish_erasure(cleanup.id)  # Redis is back (what `worker --burst` runs)
+    assert "still owed" not in runner.invoke(args=["customers", "audit"]).output
+
+
 def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserted_rows_about_the_customer(app):
     from sqlalchemy import text
     from sqlalchemy.orm import Session
