@@ -56,7 +56,12 @@ def erase_cmd(customer_id, reason, yes, as_json):
             confirmed = False
         if not confirmed:
             raise click.ClickException("not erased: no confirmation (answer y, or pass --yes)")
-    result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
+    try:
+        result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
+    except erasure.ErasureBusy:
+        db.session.rollback()
+        raise click.ClickException("not erased: a WeCom callback about this customer is being handled; "
+                                   "run the command again") from None
     db.session.commit()
     finish_erasure_now(customer_id)
     if as_json:

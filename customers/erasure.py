@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Text, cast, delete, func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
 from core.db import db
@@ -55,6 +56,10 @@ FREE_TEXT = (
 
 class CustomerNotFound(LookupError):
     pass
+
+
+class ErasureBusy(RuntimeError):
+    """A WeCom callback about the customer is being handled this instant: roll back and try again."""
 
 
 LOOKUP_ENTRY = "erase-lookup"  # profile_views.entry of a look from the erasure panel
@@ -109,14 +114,14 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     `actor`: the admin (a Guide) or a label such as "cli:<os user>"; `reason`: why (required, kept in the
     audit log with any erased value redacted). A customer already erased is left alone: the answer says so
     (`already_erased`) and nothing is written; unless the shell holds personal data again (an identity, a tag,
-    a name …, written by something that raced the erasure): then it is erased again. Raises CustomerNotFound or ValueError (no reason). Flushes."""
+    a name …, written by something that raced the erasure): then it is erased again. Raises ErasureBusy (roll
+    back, try again) in the rare case a callback about an identity added during the erasure is being handled. Raises CustomerNotFound or ValueError (no reason). Flushes."""
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
     # The callback worker locks its inbox row, then the customer: the same order here, or the two deadlock.
-    # An identity added meanwhile came from a callback already handled (committed), so its row is free.
-    callbacks = _lock_callbacks(session, session.scalars(
-        select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)).all())
+    known = set(session.scalars(select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)))
+    callbacks = _lock_callbacks(session, list(known))
     customer = session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update()
                               .execution_options(populate_existing=True))
     if customer is None:
@@ -131,6 +136,10 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     now = utcnow()
     identities = session.execute(select(CustomerIdentity.kind, CustomerIdentity.value)
                                  .where(CustomerIdentity.customer_id == customer.id)).all()
+    added = {value for _, value in identities} - known
+    if added:  # while this waited for the customer: their callbacks are locked too, without waiting
+        locked = {row.id for row in callbacks}
+        callbacks += [row for row in _lock_callbacks(session, sorted(added), nowait=True) if row.id not in locked]
     values = _erasable_values(customer, identities)
     identifying = [v for v in values if len(v) >= MIN_IDENTIFYING_LENGTH and v != customer.name]
     guides = _guides_of(session, customer.id)
@@ -301,19 +310,27 @@ def _guides_of(session, customer_id: int) -> list[tuple[int, str]]:
                            .where(Follow.customer_id == customer_id).distinct()).all()
 
 
-def _lock_callbacks(session, ids: list[str]) -> list[CallbackInbox]:
+def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[CallbackInbox]:
     """Stored callbacks about the customer, row-locked in id order: those whose dedup key holds one of their
-    ids and those quoting an identifying one (the erasure rewrites both)."""
+    ids and those quoting an identifying one (the erasure rewrites both). `nowait`, once the customer is
+    locked (a worker holding such a row waits for the customer: waiting for it would deadlock): a row
+    locked by someone else raises ErasureBusy, and the caller rolls back and may try again."""
     ids = [v for v in ids if v]
     if not ids:
         return []
-    query = select(CallbackInbox).order_by(CallbackInbox.id).with_for_update()
+    query = select(CallbackInbox).order_by(CallbackInbox.id).with_for_update(nowait=nowait)
     if db.is_postgres:
         long_ids = [v for v in ids if len(v) >= MIN_IDENTIFYING_LENGTH]
         text_columns = [CallbackInbox.payload, CallbackInbox.result, CallbackInbox.last_error]
         query = query.where(or_(_contains_any([CallbackInbox.dedup_key], ids),
                                 *([_contains_any(text_columns, long_ids)] if long_ids else [])))
-    return session.scalars(query).all()
+    if not nowait:
+        return session.scalars(query).all()
+    try:
+        with session.begin_nested():
+            return session.scalars(query).all()
+    except OperationalError as exc:  # LockNotAvailable
+        raise ErasureBusy() from exc
 
 
 def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:

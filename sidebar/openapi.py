@@ -192,7 +192,7 @@ def spec() -> dict:
                 "what was done, with a message in Chinese"),
             params=[_param("customer_id", "path", schema={"type": "integer"}, description="the customer's id")],
             body={"type": "object", "required": ["reason"], "properties": {"reason": s}},
-            errors=(400, 401, 403, 404), tag="customers", csrf=True)},
+            errors=(400, 401, 403, 404, 409), tag="customers", csrf=True)},
         # issue 7, part A (docs/commerce.md)
         "/api/customers/{external_userid}/coupons": {
             "get": _op("Coupons this customer may receive", _json(OBJ, "the coupons"), params=[CUSTOMER_PATH],

@@ -410,6 +410,96 @@ def test_a_shell_that_holds_data_again_is_found_and_erased_again(app):
     assert erase_customer(db.session, c.id, actor="cli:ops", reason="again")["already_erased"] is True
 
 
+def test_callbacks_about_an_identity_added_while_the_erasure_waited_are_redacted_too(app):
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    cid = c.id
+    ext = "wmNEWLYADDED0001"
+    db.session.add(CustomerIdentity(customer_id=cid, kind="unionid", value="ozUNIONID000001"))
+    inbox = CallbackInbox(dedup_key=f"evt:change_external_contact:add_external_contact:guide01:{ext}::1",
+                          msg_type="event", event="change_external_contact", change_type="add_external_contact",
+                          payload={"ExternalUserID": ext, "UserID": "guide01"}, status="done",
+                          result={"customer_id": cid, "external_userid": ext})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+    db.session.remove()
+
+    errors = []
+
+    def erase():
+        with app.app_context(), Session(db.engine) as admin:
+            try:
+                erase_customer(admin, cid, actor="cli:ops", reason="工单 PIPL-38")
+                admin.commit()
+            except Exception as exc:
+                errors.append(exc)
+
+    # The worker handling her add (found by unionid) holds the customer and links her new WeCom id …
+    with Session(db.engine) as worker:
+        worker.scalar(select(Customer).where(Customer.id == cid).with_for_update(key_share=True))
+        worker.add(CustomerIdentity(customer_id=cid, kind="external_userid", value=ext))
+        worker.flush()
+        thread = threading.Thread(target=erase)
+        thread.start()
+        time.sleep(0.5)  # … while the erasure, which read her identities before, waits for the customer
+        worker.commit()
+    thread.join(10)
+    assert not thread.is_alive() and errors == []
+
+    row = db.session.get(CallbackInbox, inbox_id)
+    assert row.dedup_key == f"erased:{inbox_id}"
+    assert ext not in json.dumps([row.payload, row.result])
+    assert db.session.scalars(select(CustomerIdentity)).all() == []
+
+
+def test_an_erasure_meeting_a_callback_being_handled_about_a_new_identity_asks_to_be_retried(app, runner):
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    cid = c.id
+    ext = "wmNEWLYADDED0002"
+    inbox = CallbackInbox(dedup_key=f"evt:change_external_contact:edit_external_contact:guide01:{ext}::2",
+                          msg_type="event", status="pending", payload={"ExternalUserID": ext})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+    db.session.remove()
+    outcome = []
+
+    def erase():
+        with app.app_context():
+            outcome.append(runner.invoke(args=["customers", "erase", str(cid), "--reason", "工单 PIPL-39", "--yes"]))
+
+    with Session(db.engine) as adding, Session(db.engine) as handling:
+        handling.scalar(select(CallbackInbox).where(CallbackInbox.id == inbox_id).with_for_update())
+        adding.scalar(select(Customer).where(Customer.id == cid).with_for_update(key_share=True))
+        adding.add(CustomerIdentity(customer_id=cid, kind="external_userid", value=ext))
+        adding.flush()
+        thread = threading.Thread(target=erase)
+        thread.start()
+        time.sleep(0.5)
+        adding.commit()  # the erasure now sees her new id, whose callback another worker holds
+        thread.join(10)
+        handling.rollback()
+    assert not thread.is_alive()
+    assert outcome[0].exit_code == 1 and "run the command again" in outcome[0].output
+    db.session.expire_all()
+    assert db.session.get(Customer, cid).erased_at is None  # nothing half done
+    result = runner.invoke(args=["customers", "erase", str(cid), "--reason", "工单 PIPL-39", "--yes"])
+    assert result.exit_code == 0, result.output  # the retry goes through
+    assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
+
+
 def test_an_erased_customers_old_link_still_redirects_but_records_nothing(app, client):
     from models import Content, Event, LinkOpen
 
