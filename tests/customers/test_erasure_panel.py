@@ -34,9 +34,12 @@ def a_customer_with_orders():
 def test_the_lookup_shows_only_masked_data_and_is_audited(app, client):
     _, _, admin, customer = a_customer_with_orders()
     ext = f.external_userid(customer)
-    sign_in(client, admin)
+    headers = sign_in(client, admin)
 
-    resp = client.get("/api/admin/customers/find", query_string={"q": f" {MOBILE} "})
+    def find(q):
+        return client.post("/api/admin/customers/find", json={"q": q}, headers=headers)
+
+    resp = find(f" {MOBILE} ")
     assert resp.status_code == 200
     assert resp.json == {"customers": [{"id": customer.id, "name": "王**", "mobile": "139****5678",
                                         "store": "门店S1", "orders": 2, "matched": "mobile",
@@ -45,11 +48,11 @@ def test_the_lookup_shows_only_masked_data_and_is_audited(app, client):
     for secret in (NAME, MOBILE, MEMBER_NO, ext):
         assert secret not in body
     # The member number and the WeCom id find the same customer, saying which matched.
-    assert client.get(f"/api/admin/customers/find?q={MEMBER_NO}").json["customers"][0]["matched"] == "member_no"
-    found = client.get(f"/api/admin/customers/find?q={ext}").json["customers"]
+    assert find(MEMBER_NO).json["customers"][0]["matched"] == "member_no"
+    found = find(ext).json["customers"]
     assert [(c["id"], c["matched"]) for c in found] == [(customer.id, "external_userid")]
-    assert client.get("/api/admin/customers/find?q=13900000000").json == {"customers": []}
-    resp = client.get("/api/admin/customers/find?q=%20")
+    assert find("13900000000").json == {"customers": []}
+    resp = find(" ")
     assert resp.status_code == 400 and resp.json["error"] == "请输入顾客的手机号、external_userid 或会员号"
 
     # Every customer shown is in the profile-view audit, under the admin, like a look at the profile.
@@ -61,15 +64,26 @@ def test_the_lookup_shows_only_masked_data_and_is_audited(app, client):
     headers = sign_in(client, admin)
     assert client.post(f"/api/admin/customers/{customer.id}/erase", json={"reason": "工单 PIPL-3"},
                        headers=headers).status_code == 200
-    assert client.get(f"/api/admin/customers/find?q={MOBILE}").json == {"customers": []}
+    assert find(MOBILE).json == {"customers": []}
+
+
+def test_the_lookup_is_a_post_with_the_csrf_token_so_the_mobile_is_never_in_a_url(app, client):
+    _, _, admin, _ = a_customer_with_orders()
+    headers = sign_in(client, admin)
+    assert client.get(f"/api/admin/customers/find?q={MOBILE}").status_code == 405
+    assert client.post("/api/admin/customers/find", json={"q": MOBILE}).status_code == 403  # no CSRF token
+    assert client.post("/api/admin/customers/find", json=[MOBILE], headers=headers).status_code == 400
+    assert db.session.scalars(select(ProfileView)).all() == []
+    html = client.get("/manager/").get_data(as_text=True)
+    assert "'/api/admin/customers/find', {q: q}" in html and "find?q=" not in html
 
 
 def test_only_head_office_may_look_and_sees_the_panel(app, client):
     guide, manager, admin, customer = a_customer_with_orders()
-    assert client.get(f"/api/admin/customers/find?q={MOBILE}").status_code == 401
+    assert client.post("/api/admin/customers/find", json={"q": MOBILE}).status_code == 401
     for who in (guide, manager):
-        sign_in(client, who)
-        resp = client.get(f"/api/admin/customers/find?q={MOBILE}")
+        headers = sign_in(client, who)
+        resp = client.post("/api/admin/customers/find", json={"q": MOBILE}, headers=headers)
         assert resp.status_code == 403 and resp.json["error"] == "需要总部管理员权限"
     assert db.session.scalars(select(ProfileView)).all() == []
 
