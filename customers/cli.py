@@ -21,9 +21,10 @@ customers_cli = AppGroup("customers", help="Customer profiles: find one, erase o
 @click.option("--kind", type=click.Choice(IDENTITY_KINDS), default="mobile", show_default=True)
 @click.argument("value")
 def find_cmd(kind, value):
-    """The id of the customer holding identity VALUE (a mobile by default): what `customers erase` takes."""
+    """The id of the customer holding identity VALUE (a mobile by default, typed with spaces, dashes or +86
+    if need be): what `customers erase` takes."""
     customer_id = db.session.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.kind == kind, CustomerIdentity.value == value))
+        CustomerIdentity.kind == kind, CustomerIdentity.value.in_(erasure.lookup_values(value.strip()))))
     if customer_id is None:
         raise click.ClickException(f"no customer holds {kind} {value}")
     click.echo(customer_id)

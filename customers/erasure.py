@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session, scoped_session
 from core.db import db
 from core.redis_store import rstore
 from core.timeutil import local_today, utcnow
-from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag, ErasureCleanup,
-                    CustomerTransfer, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order, RedDot,
-                    ScriptSend, Store, TrackedLink)
+from models import (IDENTITY_KINDS, AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
+                    CustomerTransfer, ErasureCleanup, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order,
+                    RedDot, ScriptSend, Store, TrackedLink)
 from sidebar.operations import mask_mobile, record_view
 
 ERASED_NAME = "已注销用户"
@@ -75,7 +75,7 @@ def mask_name(name: str | None) -> str:
 def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> list[dict]:
     """The customers holding identity `value`, whatever its kind (mobile, external_userid, member_no,
     unionid), masked: id, name 王*, mobile 139****5678, store (their binding guide's), order count, and
-    which kind matched, and whether they were erased already. An erased customer holds no identity, so is
+    which kind matched (a mobile typed with spaces, dashes or +86 matches too), and whether they were erased already. An erased customer holds no identity, so is
     not found; one that is (something raced the erasure and wrote it back) is, flagged `erased`, to be erased
     again. Each customer shown is
     written to profile_views (entry `erase-lookup`), as a look at a profile is. Raises ValueError for an
@@ -83,9 +83,7 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     value = (value or "").strip()
     if not value or len(value) > MAX_LOOKUP_VALUE:
         raise ValueError("value must be 1–128 characters")
-    matched = dict(db.session.execute(select(CustomerIdentity.customer_id, CustomerIdentity.kind)
-                                      .where(CustomerIdentity.value == value)
-                                      .order_by(CustomerIdentity.customer_id, CustomerIdentity.id)).all())
+    matched = dict(db.session.execute(holders_query(lookup_values(value))).all())
     if not matched:
         return []
     ids = list(matched)
@@ -105,6 +103,26 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
                       "erased": c.erased_at is not None})
     db.session.flush()
     return found
+
+
+def lookup_values(value: str) -> list[str]:
+    """What a typed value may be stored as: itself and, when it looks like a phone number, its digits, and a
+    mainland mobile without +86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321, +86 13987654321 from the
+    request; mobiles are stored as 13987654321)."""
+    values = [value]
+    if re.fullmatch(r"\+?[\d\s\-()]+", value):
+        digits = re.sub(r"\D", "", value)
+        mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
+        values += [v for v in (digits, mobile and mobile.group(1)) if v and v not in values]
+    return values
+
+
+def holders_query(values: list[str]):
+    """(customer_id, kind) of the identities holding one of `values`. The kinds are named so that the unique
+    (kind, value) index answers it (on value alone PostgreSQL reads the whole table)."""
+    return (select(CustomerIdentity.customer_id, CustomerIdentity.kind)
+            .where(CustomerIdentity.kind.in_(IDENTITY_KINDS), CustomerIdentity.value.in_(values))
+            .order_by(CustomerIdentity.customer_id, CustomerIdentity.id))
 
 
 def erase_customer(session: Session | scoped_session, customer_id: int, *, actor: Guide | str,

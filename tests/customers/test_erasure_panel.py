@@ -78,6 +78,31 @@ def test_the_lookup_is_a_post_with_the_csrf_token_so_the_mobile_is_never_in_a_ur
     assert "'/api/admin/customers/find', {q: q}" in html and "find?q=" not in html
 
 
+def test_a_mobile_typed_with_spaces_dashes_or_86_is_found(app, client):
+    _, _, admin, customer = a_customer_with_orders()
+    headers = sign_in(client, admin)
+    for typed in ("139 1234 5678", "139-1234-5678", "+86 13912345678", "+86-139-1234-5678", "8613912345678"):
+        resp = client.post("/api/admin/customers/find", json={"q": typed}, headers=headers)
+        assert [(c["id"], c["matched"]) for c in resp.json["customers"]] == [(customer.id, "mobile")], typed
+    assert client.post("/api/admin/customers/find", json={"q": "139 1234 567"},
+                       headers=headers).json == {"customers": []}  # a digit short: nobody
+
+
+def test_the_lookup_is_answered_from_the_kind_value_index(app):
+    from sqlalchemy import text
+
+    from customers.erasure import holders_query, lookup_values
+
+    a_customer_with_orders()
+    db.session.execute(text("SET LOCAL enable_seqscan = off"))  # a tiny table: make the planner use an index
+    query = holders_query(lookup_values(MOBILE))
+    compiled = query.compile(db.engine, compile_kwargs={"literal_binds": True})
+    plan = "\n".join(db.session.execute(text(f"EXPLAIN {compiled}")).scalars())
+    # The index is searched by its leading column, not read whole with the value as a filter.
+    conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert conditions and "(kind)::text = ANY" in conditions[0], plan
+
+
 def test_only_head_office_may_look_and_sees_the_panel(app, client):
     guide, manager, admin, customer = a_customer_with_orders()
     assert client.post("/api/admin/customers/find", json={"q": MOBILE}).status_code == 401
