@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from core.db import db
 from customers import erasure
+from customers.tasks import finish_erasure_now, pending_cleanups
 from models import AuditEntry, Customer, CustomerIdentity, IDENTITY_KINDS, Order
 
 customers_cli = AppGroup("customers", help="Customer profiles: find one, erase one's personal data (PIPL).")
@@ -20,9 +21,10 @@ customers_cli = AppGroup("customers", help="Customer profiles: find one, erase o
 @click.option("--kind", type=click.Choice(IDENTITY_KINDS), default="mobile", show_default=True)
 @click.argument("value")
 def find_cmd(kind, value):
-    """The id of the customer holding identity VALUE (a mobile by default): what `customers erase` takes."""
+    """The id of the customer holding identity VALUE (a mobile by default, typed with spaces, dashes or +86
+    if need be): what `customers erase` takes."""
     customer_id = db.session.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.kind == kind, CustomerIdentity.value == value))
+        CustomerIdentity.kind == kind, CustomerIdentity.value.in_(erasure.lookup_values(value.strip()))))
     if customer_id is None:
         raise click.ClickException(f"no customer holds {kind} {value}")
     click.echo(customer_id)
@@ -55,8 +57,14 @@ def erase_cmd(customer_id, reason, yes, as_json):
             confirmed = False
         if not confirmed:
             raise click.ClickException("not erased: no confirmation (answer y, or pass --yes)")
-    result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
+    try:
+        result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
+    except erasure.ErasureBusy:
+        db.session.rollback()
+        raise click.ClickException("not erased: a WeCom callback about this customer is being handled; "
+                                   "run the command again") from None
     db.session.commit()
+    finish_erasure_now(customer_id)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
     elif result["already_erased"]:
@@ -71,7 +79,8 @@ def erase_cmd(customer_id, reason, yes, as_json):
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def audit_cmd(customer_id, limit, as_json):
-    """The audit log of erasures, newest first: when, who, which customer, why."""
+    """The audit log of erasures, newest first: when, who, which customer, why. Then the Redis clean-ups
+    still owed (with --json: one object on stderr), which `flask --app app worker --burst` drains."""
     q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
     if customer_id is not None:
         q = q.where(AuditEntry.customer_id == customer_id)
@@ -83,6 +92,26 @@ def audit_cmd(customer_id, limit, as_json):
         else:
             click.echo(f"{row['at'][:19]}  {row['action']}  customer {row['customer_id']}  by {row['actor']}: "
                        f"{row['reason']}")
+    pending = pending_cleanups()
+    if as_json:
+        if pending:
+            click.echo(json.dumps({"pending_cleanups": pending}, ensure_ascii=False), err=True)
+        return
+    if pending:
+        oldest = pending[0]["age_seconds"] or 0
+        click.echo(f"\n{len(pending)} Redis clean-up(s) still owed, the oldest erasure {_age(oldest)} ago: their "
+                   f"rows keep the erased name and ids until done (drain: flask --app app worker --burst)")
+        for p in pending:
+            click.echo(f"  customer {p['customer_id']}  erased {(p['erased_at'] or '?')[:19]}  "
+                       f"attempts {p['attempts']}  last error: {p['last_error'] or '-'}")
+
+
+def _age(seconds: int) -> str:
+    if seconds >= 86400:
+        return f"{seconds // 86400} d"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
 def _os_user() -> str:

@@ -19,14 +19,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Text, cast, delete, func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
 from core.db import db
 from core.redis_store import rstore
 from core.timeutil import local_today, utcnow
-from models import (AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag, ErasureCleanup,
-                    CustomerTransfer, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order, RedDot,
-                    ScriptSend, Store, TrackedLink)
+from models import (IDENTITY_KINDS, AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
+                    CustomerTransfer, ErasureCleanup, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order,
+                    RedDot, ScriptSend, Store, TrackedLink)
 from sidebar.operations import mask_mobile, record_view
 
 ERASED_NAME = "已注销用户"
@@ -57,6 +58,10 @@ class CustomerNotFound(LookupError):
     pass
 
 
+class ErasureBusy(RuntimeError):
+    """A WeCom callback about the customer is being handled this instant: roll back and try again."""
+
+
 LOOKUP_ENTRY = "erase-lookup"  # profile_views.entry of a look from the erasure panel
 MAX_LOOKUP_VALUE = 128  # the longest identity value (customer_identities.value)
 
@@ -70,20 +75,19 @@ def mask_name(name: str | None) -> str:
 def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> list[dict]:
     """The customers holding identity `value`, whatever its kind (mobile, external_userid, member_no,
     unionid), masked: id, name 王*, mobile 139****5678, store (their binding guide's), order count, and
-    which kind matched. An erased customer holds no identity, so is never found. Each customer shown is
+    which kind matched (a mobile typed with spaces, dashes or +86 matches too), and whether they were erased already. An erased customer holds no identity, so is
+    not found; one that is (something raced the erasure and wrote it back) is, flagged `erased`, to be erased
+    again. Each customer shown is
     written to profile_views (entry `erase-lookup`), as a look at a profile is. Raises ValueError for an
     empty or over-long value. Flushes."""
     value = (value or "").strip()
     if not value or len(value) > MAX_LOOKUP_VALUE:
         raise ValueError("value must be 1–128 characters")
-    matched = dict(db.session.execute(select(CustomerIdentity.customer_id, CustomerIdentity.kind)
-                                      .where(CustomerIdentity.value == value)
-                                      .order_by(CustomerIdentity.customer_id, CustomerIdentity.id)).all())
+    matched = dict(db.session.execute(holders_query(lookup_values(value))).all())
     if not matched:
         return []
     ids = list(matched)
-    customers = db.session.scalars(select(Customer).where(Customer.id.in_(ids), Customer.erased_at.is_(None))
-                                   .order_by(Customer.id)).all()
+    customers = db.session.scalars(select(Customer).where(Customer.id.in_(ids)).order_by(Customer.id)).all()
     mobiles = dict(db.session.execute(select(CustomerIdentity.customer_id, func.min(CustomerIdentity.value))
                                       .where(CustomerIdentity.customer_id.in_(ids), CustomerIdentity.kind == "mobile")
                                       .group_by(CustomerIdentity.customer_id)).all())
@@ -95,9 +99,30 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     for c in customers:
         record_view(viewer, c, entry=LOOKUP_ENTRY, ip=ip)
         found.append({"id": c.id, "name": mask_name(c.name), "mobile": mask_mobile(mobiles.get(c.id)),
-                      "store": stores.get(c.id), "orders": orders.get(c.id, 0), "matched": matched[c.id]})
+                      "store": stores.get(c.id), "orders": orders.get(c.id, 0), "matched": matched[c.id],
+                      "erased": c.erased_at is not None})
     db.session.flush()
     return found
+
+
+def lookup_values(value: str) -> list[str]:
+    """What a typed value may be stored as: itself and, when it looks like a phone number, its digits, and a
+    mainland mobile without +86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321, +86 13987654321 from the
+    request; mobiles are stored as 13987654321)."""
+    values = [value]
+    if re.fullmatch(r"\+?[\d\s\-()]+", value):
+        digits = re.sub(r"\D", "", value)
+        mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
+        values += [v for v in (digits, mobile and mobile.group(1)) if v and v not in values]
+    return values
+
+
+def holders_query(values: list[str]):
+    """(customer_id, kind) of the identities holding one of `values`. The kinds are named so that the unique
+    (kind, value) index answers it (on value alone PostgreSQL reads the whole table)."""
+    return (select(CustomerIdentity.customer_id, CustomerIdentity.kind)
+            .where(CustomerIdentity.kind.in_(IDENTITY_KINDS), CustomerIdentity.value.in_(values))
+            .order_by(CustomerIdentity.customer_id, CustomerIdentity.id))
 
 
 def erase_customer(session: Session | scoped_session, customer_id: int, *, actor: Guide | str,
@@ -106,19 +131,20 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
 
     `actor`: the admin (a Guide) or a label such as "cli:<os user>"; `reason`: why (required, kept in the
     audit log with any erased value redacted). A customer already erased is left alone: the answer says so
-    (`already_erased`) and nothing is written. Raises CustomerNotFound or ValueError (no reason). Flushes."""
+    (`already_erased`) and nothing is written; unless the shell holds personal data again (an identity, a tag,
+    a name …, written by something that raced the erasure): then it is erased again. Raises ErasureBusy (roll
+    back, try again) in the rare case a callback about an identity added during the erasure is being handled. Raises CustomerNotFound or ValueError (no reason). Flushes."""
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
     # The callback worker locks its inbox row, then the customer: the same order here, or the two deadlock.
-    # An identity added meanwhile came from a callback already handled (committed), so its row is free.
-    callbacks = _lock_callbacks(session, session.scalars(
-        select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)).all())
+    known = set(session.scalars(select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)))
+    callbacks = _lock_callbacks(session, list(known))
     customer = session.scalar(select(Customer).where(Customer.id == customer_id).with_for_update()
                               .execution_options(populate_existing=True))
     if customer is None:
         raise CustomerNotFound(customer_id)
-    if customer.erased_at is not None:
+    if customer.erased_at is not None and not _holds_data(session, customer):
         # Asked again (perhaps because Redis was away): Redis clean-up still owed is tried at once.
         session.execute(update(ErasureCleanup).where(ErasureCleanup.customer_id == customer.id)
                         .values(due_at=utcnow()))
@@ -128,6 +154,10 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     now = utcnow()
     identities = session.execute(select(CustomerIdentity.kind, CustomerIdentity.value)
                                  .where(CustomerIdentity.customer_id == customer.id)).all()
+    added = {value for _, value in identities} - known
+    if added:  # while this waited for the customer: their callbacks are locked too, without waiting
+        locked = {row.id for row in callbacks}
+        callbacks += [row for row in _lock_callbacks(session, sorted(added), nowait=True) if row.id not in locked]
     values = _erasable_values(customer, identities)
     identifying = [v for v in values if len(v) >= MIN_IDENTIFYING_LENGTH and v != customer.name]
     guides = _guides_of(session, customer.id)
@@ -163,6 +193,21 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
 
 
 # --------------------------------------------------------------------------------------------- the steps
+
+
+def _holds_data(session, customer: Customer) -> bool:
+    """Whether an erased shell holds anything an erasure removes (it should not; a writer that raced the
+    erasure and lacked a guard could have put it back)."""
+    if (customer.name != ERASED_NAME or customer.binding_guide_id is not None or customer.gender or customer.points
+            or any(getattr(customer, f) is not None for f in ("avatar", "corp_name", "member_level", "wecom_type",
+                                                               "birthday", "baby_birthday", "due_date"))):
+        return True
+    return any(session.scalar(select(query.exists())) for query in (
+        select(CustomerIdentity.id).where(CustomerIdentity.customer_id == customer.id),
+        select(CustomerTag.customer_id).where(CustomerTag.customer_id == customer.id),
+        select(Follow.id).where(Follow.customer_id == customer.id, Follow.ended_at.is_(None)),
+        select(Order.id).where(Order.customer_id == customer.id, cast(Order.customer_keys, Text) != "{}"),
+    ))
 
 
 def _erasable_values(customer: Customer, identities) -> list[str]:
@@ -283,19 +328,27 @@ def _guides_of(session, customer_id: int) -> list[tuple[int, str]]:
                            .where(Follow.customer_id == customer_id).distinct()).all()
 
 
-def _lock_callbacks(session, ids: list[str]) -> list[CallbackInbox]:
+def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[CallbackInbox]:
     """Stored callbacks about the customer, row-locked in id order: those whose dedup key holds one of their
-    ids and those quoting an identifying one (the erasure rewrites both)."""
+    ids and those quoting an identifying one (the erasure rewrites both). `nowait`, once the customer is
+    locked (a worker holding such a row waits for the customer: waiting for it would deadlock): a row
+    locked by someone else raises ErasureBusy, and the caller rolls back and may try again."""
     ids = [v for v in ids if v]
     if not ids:
         return []
-    query = select(CallbackInbox).order_by(CallbackInbox.id).with_for_update()
+    query = select(CallbackInbox).order_by(CallbackInbox.id).with_for_update(nowait=nowait)
     if db.is_postgres:
         long_ids = [v for v in ids if len(v) >= MIN_IDENTIFYING_LENGTH]
         text_columns = [CallbackInbox.payload, CallbackInbox.result, CallbackInbox.last_error]
         query = query.where(or_(_contains_any([CallbackInbox.dedup_key], ids),
                                 *([_contains_any(text_columns, long_ids)] if long_ids else [])))
-    return session.scalars(query).all()
+    if not nowait:
+        return session.scalars(query).all()
+    try:
+        with session.begin_nested():
+            return session.scalars(query).all()
+    except OperationalError as exc:  # LockNotAvailable
+        raise ErasureBusy() from exc
 
 
 def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:

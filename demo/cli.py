@@ -52,9 +52,10 @@ def seed_tag_ids() -> None:
 
 
 def seed_commission() -> None:
-    from orders.commission import import_rates
+    from orders.commission import GUARDED, import_rates
 
-    import_rates(read_records(ROOT / "demo" / "commission.csv", "commission", what="a rates file"))
+    import_rates(read_records(ROOT / "demo" / "commission.csv", "commission", what="a rates file",
+                              unguard=GUARDED))
     db.session.commit()
 
 

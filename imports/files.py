@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,26 +62,45 @@ def read_jsonl(path: Path, default_type: str | None = None):
             yield lineno, rec
 
 
-def read_csv(path: Path, record_type: str):
-    """(line number, record) per row; the header row names the fields; empty cells are absent."""
+# A CSV cell starting with one of these is a formula when the file is opened in Excel.
+_FORMULA = re.compile(r"'*[=+\-@]")
+
+
+def guard_formula(value: str) -> str:
+    """`value` as a CSV cell Excel shows as text: one starting with = + - @ gets a leading ' (and one that
+    already starts with ' before such a character gets one more), which `read_csv(unguard=…)` takes off."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def unguard_formula(value: str) -> str:
+    return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
+
+
+def read_csv(path: Path, record_type: str, *, unguard: tuple[str, ...] = ()):
+    """(line number, record) per row; the header row names the fields; empty cells are absent. The `unguard`
+    fields lose the ' that `guard_formula` put before a formula character."""
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         reader.fieldnames  # reads the header row
         lineno = reader.line_num
         for row in reader:
             rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
+            for field in unguard:
+                if isinstance(rec.get(field), str):
+                    rec[field] = unguard_formula(rec[field])
             rec["type"] = record_type
             yield lineno + 1, BadLine(NUL_REASON) if has_nul(rec.values()) else rec
             lineno = reader.line_num
 
 
-def read_records(path, record_type: str, *, what: str) -> list[tuple[int, object]]:
+def read_records(path, record_type: str, *, what: str, unguard: tuple[str, ...] = ()) -> list[tuple[int, object]]:
     """(line number, record) from a .jsonl or a .csv file of `record_type` records (coupon templates,
-    commission rates); `what` names the file in the rejection of any other kind ("a coupon file")."""
+    commission rates); `what` names the file in the rejection of any other kind ("a coupon file"); `unguard`:
+    see read_csv."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return list(read_csv(path, record_type))
+        return list(read_csv(path, record_type, unguard=unguard))
     if suffix in (".jsonl", ".json", ".ndjson"):
         return list(read_jsonl(path))
     raise ImportRejected([(0, f"{path.name}: {what} must be .jsonl or .csv")])

@@ -60,7 +60,8 @@ def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None =
         from imports.files import read_records
         from orders import commission
 
-        counts = commission.import_rates(read_records(path, "commission", what="a rates file"))
+        counts = commission.import_rates(read_records(path, "commission", what="a rates file",
+                                                      unguard=commission.GUARDED))
         db.session.commit()
         return counts
     if key == "playbooks":

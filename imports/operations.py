@@ -250,6 +250,7 @@ class _Plan:
                 "SELECT k.kind, k.value, ci.customer_id FROM tmp_keys k "
                 "JOIN customer_identities ci ON ci.kind = k.kind AND ci.value = k.value"))
         }
+        stored = self._lock_stored_customers(stored)
         self.stored_keys = stored
 
         groups: dict[int, list[int]] = defaultdict(list)
@@ -303,6 +304,28 @@ class _Plan:
             self.groups.append((token, merged, [k for k in keys if k not in stored]))
         self.key_token = key_token
         self.new_customers = -next_new - 1
+        # An order key that named a customer erased meanwhile, and that no customer record of the file
+        # claims, is dropped: the order stays unmatched without it, as the erasure leaves unmatched orders.
+        for _, rec in self.batches["order"]:
+            if any(key in self.erased_keys and key not in key_token for key in rec["keys"].items()):
+                rec["keys"] = {k: v for k, v in rec["keys"].items()
+                               if (k, v) not in self.erased_keys or (k, v) in key_token}
+
+    def _lock_stored_customers(self, stored: dict) -> dict:
+        """Lock the stored customers the file resolved to, in id order (as the order path and the erasure
+        lock customers), until the import commits; return `stored` without the keys of those erased since
+        the identities were read. An erasure in flight holds its customer FOR UPDATE: this waits for it and
+        then reads the shell's erased_at, so the person is never written back onto the shell (their keys
+        then name nobody, as after the erasure). An erasure starting later waits for the import instead."""
+        self.erased_keys = set()
+        if not stored or not self.bulk.pg:  # SQLite has one writer: no erasure can be in flight
+            return stored
+        self.bulk.stage("tmp_resolved", [("id", "int")], [(cid,) for cid in set(stored.values())])
+        erased = {cid for cid, is_erased in self.bulk.conn.execute(text(
+            "SELECT c.id, c.erased_at IS NOT NULL FROM customers c JOIN tmp_resolved t ON t.id = c.id "
+            "ORDER BY c.id FOR NO KEY UPDATE OF c")) if is_erased}
+        self.erased_keys = {key for key, cid in stored.items() if cid in erased}
+        return {key: cid for key, cid in stored.items() if cid not in erased}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -320,6 +343,10 @@ class _Steps:
         log.debug("applied %s in %.1f s", TYPE_ORDER[self.i], now - self.t0)
         self.bar.update()
         self.i, self.t0 = self.i + 1, now
+
+
+# A staged row (alias {0}) naming a customer erased since the plan resolved it.
+_ERASED = "SELECT 1 FROM customers ec WHERE ec.id = {0}.customer_id AND ec.erased_at IS NOT NULL"
 
 
 def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
@@ -379,16 +406,17 @@ def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
         bulk.stage("tmp_customer", [("id", "int"), ("is_new", "int")] + list(zip(fields, kinds)),
                    [(cid(token), 1 if token < 0 else 0, *(m.get(f) for f in fields)) for token, m, _ in plan.groups])
         sets, guard = _changed("customers", replace=["name"], keep=fields[1:], src="t")
+        # The "not erased" guards below hold whatever the plan resolved: a shell never takes data back.
         bulk.run(f"""UPDATE customers SET {sets}, updated_at = :now FROM tmp_customer t
-            WHERE customers.id = t.id AND t.is_new = 0 AND ({guard})""", now=now)
+            WHERE customers.id = t.id AND t.is_new = 0 AND customers.erased_at IS NULL AND ({guard})""", now=now)
         bulk.run("""INSERT INTO customers (id, name, gender, birthday, baby_birthday, due_date, member_level,
                 points, order_count, total_spend, created_at, updated_at)
             SELECT id, name, COALESCE(gender, 0), birthday, baby_birthday, due_date, member_level,
                 COALESCE(points, 0), 0, 0, :now, :now FROM tmp_customer WHERE is_new = 1""", now=now)
         bulk.stage("tmp_ident", [("customer_id", "int"), ("kind", "text"), ("value", "text")],
                    [(cid(token), k, v) for token, _, keys in plan.groups for k, v in keys])
-        bulk.run("""INSERT INTO customer_identities (customer_id, kind, value, created_at)
-            SELECT customer_id, kind, value, :now FROM tmp_ident WHERE true
+        bulk.run(f"""INSERT INTO customer_identities (customer_id, kind, value, created_at)
+            SELECT customer_id, kind, value, :now FROM tmp_ident t WHERE NOT EXISTS ({_ERASED.format("t")})
             ON CONFLICT (kind, value) DO NOTHING""", now=now)
     steps.update()
 
@@ -400,7 +428,7 @@ def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
         sets, guard = _changed("follows", replace=["added_at"], keep=["state", "remark"])
         bulk.run(f"""INSERT INTO follows (guide_id, customer_id, added_at, state, remark)
             SELECT g.id, t.customer_id, t.added_at, t.state, t.remark
-            FROM tmp_follow t JOIN guides g ON g.userid = t.userid WHERE true
+            FROM tmp_follow t JOIN guides g ON g.userid = t.userid WHERE NOT EXISTS ({_ERASED.format("t")})
             ON CONFLICT (guide_id, customer_id) DO UPDATE SET {sets} WHERE {guard}""")
         # Binding guide: the earliest-added follow still in force; first_added_at: the earliest of all.
         sets, guard = _changed("customers", replace=["binding_guide_id", "first_added_at"], src="x")
@@ -413,16 +441,16 @@ def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
                            FROM follows WHERE ended_at IS NULL
                            AND customer_id IN (SELECT customer_id FROM tmp_follow)) b
                        ON b.customer_id = a.customer_id AND b.rn = 1
-            ) x WHERE customers.id = x.customer_id AND ({guard})""", now=now)
+            ) x WHERE customers.id = x.customer_id AND customers.erased_at IS NULL AND ({guard})""", now=now)
     steps.update()
 
     if plan.customer_tags:
         bulk.stage("tmp_ctag", [("customer_id", "int"), ("grp", "text"), ("name", "text")],
                    [(cid(token), g, n) for token, g, n in plan.customer_tags])
-        bulk.run("""INSERT INTO customer_tags (customer_id, tag_id, source, created_at)
+        bulk.run(f"""INSERT INTO customer_tags (customer_id, tag_id, source, created_at)
             SELECT t.customer_id, tg.id, 'import', :now FROM tmp_ctag t
             JOIN tag_groups g ON g.name = t.grp JOIN tags tg ON tg.group_id = g.id AND tg.name = t.name
-            WHERE true ON CONFLICT (customer_id, tag_id) DO NOTHING""", now=now)
+            WHERE NOT EXISTS ({_ERASED.format("t")}) ON CONFLICT (customer_id, tag_id) DO NOTHING""", now=now)
     steps.update()
 
     if plan.orders:
@@ -462,6 +490,8 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     # keys match nobody now) and store their mobile again.
     erased = ("EXISTS (SELECT 1 FROM customers c WHERE c.id = orders.customer_id"
               " AND c.erased_at IS NOT NULL)")
+    # A new order resolved to an erased customer (which the plan's lock rules out) would stay unmatched.
+    erased_new = f"EXISTS ({_ERASED.format('tmp_order')})"
     for c in ("customer_id", "guide_id", "attribution", "customer_keys"):
         sets += f", {c} = CASE WHEN {erased} THEN orders.{c} ELSE excluded.{c} END"
         guard += f" OR (orders.{c} IS DISTINCT FROM excluded.{c} AND NOT {erased})"
@@ -471,7 +501,10 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
             {binding_credit_sql("x.guide_id")}, x.paid_at, x.amount, x.customer_keys, :now
         FROM (SELECT t.order_no, t.channel, s.id AS store_id, t.customer_id, t.paid_at, t.amount, t.customer_keys,
                      {binding_sql("t.customer_id", "t.paid_at")} AS guide_id
-              FROM tmp_order t LEFT JOIN stores s ON s.code = t.store) x
+              FROM (SELECT order_no, channel, store, paid_at, amount,
+                           CASE WHEN {erased_new} THEN NULL ELSE customer_id END AS customer_id,
+                           CASE WHEN {erased_new} THEN '{{}}' ELSE customer_keys END AS customer_keys
+                    FROM tmp_order) t LEFT JOIN stores s ON s.code = t.store) x
         WHERE true ORDER BY x.order_no ON CONFLICT (order_no) DO UPDATE SET {sets} WHERE {guard}""", now=now)
 
     bulk.stage("tmp_line", [("order_no", "text"), ("line_no", "int"), ("sku", "text"), ("name", "text"),

@@ -11,8 +11,9 @@ from core.timeutil import utcnow
 from models.base import Base, BigID
 
 # waiting: WeCom accepted the request (takeover completes after 24 h); done; refused (customer refused);
-# receiver_full (the receiver is at the customer cap); no_record; failed (WeCom refused the request itself).
-TRANSFER_STATES = ("waiting", "done", "refused", "receiver_full", "no_record", "failed")
+# receiver_full (the receiver is at the customer cap); no_record; failed (WeCom refused the request itself);
+# erased (the customer's personal data was erased while it waited: WeCom will never report on the redacted id).
+TRANSFER_STATES = ("waiting", "done", "refused", "receiver_full", "no_record", "failed", "erased")
 WECOM_RESULT_STATES = {1: "done", 2: "waiting", 3: "refused", 4: "receiver_full", 5: "no_record"}
 
 

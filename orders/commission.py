@@ -89,9 +89,15 @@ def percent_text(rate: Decimal) -> str:
     return f"{(rate * 100).normalize():f}%"
 
 
+GUARDED = ("category",)  # CSV cells written with guard_formula (a rate never starts with = + - @)
+
+
 def export_rates(path) -> int:
     """Write every rate to `path` (.csv or .jsonl: category, rate) as `commission import` reads it, `*` last;
-    importing the file back changes nothing. Returns the number of rates."""
+    importing the file back changes nothing. Returns the number of rates. In the CSV, a category starting with
+    = + - @ is written after a ' so that Excel shows it instead of running it; the import takes the ' off."""
+    from imports.files import guard_formula
+
     path = Path(path)
     rows = sorted(list_rates(), key=lambda r: (r[0] == "*", r[0]))
     records = [{"category": category, "rate": percent_text(rate)} for category, rate in rows]
@@ -100,7 +106,7 @@ def export_rates(path) -> int:
         with open(path, "w", encoding="utf-8-sig", newline="") as f:  # the BOM: Excel reads it as UTF-8
             w = csv.DictWriter(f, fieldnames=("category", "rate"))
             w.writeheader()
-            w.writerows(records)
+            w.writerows({**r, "category": guard_formula(r["category"])} for r in records)
     elif suffix == ".jsonl":
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

@@ -6,7 +6,7 @@ exports as CSV (`/manager/export/<table>.csv`, UTF-8 with a BOM for Excel). A st
 store; an admin sees every store, or one with `?store=CODE`; a guide gets 403.
 
 Head office (admins only) also gets, under every section, 顾客信息删除: find a customer by the mobile,
-external_userid or member number they gave (`GET /api/admin/customers/find`, masked) and erase their personal
+external_userid or member number they gave (`POST /api/admin/customers/find`, masked) and erase their personal
 data (`POST /api/admin/customers/<id>/erase`, docs/privacy.md); and 资料导入 (`/manager/import`): upload a library file (话术/素材库, 优惠券模板,
 提成比例, 任务玩法) and see what the `… import` command would print (its reasons in Chinese:
 `reports.import_reasons`), and download each library in the formats its import reads

@@ -169,19 +169,23 @@ def spec() -> dict:
             "Staff departure (admin): each customer's transfer and how it went",
             _json({"type": "object", "properties": {"transfers": {"type": "array", "items": OBJ}}}, "transfers"),
             params=[_param("userid", "path")], errors=(401, 403, 404), tag="guides")},
-        "/api/admin/customers/find": {"get": _op(
+        "/api/admin/customers/find": {"post": _op(
             "Before an erasure (admin): the customers holding a mobile, external_userid, member number or "
             "unionid, masked (name 王*, mobile 139****5678), with their store and order count; each one shown "
-            "is audited in profile_views (entry erase-lookup). An erased customer is never found",
+            "is audited in profile_views (entry erase-lookup). A POST so that the value is never in a URL. An "
+            "erased customer holds no identity and is not found; a shell that holds one again (something "
+            "raced its erasure) is, with erased true, to be erased again",
             _json({"type": "object", "properties": {"customers": {"type": "array", "items": {
                 "type": "object", "properties": {
                     "id": {"type": "integer"}, "name": s, "mobile": {"type": ["string", "null"]},
                     "store": {"type": ["string", "null"]}, "orders": {"type": "integer"},
-                    "matched": {"type": "string", "enum": ["external_userid", "unionid", "mobile", "member_no"]}}}}}},
+                    "matched": {"type": "string", "enum": ["external_userid", "unionid", "mobile", "member_no"]},
+                    "erased": {"type": "boolean"}}}}}},
                 "the matching customers (usually one; none when nobody holds the value)"),
-            params=[_param("q", required=True, description="the value the customer gave: a mobile, "
-                                                            "external_userid, member number or unionid")],
-            errors=(400, 401, 403), tag="customers")},
+            body={"type": "object", "required": ["q"], "properties": {"q": {
+                "type": "string", "description": "the value the customer gave: a mobile (spaces, dashes or +86 "
+                                                 "allowed), external_userid, member number or unionid"}}},
+            errors=(400, 401, 403), tag="customers", csrf=True)},
         "/api/admin/customers/{customer_id}/erase": {"post": _op(
             "Personal-data erasure (admin, PIPL art. 47): the customer becomes an anonymous shell (已注销用户), "
             "identities, remarks, notes, tags and tasks go; orders and every figure stay (docs/privacy.md). "
@@ -192,7 +196,7 @@ def spec() -> dict:
                 "what was done, with a message in Chinese"),
             params=[_param("customer_id", "path", schema={"type": "integer"}, description="the customer's id")],
             body={"type": "object", "required": ["reason"], "properties": {"reason": s}},
-            errors=(400, 401, 403, 404), tag="customers", csrf=True)},
+            errors=(400, 401, 403, 404, 409), tag="customers", csrf=True)},
         # issue 7, part A (docs/commerce.md)
         "/api/customers/{external_userid}/coupons": {
             "get": _op("Coupons this customer may receive", _json(OBJ, "the coupons"), params=[CUSTOMER_PATH],

@@ -151,6 +151,57 @@ def test_redis_away_at_the_erasure_does_not_fail_it_and_the_clean_up_is_done_onc
     assert db.session.scalar(select(ErasureCleanup)) is None  # nothing owed any more
 
 
+def test_the_redis_clean_up_is_done_right_after_the_erasure_without_any_worker(app, client):
+    from tests.knowledge.test_api import sign_in
+
+    g, admin = f.guide("guide01"), f.guide("hq01", role="admin")
+    c = f.customer(g, name="刘女士")
+    db.session.commit()
+    touch_key = f"touch:{{{c.id}}}:{local_today():%Y%m%d}"
+    rstore.client.set(touch_key, 1)
+    headers = sign_in(client, admin)
+    assert client.post(f"/api/admin/customers/{c.id}/erase", json={"reason": "工单 PIPL-36"},
+                       headers=headers).status_code == 200
+    # No worker ran: the request did it, and the row holding her name is already gone.
+    assert not rstore.client.exists(touch_key)
+    assert db.session.scalar(select(ErasureCleanup)) is None
+
+
+def test_a_clean_up_that_keeps_failing_is_shown_by_the_audit_and_logged_as_an_error(app, runner, caplog):
+    from customers.tasks import ALERT_AFTER, finish_erasure
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13912340000"))
+    db.session.commit()
+    client = rstore.client
+    rstore.client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)  # Redis is away
+    try:
+        result = runner.invoke(args=["customers", "erase", str(c.id), "--reason", "工单 PIPL-37", "--yes"])
+        assert result.exit_code == 0, result.output  # the erasure is done and says so
+        cleanup = db.session.scalar(select(ErasureCleanup))
+        assert cleanup.attempts == 1 and cleanup.last_error.startswith("ConnectionError")  # tried at once
+        for _ in range(ALERT_AFTER - 2):
+            finish_erasure(cleanup.id)
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        finish_erasure(cleanup.id)
+    finally:
+        rstore.client = client
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][0].startswith(
+        f"erasure clean-up {cleanup.id} failed {ALERT_AFTER} times (ConnectionError)")
+
+    audit = runner.invoke(args=["customers", "audit"]).output
+    assert "1 Redis clean-up(s) still owed" in audit and "flask --app app worker --burst" in audit
+    assert f"customer {c.id}" in audit and f"attempts {ALERT_AFTER}" in audit and "ConnectionError" in audit
+    assert "刘女士" not in audit and "13912340000" not in audit  # never the values it holds
+    result = runner.invoke(args=["customers", "audit", "--json"])
+    pending = json.loads(result.stderr)["pending_cleanups"]
+    assert [(p["customer_id"], p["attempts"]) for p in pending] == [(c.id, ALERT_AFTER)]
+
+    finish_erasure(cleanup.id)  # Redis is back (what `worker --burst` runs)
+    assert "still owed" not in runner.invoke(args=["customers", "audit"]).output
+
+
 def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserted_rows_about_the_customer(app):
     from sqlalchemy import text
     from sqlalchemy.orm import Session
@@ -285,6 +336,168 @@ def test_an_order_ingested_or_matched_during_an_erasure_is_not_put_on_the_shell_
     shell = db.session.get(Customer, cid)
     assert (shell.order_count, shell.total_spend) == (0, 0)
     assert db.session.scalar(select(Event).where(Event.customer_id == cid, Event.type == "order")) is None
+
+
+def test_a_bulk_import_running_during_an_erasure_never_writes_the_person_back_onto_the_shell(app):
+    from customers.erasure import find_for_erasure
+    from imports.operations import import_records
+    from models import CustomerTag, Follow
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="mobile", value="13912340000"))
+    db.session.commit()
+    cid = c.id
+    item = {"sku": "X", "name": "x", "category": "c", "qty": 1, "price": 99}
+
+    def the_nightly_import():
+        import_records([
+            (1, {"type": "customer", "mobile": "13912340000", "member_no": "M-777777", "name": "刘女士",
+                 "birthday": "1990-02-03"}),
+            (2, {"type": "order", "order_no": "IMP-BOTH", "channel": "pos", "paid_at": "2026-11-30T10:00:00",
+                 "amount": 99, "customer": {"mobile": "13912340000"}, "items": [item]}),
+            (3, {"type": "order", "order_no": "IMP-EXT", "channel": "pos", "paid_at": "2026-11-30T11:00:00",
+                 "amount": 50, "customer": {"external_userid": ext}, "items": [item]}),
+        ])
+
+    _while_an_erasure_is_uncommitted(app, cid, the_nightly_import)
+    db.session.expire_all()
+    shell = db.session.get(Customer, cid)
+    assert (shell.name, shell.birthday) == ("已注销用户", None) and shell.erased_at is not None
+    assert db.session.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == cid)).all() == []
+    assert db.session.scalars(select(CustomerTag).where(CustomerTag.customer_id == cid)).all() == []
+    assert db.session.scalars(select(Follow).where(Follow.customer_id == cid, Follow.ended_at.is_(None))).all() == []
+    # The file's customer record is new data: a new customer, as an import after the erasure makes.
+    new = db.session.scalar(select(Customer).where(Customer.id != cid))
+    assert (new.name, str(new.birthday)) == ("刘女士", "1990-02-03")
+    orders = {o.order_no: (o.customer_id, o.customer_keys) for o in db.session.scalars(select(Order))}
+    assert orders == {"IMP-BOTH": (new.id, {"mobile": "13912340000"}),
+                      "IMP-EXT": (None, {})}  # only the erased person's WeCom id named it: unmatched, keyless
+
+    # A plain import of the same member afterwards fills the new customer, never the shell.
+    import_records([(1, {"type": "customer", "member_no": "M-777777", "name": "刘芳", "mobile": "13912340000"})])
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(Customer, cid).name == "已注销用户"
+    assert db.session.get(Customer, new.id).name == "刘芳"
+
+
+def test_a_shell_that_holds_data_again_is_found_and_erased_again(app):
+    from customers.erasure import find_for_erasure
+
+    g = f.guide("guide01")
+    admin = f.guide("hq01", role="admin")
+    c = f.customer(g, name="刘女士")
+    db.session.commit()
+    erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-35")
+    db.session.commit()
+    # What a writer without a guard did before the import had one: her number and name back on the shell.
+    db.session.add(CustomerIdentity(customer_id=c.id, kind="member_no", value="M-777777"))
+    db.session.get(Customer, c.id).name = "刘芳"
+    db.session.commit()
+
+    found = find_for_erasure("M-777777", viewer=admin)
+    assert [(x["id"], x["erased"]) for x in found] == [(c.id, True)]
+    result = erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-35 再次")
+    db.session.commit()
+    assert (result["erased"], result["already_erased"]) == (True, False)
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).name == "已注销用户"
+    assert db.session.scalars(select(CustomerIdentity)).all() == []
+    assert find_for_erasure("M-777777", viewer=admin) == []
+    # Now clean, a third request is the no-op it was.
+    assert erase_customer(db.session, c.id, actor="cli:ops", reason="again")["already_erased"] is True
+
+
+def test_callbacks_about_an_identity_added_while_the_erasure_waited_are_redacted_too(app):
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    cid = c.id
+    ext = "wmNEWLYADDED0001"
+    db.session.add(CustomerIdentity(customer_id=cid, kind="unionid", value="ozUNIONID000001"))
+    inbox = CallbackInbox(dedup_key=f"evt:change_external_contact:add_external_contact:guide01:{ext}::1",
+                          msg_type="event", event="change_external_contact", change_type="add_external_contact",
+                          payload={"ExternalUserID": ext, "UserID": "guide01"}, status="done",
+                          result={"customer_id": cid, "external_userid": ext})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+    db.session.remove()
+
+    errors = []
+
+    def erase():
+        with app.app_context(), Session(db.engine) as admin:
+            try:
+                erase_customer(admin, cid, actor="cli:ops", reason="工单 PIPL-38")
+                admin.commit()
+            except Exception as exc:
+                errors.append(exc)
+
+    # The worker handling her add (found by unionid) holds the customer and links her new WeCom id …
+    with Session(db.engine) as worker:
+        worker.scalar(select(Customer).where(Customer.id == cid).with_for_update(key_share=True))
+        worker.add(CustomerIdentity(customer_id=cid, kind="external_userid", value=ext))
+        worker.flush()
+        thread = threading.Thread(target=erase)
+        thread.start()
+        time.sleep(0.5)  # … while the erasure, which read her identities before, waits for the customer
+        worker.commit()
+    thread.join(10)
+    assert not thread.is_alive() and errors == []
+
+    row = db.session.get(CallbackInbox, inbox_id)
+    assert row.dedup_key == f"erased:{inbox_id}"
+    assert ext not in json.dumps([row.payload, row.result])
+    assert db.session.scalars(select(CustomerIdentity)).all() == []
+
+
+def test_an_erasure_meeting_a_callback_being_handled_about_a_new_identity_asks_to_be_retried(app, runner):
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    cid = c.id
+    ext = "wmNEWLYADDED0002"
+    inbox = CallbackInbox(dedup_key=f"evt:change_external_contact:edit_external_contact:guide01:{ext}::2",
+                          msg_type="event", status="pending", payload={"ExternalUserID": ext})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+    db.session.remove()
+    outcome = []
+
+    def erase():
+        with app.app_context():
+            outcome.append(runner.invoke(args=["customers", "erase", str(cid), "--reason", "工单 PIPL-39", "--yes"]))
+
+    with Session(db.engine) as adding, Session(db.engine) as handling:
+        handling.scalar(select(CallbackInbox).where(CallbackInbox.id == inbox_id).with_for_update())
+        adding.scalar(select(Customer).where(Customer.id == cid).with_for_update(key_share=True))
+        adding.add(CustomerIdentity(customer_id=cid, kind="external_userid", value=ext))
+        adding.flush()
+        thread = threading.Thread(target=erase)
+        thread.start()
+        time.sleep(0.5)
+        adding.commit()  # the erasure now sees her new id, whose callback another worker holds
+        thread.join(10)
+        handling.rollback()
+    assert not thread.is_alive()
+    assert outcome[0].exit_code == 1 and "run the command again" in outcome[0].output
+    db.session.expire_all()
+    assert db.session.get(Customer, cid).erased_at is None  # nothing half done
+    result = runner.invoke(args=["customers", "erase", str(cid), "--reason", "工单 PIPL-39", "--yes"])
+    assert result.exit_code == 0, result.output  # the retry goes through
+    assert db.session.get(CallbackInbox, inbox_id).status == "ignored"
 
 
 def test_an_erased_customers_old_link_still_redirects_but_records_nothing(app, client):

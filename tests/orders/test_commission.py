@@ -84,6 +84,26 @@ def test_export_is_the_import_format_and_imports_back_unchanged(app, runner, tmp
     assert result.exit_code == 2 and "export to .jsonl or .csv" in result.output
 
 
+def test_a_category_excel_would_run_as_a_formula_is_exported_as_text_and_imports_back_unchanged(
+        app, runner, tmp_path):
+    categories = ["=HYPERLINK(\"http://x\",\"奶粉\")", "+奶粉", "-特价", "@玩具", "'=已加引号", "'普通", "奶粉"]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"category": c, "rate": "2%"}, ensure_ascii=False) + "\n"
+                                               for c in categories), encoding="utf-8")
+    assert "7 created" in runner.invoke(args=["commission", "import", str(tmp_path / "in.jsonl")]).output
+    before = stored_rates()
+
+    out = tmp_path / "rates.csv"
+    assert runner.invoke(args=["commission", "export", str(out)]).exit_code == 0
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        cells = [r["category"] for r in csv.DictReader(f)]
+    assert not [c for c in cells if c[:1] in "=+-@"]  # Excel shows every one as text
+    assert sorted(cells) == sorted(["'=HYPERLINK(\"http://x\",\"奶粉\")", "'+奶粉", "'-特价", "'@玩具", "''=已加引号",
+                                    "'普通", "奶粉"])
+    again = runner.invoke(args=["commission", "import", str(out)])
+    assert "0 created, 0 updated, 7 unchanged" in again.output, again.output
+    assert stored_rates() == before
+
+
 def test_attribution_settings_are_checked_at_start_up():
     env = {"DATABASE_URL": "sqlite:////tmp/x.db", "DEMO": "1"}
     check_settings(load_settings(env))
