@@ -283,3 +283,37 @@ def test_vertical_vocabulary_links_a_furniture_customers_words_to_the_library():
     for query, expected in (("衣帽间做多深", "f1"), ("柜子是无醛的吗", "f2")):
         assert top_id(index, query) == expected
         assert top_id(plain, query) != expected
+
+
+# The shipped vocabulary must keep an ask with its topic: a generic ask (怎么算, 怎么拿, 还剩多少) mapped to a
+# concept pulls every script of that concept to the top of questions about anything else.
+ASK_LIBRARY = [
+    Doc("POINTS", "积分规则", "消费1元积1分，积分可在会员中心查看", "会员", keywords=["积分"]),
+    Doc("REDEEM", "积分兑换礼品", "积分可以兑换礼品，也可以抵现", "会员", keywords=["兑换"]),
+    Doc("STORED", "储值卡余额查询", "储值卡余额可在小程序查看，充值有赠送", "会员", keywords=["储值"]),
+    Doc("SHIP", "运费说明", "满99包邮，不满收运费10元", "物流", keywords=["运费"]),
+    Doc("PICKUP", "到店自提", "下单选择到店自提，凭取货码到门店取货", "物流", keywords=["自提"]),
+    Doc("STOCK", "库存查询", "门店库存可帮您查询，缺货可调货", "商品", keywords=["库存", "有货"]),
+    Doc("PRESALE", "预售定金尾款", "预售先付定金，尾款在发货前支付", "付款", keywords=["定金", "尾款"]),
+    Doc("WARRANTY", "保修政策", "保修一年，从购买日期开始计算", "售后", keywords=["保修"]),
+    Doc("ACT", "活动规则", "满300减50，活动规则以门店公告为准", "活动", keywords=["活动"]),
+]
+
+
+@pytest.mark.parametrize("question, first, never", [
+    ("保修期怎么算", "WARRANTY", None),
+    ("快递到了怎么拿", None, "POINTS"),
+    ("赠品怎么拿", None, "POINTS"),
+    ("卡里还有多少积分", "POINTS", None),
+    ("会员卡里还有多少分", "POINTS", None),
+    ("这款还剩多少件", None, "STORED"),
+    ("定金付了剩下的钱什么时候付", "PRESALE", None),
+    ("卡里还有多少钱", "STORED", None),
+    ("积分怎么换礼品", "REDEEM", None),
+])
+def test_an_ask_stays_with_its_topic(question, first, never):
+    hits = [eid for eid, _ in SuggestionIndex(ASK_LIBRARY).search(question, top=3)]
+    if first:
+        assert hits[0] == first
+    if never:
+        assert never not in hits[:1]
