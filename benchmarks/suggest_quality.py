@@ -28,8 +28,8 @@ bedding and tea (role blind-3) were written first and run once after the freeze,
 In the fourth round all eleven were dev sets and jewelry and pharmacy (role blind-4), written by
 a separate author before the round, were run once after the freeze (engine frozen at bb2e281).
 Bakery and watch (blind-5) and liquor and furniture (blind-6) were written the same way in the
-fifth and sixth rounds, flower and music (blind-7) in the seventh and toys and autocare (blind-8) in
-the eighth, and run once each;
+fifth and sixth rounds, flower and music (blind-7) in the seventh, toys and autocare (blind-8) in
+the eighth and salon and luggage (blind-9) in the ninth, and run once each;
 every set is a dev set for a later round.
 """
 from __future__ import annotations
@@ -87,9 +87,12 @@ SETS = [
     # Eighth round: a separate author's stores, run once after the round's freeze (0e208be).
     _set("toys", "blind-8"),
     _set("autocare", "blind-8"),
+    # Ninth round: a separate author's stores, run once after the round's freeze.
+    _set("salon", "blind-9"),
+    _set("luggage", "blind-9"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
-DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8"}
+DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9"}
 
 
 def dev_sets() -> list[tuple[str, str, Path, Path]]:
