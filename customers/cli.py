@@ -93,10 +93,16 @@ def audit_cmd(customer_id, limit, as_json):
             click.echo(f"{row['at'][:19]}  {row['action']}  customer {row['customer_id']}  by {row['actor']}: "
                        f"{row['reason']}")
     pending = pending_cleanups()
+    refilled = erasure.shells_holding_data(db.session)
     if as_json:
         if pending:
             click.echo(json.dumps({"pending_cleanups": pending}, ensure_ascii=False), err=True)
+        if refilled:
+            click.echo(json.dumps({"erased_holding_data": refilled}), err=True)
         return
+    if refilled:
+        click.echo(f"\n{len(refilled)} erased customer(s) hold personal data again (written while being erased): "
+                   f"{', '.join(map(str, refilled))}; erase each again: flask --app app customers erase ID")
     if pending:
         oldest = pending[0]["age_seconds"] or 0
         click.echo(f"\n{len(pending)} Redis clean-up(s) still owed, the oldest erasure {_age(oldest)} ago: their "

@@ -206,7 +206,7 @@ def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserte
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from customers.operations import _lock_unerased, find_customer
+    from customers.operations import lock_unerased, find_customer
     from models import Event
 
     g = f.guide()
@@ -217,7 +217,7 @@ def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserte
         importing.add(Event(customer_id=c.id, type="note_added", occurred_at=f.at(f.D)))
         importing.flush()
         db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
-        found = _lock_unerased(find_customer("external_userid", ext))  # the callback's job: no waiting
+        found = lock_unerased(find_customer("external_userid", ext))  # the callback's job: no waiting
         assert found is not None and found.id == c.id
         db.session.rollback()
         importing.rollback()
@@ -231,7 +231,7 @@ def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_a
     from sqlalchemy.orm import Session
 
     from bot.tasks import _record_failure, process_callback
-    from customers.operations import _lock_unerased, find_customer
+    from customers.operations import lock_unerased, find_customer
 
     g = f.guide("guide01")
     c = f.customer(g, name="刘女士")
@@ -259,7 +259,7 @@ def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_a
     thread = threading.Thread(target=erase)
     thread.start()
     time.sleep(0.5)  # the erasure is now waiting for something the worker holds
-    found = _lock_unerased(find_customer("external_userid", ext))  # the old order deadlocked here
+    found = lock_unerased(find_customer("external_userid", ext))  # the old order deadlocked here
     assert found is not None and found.id == c.id  # the worker goes on, erasure still waiting
     db.session.commit()
     thread.join(10)
