@@ -61,7 +61,7 @@ def erase_cmd(customer_id, reason, yes, as_json):
         result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
     except erasure.ErasureBusy:
         db.session.rollback()
-        raise click.ClickException("not erased: a WeCom callback about this customer is being handled; "
+        raise click.ClickException("not erased: a WeCom callback or a bulk import is writing about this customer; "
                                    "run the command again") from None
     db.session.commit()
     finish_erasure_now(customer_id)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Text, cast, delete, func, or_, select, update
+from sqlalchemy import JSON, Text, cast, delete, func, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
@@ -59,9 +59,11 @@ class CustomerNotFound(LookupError):
 
 
 class ErasureBusy(RuntimeError):
-    """A WeCom callback about the customer is being handled this instant: roll back and try again."""
+    """Someone else holds the customer's rows (a WeCom callback being handled, a bulk import running) longer
+    than the erasure waits (LOCK_TIMEOUT): roll back and try again."""
 
 
+LOCK_TIMEOUT = "5s"  # an erasure waits this long for a row someone else holds, then answers busy (409)
 LOOKUP_ENTRY = "erase-lookup"  # profile_views.entry of a look from the erasure panel
 MAX_LOOKUP_VALUE = 128  # the longest identity value (customer_identities.value)
 
@@ -133,10 +135,28 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     audit log with any erased value redacted). A customer already erased is left alone: the answer says so
     (`already_erased`) and nothing is written; unless the shell holds personal data again (an identity, a tag,
     a name …, written by something that raced the erasure): then it is erased again. Raises ErasureBusy (roll
-    back, try again) in the rare case a callback about an identity added during the erasure is being handled. Raises CustomerNotFound or ValueError (no reason). Flushes."""
+    back, try again) when a row it needs stays locked longer than LOCK_TIMEOUT (a bulk import holding the
+    customer, a callback about them being handled) rather than hang the admin's request. Raises
+    CustomerNotFound or ValueError (no reason). Flushes."""
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
+    if db.is_postgres:
+        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    try:
+        return _erase(session, customer_id, actor=actor, reason=reason)
+    except OperationalError as exc:
+        if _lock_not_available(exc):
+            raise ErasureBusy() from exc
+        raise
+
+
+def _lock_not_available(exc: OperationalError) -> bool:
+    """A lock timeout or a NOWAIT refusal (SQLSTATE 55P03), not a lost connection or any other error."""
+    return getattr(exc.orig, "sqlstate", None) == "55P03" or getattr(exc.orig, "pgcode", None) == "55P03"
+
+
+def _erase(session, customer_id: int, *, actor: Guide | str, reason: str) -> dict:
     # The callback worker locks its inbox row, then the customer: the same order here, or the two deadlock.
     known = set(session.scalars(select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)))
     callbacks = _lock_callbacks(session, list(known))

@@ -316,14 +316,18 @@ class _Plan:
         lock customers), until the import commits; return `stored` without the keys of those erased since
         the identities were read. An erasure in flight holds its customer FOR UPDATE: this waits for it and
         then reads the shell's erased_at, so the person is never written back onto the shell (their keys
-        then name nobody, as after the erasure). An erasure starting later waits for the import instead."""
+        then name nobody, as after the erasure). An erasure starting later waits for the import instead
+        (up to its lock timeout, then it answers busy). FOR KEY SHARE: the weakest lock that FOR UPDATE
+        conflicts with, so it blocks nothing else; order ingest, callbacks and claims (FOR NO KEY UPDATE)
+        go on during a long import, and an order pushed by the API while the import inserts the same order
+        cannot deadlock with it (ingest inserts orders, then locks customers)."""
         self.erased_keys = set()
         if not stored or not self.bulk.pg:  # SQLite has one writer: no erasure can be in flight
             return stored
         self.bulk.stage("tmp_resolved", [("id", "int")], [(cid,) for cid in set(stored.values())])
         erased = {cid for cid, is_erased in self.bulk.conn.execute(text(
             "SELECT c.id, c.erased_at IS NOT NULL FROM customers c JOIN tmp_resolved t ON t.id = c.id "
-            "ORDER BY c.id FOR NO KEY UPDATE OF c")) if is_erased}
+            "ORDER BY c.id FOR KEY SHARE OF c")) if is_erased}
         self.erased_keys = {key for key, cid in stored.items() if cid in erased}
         return {key: cid for key, cid in stored.items() if cid not in erased}
 
