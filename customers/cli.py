@@ -21,13 +21,17 @@ customers_cli = AppGroup("customers", help="Customer profiles: find one, erase o
 @click.option("--kind", type=click.Choice(IDENTITY_KINDS), default="mobile", show_default=True)
 @click.argument("value")
 def find_cmd(kind, value):
-    """The id of the customer holding identity VALUE (a mobile by default, typed with spaces, dashes or +86
-    if need be): what `customers erase` takes."""
-    customer_id = db.session.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.kind == kind, CustomerIdentity.value.in_(erasure.lookup_values(value.strip()))))
-    if customer_id is None:
+    """The ids of the customers holding identity VALUE, one a line (a mobile by default, typed or stored
+    with spaces, dashes or +86): what `customers erase` takes. More than one (the same mobile stored two ways
+    on two customers): each is listed, and a warning on stderr says to check which one the request is about."""
+    ids = sorted({cid for cid, _ in db.session.execute(erasure.holders_query(value.strip(), kinds=[kind]))})
+    if not ids:
         raise click.ClickException(f"no customer holds {kind} {value}")
-    click.echo(customer_id)
+    if len(ids) > 1:
+        click.echo(f"warning: {len(ids)} customers hold {kind} {value}; check which one the request is about "
+                   "before erasing", err=True)
+    for customer_id in ids:
+        click.echo(customer_id)
 
 
 @customers_cli.command("erase")

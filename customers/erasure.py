@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Text, cast, delete, func, or_, select, text, update
+from sqlalchemy import JSON, Text, and_, cast, delete, func, literal_column, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
@@ -77,7 +77,7 @@ def mask_name(name: str | None) -> str:
 def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> list[dict]:
     """The customers holding identity `value`, whatever its kind (mobile, external_userid, member_no,
     unionid), masked: id, name 王*, mobile 139****5678, store (their binding guide's), order count, and
-    which kind matched (a mobile typed with spaces, dashes or +86 matches too), and whether they were erased already. An erased customer holds no identity, so is
+    which kind matched (a mobile typed or stored with spaces, dashes or +86 matches too), and whether they were erased already. An erased customer holds no identity, so is
     not found; one that is (something raced the erasure and wrote it back) is, flagged `erased`, to be erased
     again. Each customer shown is
     written to profile_views (entry `erase-lookup`), as a look at a profile is. Raises ValueError for an
@@ -85,7 +85,7 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     value = (value or "").strip()
     if not value or len(value) > MAX_LOOKUP_VALUE:
         raise ValueError("value must be 1–128 characters")
-    matched = dict(db.session.execute(holders_query(lookup_values(value))).all())
+    matched = dict(db.session.execute(holders_query(value)).all())
     if not matched:
         return []
     ids = list(matched)
@@ -107,23 +107,40 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     return found
 
 
-def lookup_values(value: str) -> list[str]:
-    """What a typed value may be stored as: itself and, when it looks like a phone number, its digits, and a
-    mainland mobile without +86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321, +86 13987654321 from the
-    request; mobiles are stored as 13987654321)."""
-    values = [value]
-    if re.fullmatch(r"\+?[\d\s\-()]+", value):
-        digits = re.sub(r"\D", "", value)
-        mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
-        values += [v for v in (digits, mobile and mobile.group(1)) if v and v not in values]
-    return values
+def mobile_variants(value: str) -> list[str]:
+    """The digits a mobile typed as `value` may be stored with, once its spaces, dashes and brackets are
+    dropped: a mainland mobile with or without 86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321,
+    +86 13987654321 from the request), any other phone-like value as its digits; [] for anything else (a
+    member number 1234-5678 is not a phone number)."""
+    if not re.fullmatch(r"\+?[\d\s\-()]+", value):
+        return []
+    digits = re.sub(r"\D", "", value)
+    mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
+    if mobile:
+        return [mobile.group(1), "86" + mobile.group(1), "0086" + mobile.group(1)]
+    return [digits] if digits else []
 
 
-def holders_query(values: list[str]):
-    """(customer_id, kind) of the identities holding one of `values`. The kinds are named so that the unique
-    (kind, value) index answers it (on value alone PostgreSQL reads the whole table)."""
-    return (select(CustomerIdentity.customer_id, CustomerIdentity.kind)
-            .where(CustomerIdentity.kind.in_(IDENTITY_KINDS), CustomerIdentity.value.in_(values))
+def mobile_digits(column):
+    """A stored value without its non-digits: on PostgreSQL the expression of the index on mobiles
+    (migration b5e1d9a3c7f2), constants written out so that the planner matches it."""
+    if not db.is_postgres:
+        return column
+    return func.regexp_replace(column, literal_column("'[^0-9]'"), literal_column("''"), literal_column("'g'"))
+
+
+def holders_query(value: str, kinds=IDENTITY_KINDS):
+    """(customer_id, kind) of the identities holding `value`: of any of `kinds` exactly as stored, and, when
+    it looks like a phone number, of kind mobile however either side writes it (139-8765-4321 finds a
+    stored +86 139 8765 4321). Only mobiles are compared by digits: a member number typed 1234-5678 never
+    finds member number or unionid 12345678. The kinds are named so that the unique (kind, value) index
+    answers it (on value alone PostgreSQL reads the whole table), the mobiles by their digits' index."""
+    condition = and_(CustomerIdentity.kind.in_(kinds), CustomerIdentity.value == value)
+    variants = mobile_variants(value) if "mobile" in kinds else []
+    if variants:
+        condition = or_(condition, and_(CustomerIdentity.kind == "mobile",
+                                        mobile_digits(CustomerIdentity.value).in_(variants)))
+    return (select(CustomerIdentity.customer_id, CustomerIdentity.kind).where(condition)
             .order_by(CustomerIdentity.customer_id, CustomerIdentity.id))
 
 
