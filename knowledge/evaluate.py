@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import BadLine, ImportRejected, read_jsonl
+from imports.files import BadLine, ImportRejected, open_csv, read_jsonl
 from knowledge import service
 from knowledge.metrics import metrics, ranks
 from knowledge.operations import _rows
@@ -44,7 +44,7 @@ def read_question_file(path) -> list[tuple[str, object]]:
     if suffix in (".jsonl", ".json", ".ndjson"):
         return [(f"line {n}", rec) for n, rec in read_jsonl(path)]
     if suffix == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             rows = [(reader.line_num, row) for row in reader]

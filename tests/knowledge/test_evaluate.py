@@ -128,3 +128,26 @@ def test_metrics_count_a_script_missing_from_the_list_as_zero():
     first = ranks([["a", "b"], ["b", "a"], ["c"], []], [["a"], ["a"], ["a"], ["a"]])
     assert first == [0, 1, None, None]
     assert metrics(first) == {"hit@1": 0.25, "hit@3": 0.5, "mrr": 0.375}
+
+
+def test_csv_files_saved_by_excel_on_chinese_windows_gbk_are_read_and_others_are_named(app, runner, tmp_path):
+    # Excel on Chinese Windows saves "CSV (逗号分隔)" in GBK: the library and the questions are read as such.
+    library = tmp_path / "scripts.csv"
+    library.write_text("external_id,title,body,category\n"
+                       "s-bianmi,宝宝便秘怎么办,宝宝便秘可以先多喝水，揉揉肚子。,育儿\n", encoding="gb18030")
+    result = runner.invoke(args=["knowledge", "import", str(library)])
+    assert result.exit_code == 0, result.output
+    questions = tmp_path / "questions.csv"
+    questions.write_text("问题,话术编号\n宝宝便秘了怎么办,s-bianmi\n", encoding="gb18030")
+    result = evaluate(runner, questions, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["hit@1"] == 1.0
+
+    # Neither UTF-8 nor GBK (Excel's "Unicode text" is UTF-16): a clear rejection naming the file.
+    utf16 = tmp_path / "问题表.csv"
+    utf16.write_text("问题,话术编号\n宝宝便秘了怎么办,s-bianmi\n", encoding="utf-16")
+    for args in (["knowledge", "evaluate", str(utf16)], ["knowledge", "import", str(utf16)]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1
+        assert "问题表.csv is neither UTF-8 nor GBK text" in result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, UnicodeDecodeError)
