@@ -3,7 +3,7 @@ should get, asked the way `knowledge suggest` asks them, scored, and every miss 
 
 A question file is .jsonl (`{"text": "...", "relevant": ["<external_id>", ...]}` per line, the format of
 benchmarks/data/queries_*.jsonl), .csv or .xlsx (columns 问题 or question, and 话术编号 or relevant: several ids
-separated by | or ；). Like an import, a file with any bad line is rejected whole (ImportRejected naming every
+separated by | ; ； , ， or 、: an id holds none of them). Like an import, a file with any bad line is rejected whole (ImportRejected naming every
 bad line) and nothing is asked.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from models import Script
 
 TEXT_FIELDS = ("text", "question", "问题")
 RELEVANT_FIELDS = ("relevant", "话术编号")
-ID_SPLIT = re.compile(r"[|;；]+")
+ID_SPLIT = re.compile(r"[|;；,，、]+")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ def read_question_file(path) -> list[tuple[str, object]]:
         with open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            rows = [(reader.line_num, row) for row in reader]
+            rows, start = [], reader.line_num
+            for row in reader:  # named by the line it starts on (a quoted question may span lines)
+                rows.append((start + 1, row))
+                start = reader.line_num
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
         return list(_rows(header, rows, None, lambda n: f"line {n}"))

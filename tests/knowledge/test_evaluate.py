@@ -151,3 +151,17 @@ def test_csv_files_saved_by_excel_on_chinese_windows_gbk_are_read_and_others_are
         assert result.exit_code == 1
         assert "问题表.csv is neither UTF-8 nor GBK text" in result.output
         assert "Traceback" not in result.output and not isinstance(result.exception, UnicodeDecodeError)
+
+
+def test_the_report_names_its_cut_and_path_and_ids_may_be_separated_by_commas(app, runner, tmp_path):
+    import_library(runner, tmp_path, LIBRARY)
+    csv_path = tmp_path / "questions.csv"
+    csv_path.write_text('问题,话术编号\n优惠券能和满减一起用吗,"s-tuihuan,s-quan"\n开封的奶粉能退吗,s-tuihuan、s-quan\n'
+                        '"小飞象\n还有货吗",s-chima，s-bianmi\n', encoding="utf-8")
+    result = evaluate(runner, csv_path, "--top", "10")
+    assert result.exit_code == 0, result.output
+    assert "MRR@10 " in result.output
+    assert "不计导购发送学到的词、转化率加权" in result.output
+    report = json.loads(evaluate(runner, csv_path, "--json").output)
+    assert report["questions"] == 3
+    assert [m["where"] for m in report["misses"]] == ["line 4"]  # where the quoted question starts
