@@ -391,8 +391,10 @@ def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[Ca
     try:
         with session.begin_nested():
             return session.scalars(query).all()
-    except OperationalError as exc:  # LockNotAvailable
-        raise ErasureBusy() from exc
+    except OperationalError as exc:
+        if _lock_not_available(exc):
+            raise ErasureBusy() from exc
+        raise  # a lost connection, a server error: not "busy, retry"
 
 
 def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:

@@ -638,3 +638,21 @@ def test_the_erasure_panel_answers_409_while_an_import_holds_the_customer(app, c
     assert resp.status_code == 409 and "请稍后重试删除" in resp.json["error"]
     db.session.expire_all()
     assert db.session.get(Customer, c.id).erased_at is None
+
+
+def test_a_lost_connection_while_locking_the_callbacks_is_an_error_not_busy_retry(app):
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from customers.erasure import _lock_callbacks
+
+    with Session(db.engine) as admin:
+        pid = admin.scalar(text("SELECT pg_backend_pid()"))
+        with db.engine.connect() as other:  # the server drops the erasure's connection
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        time.sleep(0.3)
+        with pytest.raises(OperationalError):  # not ErasureBusy: "retry" would never help
+            _lock_callbacks(admin, ["wmEXT-LOST-1"], nowait=True)
