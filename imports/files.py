@@ -90,12 +90,13 @@ def read_jsonl(path: Path, default_type: str | None = None):
             yield lineno, rec
 
 
-# A CSV cell starting with one of these is a formula when the file is opened in Excel.
-_FORMULA = re.compile(r"'*[=+\-@]")
+# A CSV cell starting with one of these is a formula when the file is opened in Excel (OWASP's list: = + - @,
+# and a TAB or CR, which Excel skips before reading the rest as a formula).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 
 def guard_formula(value: str) -> str:
-    """`value` as a CSV cell Excel shows as text: one starting with = + - @ gets a leading ' (and one that
+    """`value` as a CSV cell Excel shows as text: one starting with = + - @ TAB or CR gets a leading ' (and one that
     already starts with ' before such a character gets one more), which `read_csv(unguard=…)` takes off."""
     return "'" + value if _FORMULA.match(value) else value
 
