@@ -169,7 +169,7 @@ class _Plan:
                 ok = False
             token = self.key_token.get(("external_userid", rec["external_userid"]))
             if token is None:
-                self.err(lineno, f"follow: unknown customer external_userid {rec['external_userid']!r}")
+                self.err(lineno, f"follow: {self._unknown_customer(rec['external_userid'])}")
                 ok = False
             if ok:
                 self.follows[(rec["userid"], token)] = (lineno, rec, token)
@@ -179,7 +179,7 @@ class _Plan:
             ok = True
             token = self.key_token.get(("external_userid", rec["external_userid"]))
             if token is None:
-                self.err(lineno, f"customer_tag: unknown customer external_userid {rec['external_userid']!r}")
+                self.err(lineno, f"customer_tag: {self._unknown_customer(rec['external_userid'])}")
                 ok = False
             if (rec["group"], rec["name"]) not in known_tags:
                 self.err(lineno, f"customer_tag: unknown tag {rec['group'] + '/' + rec['name']!r}")
@@ -310,6 +310,11 @@ class _Plan:
             if any(key in self.erased_keys and key not in key_token for key in rec["keys"].items()):
                 rec["keys"] = {k: v for k, v in rec["keys"].items()
                                if (k, v) not in self.erased_keys or (k, v) in key_token}
+
+    def _unknown_customer(self, external_userid: str) -> str:
+        if ("external_userid", external_userid) in self.erased_keys:
+            return f"customer external_userid {external_userid!r} was erased while the import ran (drop the line)"
+        return f"unknown customer external_userid {external_userid!r}"
 
     def _lock_stored_customers(self, stored: dict) -> dict:
         """Lock the stored customers the file resolved to, in id order (as the order path and the erasure
