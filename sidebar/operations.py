@@ -201,7 +201,7 @@ def set_tag(guide: Guide, customer: Customer, external_userid: str, tag_id: int,
         _mark_tag(guide, customer, external_userid, add=[tag.wecom_id] if on else (),
                   remove=() if on else [tag.wecom_id])
     customer = lock_for_write(customer)  # after WeCom's answer: the lock is not held over the call
-    link = db.session.get(CustomerTag, (customer.id, tag.id))
+    link = db.session.get(CustomerTag, (customer.id, tag.id), populate_existing=True)
     if on == (link is not None):  # done meanwhile by another request
         return {"id": tag.id, "name": tag.name, "on": on, "changed": False}
     if on:
