@@ -25,7 +25,7 @@ def customer_coupons(external_userid: str):
 @csrf_required
 def issue_coupon(external_userid: str):
     guide = current_guide()
-    customer = visible_customer(guide, external_userid)
+    customer = visible_customer(guide, external_userid, for_write=True)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("template"), str) or not body["template"].strip():
         return json_error(400, "请求体需要 template（券模板编号）")

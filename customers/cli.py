@@ -21,13 +21,17 @@ customers_cli = AppGroup("customers", help="Customer profiles: find one, erase o
 @click.option("--kind", type=click.Choice(IDENTITY_KINDS), default="mobile", show_default=True)
 @click.argument("value")
 def find_cmd(kind, value):
-    """The id of the customer holding identity VALUE (a mobile by default, typed with spaces, dashes or +86
-    if need be): what `customers erase` takes."""
-    customer_id = db.session.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.kind == kind, CustomerIdentity.value.in_(erasure.lookup_values(value.strip()))))
-    if customer_id is None:
+    """The ids of the customers holding identity VALUE, one a line (a mobile by default, typed or stored
+    with spaces, dashes or +86): what `customers erase` takes. More than one (the same mobile stored two ways
+    on two customers): each is listed, and a warning on stderr says to check which one the request is about."""
+    ids = sorted({cid for cid, _ in db.session.execute(erasure.holders_query(value.strip(), kinds=[kind]))})
+    if not ids:
         raise click.ClickException(f"no customer holds {kind} {value}")
-    click.echo(customer_id)
+    if len(ids) > 1:
+        click.echo(f"warning: {len(ids)} customers hold {kind} {value}; check which one the request is about "
+                   "before erasing", err=True)
+    for customer_id in ids:
+        click.echo(customer_id)
 
 
 @customers_cli.command("erase")
@@ -61,7 +65,7 @@ def erase_cmd(customer_id, reason, yes, as_json):
         result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
     except erasure.ErasureBusy:
         db.session.rollback()
-        raise click.ClickException("not erased: a WeCom callback about this customer is being handled; "
+        raise click.ClickException("not erased: a WeCom callback or a bulk import is writing about this customer; "
                                    "run the command again") from None
     db.session.commit()
     finish_erasure_now(customer_id)
@@ -93,10 +97,16 @@ def audit_cmd(customer_id, limit, as_json):
             click.echo(f"{row['at'][:19]}  {row['action']}  customer {row['customer_id']}  by {row['actor']}: "
                        f"{row['reason']}")
     pending = pending_cleanups()
+    refilled = erasure.shells_holding_data(db.session)
     if as_json:
         if pending:
             click.echo(json.dumps({"pending_cleanups": pending}, ensure_ascii=False), err=True)
+        if refilled:
+            click.echo(json.dumps({"erased_holding_data": refilled}), err=True)
         return
+    if refilled:
+        click.echo(f"\n{len(refilled)} erased customer(s) hold personal data again (written while being erased): "
+                   f"{', '.join(map(str, refilled))}; erase each again: flask --app app customers erase ID")
     if pending:
         oldest = pending[0]["age_seconds"] or 0
         click.echo(f"\n{len(pending)} Redis clean-up(s) still owed, the oldest erasure {_age(oldest)} ago: their "

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import JSON, Text, cast, delete, func, or_, select, update
+from sqlalchemy import JSON, Text, and_, cast, delete, func, literal_column, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, scoped_session
 
@@ -59,9 +59,11 @@ class CustomerNotFound(LookupError):
 
 
 class ErasureBusy(RuntimeError):
-    """A WeCom callback about the customer is being handled this instant: roll back and try again."""
+    """Someone else holds the customer's rows (a WeCom callback being handled, a bulk import running) longer
+    than the erasure waits (LOCK_TIMEOUT): roll back and try again."""
 
 
+LOCK_TIMEOUT = "5s"  # an erasure waits this long for a row someone else holds, then answers busy (409)
 LOOKUP_ENTRY = "erase-lookup"  # profile_views.entry of a look from the erasure panel
 MAX_LOOKUP_VALUE = 128  # the longest identity value (customer_identities.value)
 
@@ -75,7 +77,7 @@ def mask_name(name: str | None) -> str:
 def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> list[dict]:
     """The customers holding identity `value`, whatever its kind (mobile, external_userid, member_no,
     unionid), masked: id, name 王*, mobile 139****5678, store (their binding guide's), order count, and
-    which kind matched (a mobile typed with spaces, dashes or +86 matches too), and whether they were erased already. An erased customer holds no identity, so is
+    which kind matched (a mobile typed or stored with spaces, dashes or +86 matches too), and whether they were erased already. An erased customer holds no identity, so is
     not found; one that is (something raced the erasure and wrote it back) is, flagged `erased`, to be erased
     again. Each customer shown is
     written to profile_views (entry `erase-lookup`), as a look at a profile is. Raises ValueError for an
@@ -83,7 +85,7 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     value = (value or "").strip()
     if not value or len(value) > MAX_LOOKUP_VALUE:
         raise ValueError("value must be 1–128 characters")
-    matched = dict(db.session.execute(holders_query(lookup_values(value))).all())
+    matched = dict(db.session.execute(holders_query(value)).all())
     if not matched:
         return []
     ids = list(matched)
@@ -105,23 +107,40 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
     return found
 
 
-def lookup_values(value: str) -> list[str]:
-    """What a typed value may be stored as: itself and, when it looks like a phone number, its digits, and a
-    mainland mobile without +86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321, +86 13987654321 from the
-    request; mobiles are stored as 13987654321)."""
-    values = [value]
-    if re.fullmatch(r"\+?[\d\s\-()]+", value):
-        digits = re.sub(r"\D", "", value)
-        mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
-        values += [v for v in (digits, mobile and mobile.group(1)) if v and v not in values]
-    return values
+def mobile_variants(value: str) -> list[str]:
+    """The digits a mobile typed as `value` may be stored with, once its spaces, dashes and brackets are
+    dropped: a mainland mobile with or without 86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321,
+    +86 13987654321 from the request), any other phone-like value as its digits; [] for anything else (a
+    member number 1234-5678 is not a phone number)."""
+    if not re.fullmatch(r"\+?[\d\s\-()]+", value):
+        return []
+    digits = re.sub(r"\D", "", value)
+    mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
+    if mobile:
+        return [mobile.group(1), "86" + mobile.group(1), "0086" + mobile.group(1)]
+    return [digits] if digits else []
 
 
-def holders_query(values: list[str]):
-    """(customer_id, kind) of the identities holding one of `values`. The kinds are named so that the unique
-    (kind, value) index answers it (on value alone PostgreSQL reads the whole table)."""
-    return (select(CustomerIdentity.customer_id, CustomerIdentity.kind)
-            .where(CustomerIdentity.kind.in_(IDENTITY_KINDS), CustomerIdentity.value.in_(values))
+def mobile_digits(column):
+    """A stored value without its non-digits: on PostgreSQL the expression of the index on mobiles
+    (migration b5e1d9a3c7f2), constants written out so that the planner matches it."""
+    if not db.is_postgres:
+        return column
+    return func.regexp_replace(column, literal_column("'[^0-9]'"), literal_column("''"), literal_column("'g'"))
+
+
+def holders_query(value: str, kinds=IDENTITY_KINDS):
+    """(customer_id, kind) of the identities holding `value`: of any of `kinds` exactly as stored, and, when
+    it looks like a phone number, of kind mobile however either side writes it (139-8765-4321 finds a
+    stored +86 139 8765 4321). Only mobiles are compared by digits: a member number typed 1234-5678 never
+    finds member number or unionid 12345678. The kinds are named so that the unique (kind, value) index
+    answers it (on value alone PostgreSQL reads the whole table), the mobiles by their digits' index."""
+    condition = and_(CustomerIdentity.kind.in_(kinds), CustomerIdentity.value == value)
+    variants = mobile_variants(value) if "mobile" in kinds else []
+    if variants:
+        condition = or_(condition, and_(CustomerIdentity.kind == "mobile",
+                                        mobile_digits(CustomerIdentity.value).in_(variants)))
+    return (select(CustomerIdentity.customer_id, CustomerIdentity.kind).where(condition)
             .order_by(CustomerIdentity.customer_id, CustomerIdentity.id))
 
 
@@ -133,10 +152,28 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     audit log with any erased value redacted). A customer already erased is left alone: the answer says so
     (`already_erased`) and nothing is written; unless the shell holds personal data again (an identity, a tag,
     a name …, written by something that raced the erasure): then it is erased again. Raises ErasureBusy (roll
-    back, try again) in the rare case a callback about an identity added during the erasure is being handled. Raises CustomerNotFound or ValueError (no reason). Flushes."""
+    back, try again) when a row it needs stays locked longer than LOCK_TIMEOUT (a bulk import holding the
+    customer, a callback about them being handled) rather than hang the admin's request. Raises
+    CustomerNotFound or ValueError (no reason). Flushes."""
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("a reason is required")
+    if db.is_postgres:
+        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    try:
+        return _erase(session, customer_id, actor=actor, reason=reason)
+    except OperationalError as exc:
+        if _lock_not_available(exc):
+            raise ErasureBusy() from exc
+        raise
+
+
+def _lock_not_available(exc: OperationalError) -> bool:
+    """A lock timeout or a NOWAIT refusal (SQLSTATE 55P03), not a lost connection or any other error."""
+    return getattr(exc.orig, "sqlstate", None) == "55P03" or getattr(exc.orig, "pgcode", None) == "55P03"
+
+
+def _erase(session, customer_id: int, *, actor: Guide | str, reason: str) -> dict:
     # The callback worker locks its inbox row, then the customer: the same order here, or the two deadlock.
     known = set(session.scalars(select(CustomerIdentity.value).where(CustomerIdentity.customer_id == customer_id)))
     callbacks = _lock_callbacks(session, list(known))
@@ -193,6 +230,13 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
 
 
 # --------------------------------------------------------------------------------------------- the steps
+
+
+def shells_holding_data(session) -> list[int]:
+    """Ids of erased customers whose shell holds data again (see _holds_data): none is found by a lookup,
+    since a shell may hold no identity, so `customers audit` lists them to be erased again."""
+    return [c.id for c in session.scalars(select(Customer).where(Customer.erased_at.is_not(None))
+                                          .order_by(Customer.id)) if _holds_data(session, c)]
 
 
 def _holds_data(session, customer: Customer) -> bool:
@@ -347,8 +391,10 @@ def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[Ca
     try:
         with session.begin_nested():
             return session.scalars(query).all()
-    except OperationalError as exc:  # LockNotAvailable
-        raise ErasureBusy() from exc
+    except OperationalError as exc:
+        if _lock_not_available(exc):
+            raise ErasureBusy() from exc
+        raise  # a lost connection, a server error: not "busy, retry"
 
 
 def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:

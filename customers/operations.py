@@ -34,9 +34,9 @@ def ensure_identity(customer: Customer, kind: str, value: str | None) -> None:
 def upsert_from_wecom(contact: dict) -> Customer:
     """Create or refresh a customer from `externalcontact/get`'s `external_contact` object."""
     external_userid = contact["external_userid"]
-    customer = _lock_unerased(find_customer("external_userid", external_userid))
+    customer = lock_unerased(find_customer("external_userid", external_userid))
     if customer is None and contact.get("unionid"):
-        customer = _lock_unerased(find_customer("unionid", contact["unionid"]))
+        customer = lock_unerased(find_customer("unionid", contact["unionid"]))
     if customer is None:
         customer = Customer(name=contact.get("name") or "")
         db.session.add(customer)
@@ -52,10 +52,11 @@ def upsert_from_wecom(contact: dict) -> Customer:
     return customer
 
 
-def _lock_unerased(customer: Customer | None) -> Customer | None:
+def lock_unerased(customer: Customer | None) -> Customer | None:
     """The customer, row-locked and re-read, unless their data was erased meanwhile (customers.erasure holds
-    FOR UPDATE, which this lock waits for): a callback handled during an erasure must not write the person
-    back onto the shell. FOR NO KEY UPDATE, like the UPDATE it stands before: it does not wait behind the
+    FOR UPDATE, which this lock waits for): a callback handled, or a guide's tag, note or send written, during
+    an erasure must not write the person back onto the shell. Every writer that checked the customer without a
+    lock takes it before writing. FOR NO KEY UPDATE, like the UPDATE it stands before: it does not wait behind the
     KEY SHARE locks of transactions that only insert rows pointing at the customer (a bulk import's orders)."""
     if customer is None:
         return None

@@ -48,7 +48,7 @@ def erase(customer_id: int):
         return json_error(404, "顾客不存在")
     except erasure.ErasureBusy:
         db.session.rollback()
-        return json_error(409, "该顾客的企业微信消息正在处理中，请稍后重试删除")
+        return json_error(409, "该顾客的资料正在被处理（企业微信消息或数据导入），请稍后重试删除")
     db.session.commit()
     finish_erasure_now(customer_id)
     if result["already_erased"]:

@@ -2,6 +2,7 @@
 numbers, and the one exception that rejects a file (`ImportRejected`) naming every bad record."""
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
@@ -16,6 +17,33 @@ class ImportRejected(Exception):
     def __init__(self, errors: list[tuple[int | str, str]]):
         self.errors = sorted(errors) if all(isinstance(where, int) for where, _ in errors) else list(errors)
         super().__init__(f"{len(self.errors)} bad record(s); nothing imported")
+
+
+CSV_ENCODINGS = ("utf-8-sig", "gb18030")  # UTF-8 (with or without Excel's BOM), then what Excel on Chinese Windows saves
+
+
+def csv_encoding(path: Path) -> str:
+    """The encoding a CSV file is written in: UTF-8 with or without a BOM, else GB18030 (a superset of the
+    GBK that Excel on Chinese Windows saves "CSV (逗号分隔)" in). The file is checked whole, in chunks, so a
+    UTF-8 file with one bad byte far down is not read as GBK. Raises ImportRejected naming the file if it
+    is neither."""
+    for encoding in CSV_ENCODINGS:
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError:
+            continue
+    raise ImportRejected([(0, f"{Path(path).name} is neither UTF-8 nor GBK text: in Excel, save it as "
+                              "「CSV UTF-8（逗号分隔）」 and import that file")])
+
+
+def open_csv(path: Path):
+    """`path` opened for the csv module in the encoding it is written in (see csv_encoding)."""
+    return open(path, encoding=csv_encoding(path), newline="")
 
 
 NUL_REASON = "contains a NUL character (\\u0000), which cannot be stored"
@@ -62,12 +90,13 @@ def read_jsonl(path: Path, default_type: str | None = None):
             yield lineno, rec
 
 
-# A CSV cell starting with one of these is a formula when the file is opened in Excel.
-_FORMULA = re.compile(r"'*[=+\-@]")
+# A CSV cell starting with one of these is a formula when the file is opened in Excel (OWASP's list: = + - @,
+# and a TAB or CR, which Excel skips before reading the rest as a formula).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 
 def guard_formula(value: str) -> str:
-    """`value` as a CSV cell Excel shows as text: one starting with = + - @ gets a leading ' (and one that
+    """`value` as a CSV cell Excel shows as text: one starting with = + - @ TAB or CR gets a leading ' (and one that
     already starts with ' before such a character gets one more), which `read_csv(unguard=…)` takes off."""
     return "'" + value if _FORMULA.match(value) else value
 
@@ -79,7 +108,7 @@ def unguard_formula(value: str) -> str:
 def read_csv(path: Path, record_type: str, *, unguard: tuple[str, ...] = ()):
     """(line number, record) per row; the header row names the fields; empty cells are absent. The `unguard`
     fields lose the ' that `guard_formula` put before a formula character."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_csv(path) as f:
         reader = csv.DictReader(f)
         reader.fieldnames  # reads the header row
         lineno = reader.line_num

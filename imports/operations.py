@@ -169,7 +169,7 @@ class _Plan:
                 ok = False
             token = self.key_token.get(("external_userid", rec["external_userid"]))
             if token is None:
-                self.err(lineno, f"follow: unknown customer external_userid {rec['external_userid']!r}")
+                self.err(lineno, f"follow: {self._unknown_customer(rec['external_userid'])}")
                 ok = False
             if ok:
                 self.follows[(rec["userid"], token)] = (lineno, rec, token)
@@ -179,7 +179,7 @@ class _Plan:
             ok = True
             token = self.key_token.get(("external_userid", rec["external_userid"]))
             if token is None:
-                self.err(lineno, f"customer_tag: unknown customer external_userid {rec['external_userid']!r}")
+                self.err(lineno, f"customer_tag: {self._unknown_customer(rec['external_userid'])}")
                 ok = False
             if (rec["group"], rec["name"]) not in known_tags:
                 self.err(lineno, f"customer_tag: unknown tag {rec['group'] + '/' + rec['name']!r}")
@@ -311,19 +311,28 @@ class _Plan:
                 rec["keys"] = {k: v for k, v in rec["keys"].items()
                                if (k, v) not in self.erased_keys or (k, v) in key_token}
 
+    def _unknown_customer(self, external_userid: str) -> str:
+        if ("external_userid", external_userid) in self.erased_keys:
+            return f"customer external_userid {external_userid!r} was erased while the import ran (drop the line)"
+        return f"unknown customer external_userid {external_userid!r}"
+
     def _lock_stored_customers(self, stored: dict) -> dict:
         """Lock the stored customers the file resolved to, in id order (as the order path and the erasure
         lock customers), until the import commits; return `stored` without the keys of those erased since
         the identities were read. An erasure in flight holds its customer FOR UPDATE: this waits for it and
         then reads the shell's erased_at, so the person is never written back onto the shell (their keys
-        then name nobody, as after the erasure). An erasure starting later waits for the import instead."""
+        then name nobody, as after the erasure). An erasure starting later waits for the import instead
+        (up to its lock timeout, then it answers busy). FOR KEY SHARE: the weakest lock that FOR UPDATE
+        conflicts with, so it blocks nothing else; order ingest, callbacks and claims (FOR NO KEY UPDATE)
+        go on during a long import, and an order pushed by the API while the import inserts the same order
+        cannot deadlock with it (ingest inserts orders, then locks customers)."""
         self.erased_keys = set()
         if not stored or not self.bulk.pg:  # SQLite has one writer: no erasure can be in flight
             return stored
         self.bulk.stage("tmp_resolved", [("id", "int")], [(cid,) for cid in set(stored.values())])
         erased = {cid for cid, is_erased in self.bulk.conn.execute(text(
             "SELECT c.id, c.erased_at IS NOT NULL FROM customers c JOIN tmp_resolved t ON t.id = c.id "
-            "ORDER BY c.id FOR NO KEY UPDATE OF c")) if is_erased}
+            "ORDER BY c.id FOR KEY SHARE OF c")) if is_erased}
         self.erased_keys = {key for key, cid in stored.items() if cid in erased}
         return {key: cid for key, cid in stored.items() if cid not in erased}
 

@@ -119,7 +119,9 @@ def evaluate_cmd(path, top, as_json):
         click.echo(json.dumps(report, ensure_ascii=False))
         return
     click.echo(f"{report['questions']} 个问题，每题看前 {top} 条话术")
-    click.echo(f"hit@1 {report['hit@1']:.3f}   hit@3 {report['hit@3']:.3f}   MRR {report['mrr']:.3f}")
+    click.echo(f"hit@1 {report['hit@1']:.3f}   hit@3 {report['hit@3']:.3f}   MRR@{top} {report['mrr']:.3f}")
+    click.echo("（按话术库和词表排序，同 knowledge suggest 不带问题时；不计导购发送学到的词、转化率加权和顾客信息，"
+               "所以与侧边栏给导购的排序可能不同）")
     if not report["misses"]:
         click.echo("全部命中：每个问题想要的话术都排在第一")
         return

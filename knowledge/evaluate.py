@@ -3,7 +3,7 @@ should get, asked the way `knowledge suggest` asks them, scored, and every miss 
 
 A question file is .jsonl (`{"text": "...", "relevant": ["<external_id>", ...]}` per line, the format of
 benchmarks/data/queries_*.jsonl), .csv or .xlsx (columns 问题 or question, and 话术编号 or relevant: several ids
-separated by | or ；). Like an import, a file with any bad line is rejected whole (ImportRejected naming every
+separated by | ; ； , ， or 、: an id holds none of them). Like an import, a file with any bad line is rejected whole (ImportRejected naming every
 bad line) and nothing is asked.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import BadLine, ImportRejected, read_jsonl
+from imports.files import BadLine, ImportRejected, open_csv, read_jsonl
 from knowledge import service
 from knowledge.metrics import metrics, ranks
 from knowledge.operations import _rows
@@ -24,7 +24,7 @@ from models import Script
 
 TEXT_FIELDS = ("text", "question", "问题")
 RELEVANT_FIELDS = ("relevant", "话术编号")
-ID_SPLIT = re.compile(r"[|;；]+")
+ID_SPLIT = re.compile(r"[|;；,，、]+")
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,13 @@ def read_question_file(path) -> list[tuple[str, object]]:
     if suffix in (".jsonl", ".json", ".ndjson"):
         return [(f"line {n}", rec) for n, rec in read_jsonl(path)]
     if suffix == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            rows = [(reader.line_num, row) for row in reader]
+            rows, start = [], reader.line_num
+            for row in reader:  # named by the line it starts on (a quoted question may span lines)
+                rows.append((start + 1, row))
+                start = reader.line_num
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
         return list(_rows(header, rows, None, lambda n: f"line {n}"))

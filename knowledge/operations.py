@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, read_jsonl
+from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, open_csv, read_jsonl
 from imports.records import RecordError, day, text
 from models import CONTENT_KINDS, Content, Script, Vocabulary
 from customers.segments import LIFECYCLE_LABELS
@@ -297,7 +297,7 @@ def read_library_file(path) -> Iterable[tuple[str, object]]:
 
 
 def _read_csv(path: Path):
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open_csv(path) as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:

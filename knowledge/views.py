@@ -45,7 +45,7 @@ def feedback():
     query = body.get("query")
     if query is not None and not isinstance(query, str):
         return json_error(400, "query 必须是文本")
-    customer = visible_customer(guide, body["customer"]) if body.get("customer") else None
+    customer = visible_customer(guide, body["customer"], for_write=True) if body.get("customer") else None
     try:
         send = service.record_send(guide, script.strip(), query=query, customer=customer, source=source,
                                    edited=bool(body.get("edited")))

@@ -34,7 +34,7 @@ def send_recommendation(external_userid: str, sku: str):
     from tasks import quota
 
     guide = current_guide()
-    customer = visible_customer(guide, external_userid)
+    customer = visible_customer(guide, external_userid, for_write=True)
     product = ops.product_by_sku(sku)
     if product is None:
         return json_error(404, "商品不存在或已下架")

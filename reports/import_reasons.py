@@ -62,6 +62,8 @@ REASONS = [
     ("JSON syntax error: '{codec}' codec can't decode byte {byte} in position {n}: {why}",
      "不是 UTF-8 编码的文本（Excel 请另存为“CSV UTF-8”）"),
     ("JSON syntax error: {detail}", "JSON 格式错误：{detail}"),
+    ("{file} is neither UTF-8 nor GBK text: in Excel, save it as 「CSV UTF-8（逗号分隔）」 and import that file",
+     "{file} 既不是 UTF-8 也不是 GBK 编码的文本（Excel 请另存为“CSV UTF-8（逗号分隔）”，或直接上传 .xlsx）"),
     ("YAML syntax error: {detail}", "YAML 格式错误：{detail}"),
     ("a YAML file holds a list of playbooks", "YAML 文件应是一个玩法列表"),
     ("{file}: {what} must be .jsonl or .csv", "{file}：请用 .jsonl 或 .csv 文件"),

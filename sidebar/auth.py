@@ -130,14 +130,26 @@ def visible_customers(guide: Guide):
                                      Follow.ended_at.is_(None)))
 
 
-def visible_customer(guide: Guide, external_userid: str | None) -> Customer:
-    """The customer with this WeCom external_userid if `guide` may see them; 404 otherwise."""
+def visible_customer(guide: Guide, external_userid: str | None, *, for_write: bool = False) -> Customer:
+    """The customer with this WeCom external_userid if `guide` may see them; 404 otherwise. `for_write`: the
+    request writes about the customer, so they are also row-locked until it commits; an erasure running now
+    finishes first and the write is refused (404), instead of landing on the erased shell."""
     if not external_userid:
         abort(404)
     customer = db.session.scalar(
         select(Customer).join(CustomerIdentity)
         .where(CustomerIdentity.kind == "external_userid", CustomerIdentity.value == external_userid,
                visible_customers(guide)))
+    if customer is None:
+        abort(404)
+    return lock_for_write(customer) if for_write else customer
+
+
+def lock_for_write(customer: Customer) -> Customer:
+    """`customer`, row-locked until the request commits; 404 if an erasure got there first."""
+    from customers.operations import lock_unerased
+
+    customer = lock_unerased(customer)
     if customer is None:
         abort(404)
     return customer

@@ -16,6 +16,7 @@ from bot.wecom_client import WeComError, get_wecom
 from core.db import db
 from core.timeutil import local_today, to_local, utcnow
 from customers.operations import record_event
+from sidebar.auth import lock_for_write
 from customers.segments import LIFECYCLE_LABELS, baby_age, lifecycle_stage, rfm_segment
 from models import (Customer, CustomerIdentity, CustomerTag, Event, Follow, Guide, ProfileView, Tag,
                     TagGroup)
@@ -199,6 +200,10 @@ def set_tag(guide: Guide, customer: Customer, external_userid: str, tag_id: int,
     if tag.wecom_id:
         _mark_tag(guide, customer, external_userid, add=[tag.wecom_id] if on else (),
                   remove=() if on else [tag.wecom_id])
+    customer = lock_for_write(customer)  # after WeCom's answer: the lock is not held over the call
+    link = db.session.get(CustomerTag, (customer.id, tag.id), populate_existing=True)
+    if on == (link is not None):  # done meanwhile by another request
+        return {"id": tag.id, "name": tag.name, "on": on, "changed": False}
     if on:
         db.session.add(CustomerTag(customer_id=customer.id, tag_id=tag.id, source="guide", guide_id=guide.id))
     else:
@@ -257,6 +262,7 @@ def add_guide_tag(guide: Guide, customer: Customer, external_userid: str, name) 
         return set_tag(guide, customer, external_userid, tag.id, True)
     wecom_tag_id, wecom_group_id, _ = _corp_guide_tag(name)
     _mark_tag(guide, customer, external_userid, add=[wecom_tag_id])
+    customer = lock_for_write(customer)  # after WeCom's answer: the lock is not held over the call
     if group is None:
         group = TagGroup(name=GUIDE_TAG_GROUP, wecom_id=wecom_group_id, order=9999)
         db.session.add(group)

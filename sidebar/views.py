@@ -278,7 +278,10 @@ def add_note_tag(external_userid: str):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return json_error(400, "请求体必须是 JSON 对象")
-    result = ops.add_guide_tag(current_guide(), customer, external_userid, body.get("name"))
+    try:
+        result = ops.add_guide_tag(current_guide(), customer, external_userid, body.get("name"))
+    except LookupError as exc:
+        return json_error(404, str(exc))
     db.session.commit()
     return jsonify(result), 201
 
@@ -304,7 +307,7 @@ def send_content(external_userid: str, content_id: str):
     from tracking import operations as tracking
 
     guide = current_guide()
-    customer = _customer(external_userid)
+    customer = visible_customer(guide, external_userid, for_write=True)
     try:
         sent = tracking.send_content(guide, customer, content_id)
     except LookupError as exc:

@@ -70,7 +70,7 @@ def customer_quota(external_userid: str):
 @csrf_required
 def record_touch(external_userid: str):
     guide = current_guide()
-    customer = visible_customer(guide, external_userid)
+    customer = visible_customer(guide, external_userid, for_write=True)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return json_error(400, "请求体必须是 JSON 对象")

@@ -311,7 +311,7 @@ def test_cli_asks_first_and_refuses_without_an_answer(app, runner):
 def test_a_callback_that_found_the_customer_just_before_the_erasure_does_not_write_them_back(app):
     from sqlalchemy.orm import Session
 
-    from customers.operations import _lock_unerased, find_customer
+    from customers.operations import lock_unerased, find_customer
 
     g = f.guide()
     c = f.customer(g, name=NAME)
@@ -322,7 +322,7 @@ def test_a_callback_that_found_the_customer_just_before_the_erasure_does_not_wri
     with Session(db.engine) as other:  # … then an admin's erasure committed
         erase_customer(other, c.id, actor="cli:ops", reason="工单 PIPL-13")
         other.commit()
-    assert _lock_unerased(found) is None  # the job makes a new customer instead of refilling the shell
+    assert lock_unerased(found) is None  # the job makes a new customer instead of refilling the shell
     db.session.rollback()
 
 

@@ -206,7 +206,7 @@ def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserte
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from customers.operations import _lock_unerased, find_customer
+    from customers.operations import lock_unerased, find_customer
     from models import Event
 
     g = f.guide()
@@ -217,7 +217,7 @@ def test_a_contact_callback_does_not_wait_behind_a_transaction_that_only_inserte
         importing.add(Event(customer_id=c.id, type="note_added", occurred_at=f.at(f.D)))
         importing.flush()
         db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
-        found = _lock_unerased(find_customer("external_userid", ext))  # the callback's job: no waiting
+        found = lock_unerased(find_customer("external_userid", ext))  # the callback's job: no waiting
         assert found is not None and found.id == c.id
         db.session.rollback()
         importing.rollback()
@@ -231,7 +231,7 @@ def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_a
     from sqlalchemy.orm import Session
 
     from bot.tasks import _record_failure, process_callback
-    from customers.operations import _lock_unerased, find_customer
+    from customers.operations import lock_unerased, find_customer
 
     g = f.guide("guide01")
     c = f.customer(g, name="刘女士")
@@ -259,7 +259,7 @@ def test_an_erasure_and_a_callback_worker_on_the_same_customer_do_not_deadlock_a
     thread = threading.Thread(target=erase)
     thread.start()
     time.sleep(0.5)  # the erasure is now waiting for something the worker holds
-    found = _lock_unerased(find_customer("external_userid", ext))  # the old order deadlocked here
+    found = lock_unerased(find_customer("external_userid", ext))  # the old order deadlocked here
     assert found is not None and found.id == c.id  # the worker goes on, erasure still waiting
     db.session.commit()
     thread.join(10)
@@ -558,3 +558,130 @@ def test_a_name_with_quotes_a_formatted_mobile_in_the_reason_and_a_done_task_are
     assert db.session.scalar(select(AuditEntry.reason)) == f"工单 PIPL-36，来电 {REDACTED}"
     task = db.session.scalar(select(RedDot))
     assert (task.status, task.skip_reason) == ("done", None)
+
+
+def _import_stopped_after_its_plan(records: list[dict]):
+    """A bulk import of `records` that has resolved its file (and taken its locks) and not committed yet: a
+    nightly import is minutes long. Its own session, to be rolled back by the caller."""
+    from sqlalchemy.orm import Session
+
+    from imports.operations import _Bulk, _Plan
+    from imports.records import TYPE_ORDER, parse_record
+
+    importing = Session(db.engine)
+    batches = {t: [] for t in TYPE_ORDER}
+    for lineno, raw in enumerate(records, 1):
+        rtype, rec = parse_record(raw)
+        batches[rtype].append((lineno, rec))
+    errors = []
+    _Plan(_Bulk(importing.connection()), batches, errors).resolve()
+    assert errors == []
+    return importing
+
+
+def test_a_running_import_blocks_no_callback_or_order_and_an_erasure_behind_it_answers_busy(app, runner,
+                                                                                            monkeypatch):
+    import time
+
+    from sqlalchemy import text
+
+    from customers import erasure
+    from customers.operations import find_customer, lock_unerased
+
+    g = f.guide()
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.commit()
+    importing = _import_stopped_after_its_plan([{"type": "customer", "external_userid": ext, "name": "刘女士"}])
+    try:
+        # A contact callback, or an order pushed by the API (_settle takes the same lock), does not wait for it.
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        found = lock_unerased(find_customer("external_userid", ext))
+        assert found is not None and found.id == c.id
+        db.session.rollback()
+
+        # An erasure does wait for it (the import must not write her back), but not for ever: busy, retry.
+        monkeypatch.setattr(erasure, "LOCK_TIMEOUT", "1s")
+        db.session.execute(text("SET LOCAL statement_timeout = '6s'"))  # the old code waited for ever
+        started = time.monotonic()
+        with pytest.raises(erasure.ErasureBusy):
+            erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-43")
+        assert time.monotonic() - started < 4
+        db.session.rollback()
+        result = runner.invoke(args=["customers", "erase", str(c.id), "--reason", "工单 PIPL-43", "--yes"])
+        assert result.exit_code == 1 and "run the command again" in result.output
+        db.session.rollback()
+    finally:
+        importing.rollback()
+        importing.close()
+    assert erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-43")["erased"] is True
+    db.session.commit()
+
+
+def test_the_erasure_panel_answers_409_while_an_import_holds_the_customer(app, client, monkeypatch):
+    from customers import erasure
+    from tests.sidebar.factories import sign_in
+
+    g = f.guide()
+    admin = f.guide("admin01", role="admin")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.commit()
+    monkeypatch.setattr(erasure, "LOCK_TIMEOUT", "1s")
+    importing = _import_stopped_after_its_plan([{"type": "customer", "external_userid": ext, "name": "刘女士"}])
+    try:
+        headers = sign_in(client, admin)
+        resp = client.post(f"/api/admin/customers/{c.id}/erase", json={"reason": "工单 PIPL-44"}, headers=headers)
+    finally:
+        importing.rollback()
+        importing.close()
+    assert resp.status_code == 409 and "请稍后重试删除" in resp.json["error"]
+    db.session.expire_all()
+    assert db.session.get(Customer, c.id).erased_at is None
+
+
+def test_a_lost_connection_while_locking_the_callbacks_is_an_error_not_busy_retry(app):
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from customers.erasure import _lock_callbacks
+
+    with Session(db.engine) as admin:
+        pid = admin.scalar(text("SELECT pg_backend_pid()"))
+        with db.engine.connect() as other:  # the server drops the erasure's connection
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        time.sleep(0.3)
+        with pytest.raises(OperationalError):  # not ErasureBusy: "retry" would never help
+            _lock_callbacks(admin, ["wmEXT-LOST-1"], nowait=True)
+
+
+def test_a_follow_of_a_customer_erased_while_the_import_waited_is_rejected_saying_so(app, runner, tmp_path):
+    import threading
+    import time
+
+    from sqlalchemy.orm import Session
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    db.session.commit()
+    admin = Session(db.engine)
+    erase_customer(admin, c.id, actor="cli:ops", reason="工单 PIPL-45")  # in flight: the import waits for it
+
+    def commit_later():
+        time.sleep(1.0)
+        admin.commit()
+        admin.close()
+
+    thread = threading.Thread(target=commit_later)
+    thread.start()
+    try:
+        result = run_import(runner, write_jsonl(tmp_path / "follows.jsonl", [
+            {"type": "follow", "userid": "guide01", "external_userid": ext, "added_at": "2024-03-01T09:00:00"}]))
+    finally:
+        thread.join(10)
+    assert result.exit_code == 1
+    assert f"line 1: follow: customer external_userid '{ext}' was erased while the import ran" in result.output

@@ -245,3 +245,19 @@ def test_every_import_command_rejects_a_whole_file_the_same_way(app, runner, tmp
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith(expected) and lines[1:] == ["1 bad record(s): nothing imported"], result.output
+
+
+def test_a_gbk_csv_from_excel_is_imported_and_a_utf8_file_is_still_read_as_utf8(app, runner, tmp_path):
+    gbk = tmp_path / "stores.csv"
+    gbk.write_text("code,name,city\nS01,徐汇店,上海\n", encoding="gb18030")
+    result = run_import(runner, gbk)
+    assert result.exit_code == 0, result.output
+    utf8 = tmp_path / "products.csv"
+    utf8.write_text("sku,name,category,price\nMILK-1,奶粉 1 段,formula,238.5\n", encoding="utf-8-sig")
+    assert run_import(runner, utf8).exit_code == 0
+    assert db.session.scalar(select(Store.name)) == "徐汇店"
+    assert db.session.scalar(select(Product.name)) == "奶粉 1 段"
+    binary = tmp_path / "guides.csv"
+    binary.write_bytes(b"userid,name\n\xff\xfe\x80\n")
+    result = run_import(runner, binary)
+    assert result.exit_code == 1 and "guides.csv is neither UTF-8 nor GBK text" in result.output

@@ -128,3 +128,40 @@ def test_metrics_count_a_script_missing_from_the_list_as_zero():
     first = ranks([["a", "b"], ["b", "a"], ["c"], []], [["a"], ["a"], ["a"], ["a"]])
     assert first == [0, 1, None, None]
     assert metrics(first) == {"hit@1": 0.25, "hit@3": 0.5, "mrr": 0.375}
+
+
+def test_csv_files_saved_by_excel_on_chinese_windows_gbk_are_read_and_others_are_named(app, runner, tmp_path):
+    # Excel on Chinese Windows saves "CSV (逗号分隔)" in GBK: the library and the questions are read as such.
+    library = tmp_path / "scripts.csv"
+    library.write_text("external_id,title,body,category\n"
+                       "s-bianmi,宝宝便秘怎么办,宝宝便秘可以先多喝水，揉揉肚子。,育儿\n", encoding="gb18030")
+    result = runner.invoke(args=["knowledge", "import", str(library)])
+    assert result.exit_code == 0, result.output
+    questions = tmp_path / "questions.csv"
+    questions.write_text("问题,话术编号\n宝宝便秘了怎么办,s-bianmi\n", encoding="gb18030")
+    result = evaluate(runner, questions, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["hit@1"] == 1.0
+
+    # Neither UTF-8 nor GBK (Excel's "Unicode text" is UTF-16): a clear rejection naming the file.
+    utf16 = tmp_path / "问题表.csv"
+    utf16.write_text("问题,话术编号\n宝宝便秘了怎么办,s-bianmi\n", encoding="utf-16")
+    for args in (["knowledge", "evaluate", str(utf16)], ["knowledge", "import", str(utf16)]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1
+        assert "问题表.csv is neither UTF-8 nor GBK text" in result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, UnicodeDecodeError)
+
+
+def test_the_report_names_its_cut_and_path_and_ids_may_be_separated_by_commas(app, runner, tmp_path):
+    import_library(runner, tmp_path, LIBRARY)
+    csv_path = tmp_path / "questions.csv"
+    csv_path.write_text('问题,话术编号\n优惠券能和满减一起用吗,"s-tuihuan,s-quan"\n开封的奶粉能退吗,s-tuihuan、s-quan\n'
+                        '"小飞象\n还有货吗",s-chima，s-bianmi\n', encoding="utf-8")
+    result = evaluate(runner, csv_path, "--top", "10")
+    assert result.exit_code == 0, result.output
+    assert "MRR@10 " in result.output
+    assert "不计导购发送学到的词、转化率加权" in result.output
+    report = json.loads(evaluate(runner, csv_path, "--json").output)
+    assert report["questions"] == 3
+    assert [m["where"] for m in report["misses"]] == ["line 4"]  # where the quoted question starts

@@ -113,3 +113,18 @@ def test_attribution_settings_are_checked_at_start_up():
         check_settings(load_settings({**env, "ATTRIBUTION_WINDOW_DAYS": "0"}))
     with pytest.raises(ConfigError, match="INGEST_HMAC_KEY is shorter than 16"):
         check_settings(load_settings({**env, "INGEST_HMAC_KEY": "short"}))
+
+
+def test_a_category_starting_with_a_tab_or_a_carriage_return_is_exported_as_text(app, runner, tmp_path):
+    from imports.files import guard_formula, unguard_formula
+    from models import CommissionRate
+
+    db.session.add_all([CommissionRate(category="\t=1+1", rate=Decimal("0.02")),
+                        CommissionRate(category="\r=1+1", rate=Decimal("0.03"))])
+    db.session.commit()
+    out = tmp_path / "rates.csv"
+    assert runner.invoke(args=["commission", "export", str(out)]).exit_code == 0
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        cells = sorted(r["category"] for r in csv.DictReader(f))
+    assert cells == ["'\t=1+1", "'\r=1+1"]
+    assert [unguard_formula(guard_formula(c)) for c in ("\t=x", "'\t=x", "\tabc")] == ["\t=x", "'\t=x", "\tabc"]

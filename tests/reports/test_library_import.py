@@ -122,11 +122,12 @@ def test_a_file_with_bad_lines_lists_each_and_imports_nothing(app, client):
     assert resp.status_code == 400 and "<td>第 3 行</td><td>提成比例：提成比例（rate）须在 0 到 1 之间" in html
     assert count(CommissionRate) == 0
 
-    gbk = "external_id,title,body\ns-1,转奶,转奶要慢慢来\n".encode("gbk")  # Excel's plain "CSV" in China
-    resp = upload(client, "knowledge", "话术.csv", gbk)
-    assert resp.status_code == 400 and "不是 UTF-8 编码" in resp.get_data(as_text=True)
-    utf8 = upload(client, "knowledge", "话术.csv", gbk.decode("gbk").encode("utf-8-sig"))  # the name says 话术
-    assert "已导入 1 条" in utf8.get_data(as_text=True) and count(Script) == 3
+    text = "external_id,title,body\ns-1,转奶,转奶要慢慢来\n"
+    utf16 = upload(client, "knowledge", "话术.csv", text.encode("utf-16"))  # Excel's "Unicode text"
+    assert utf16.status_code == 400
+    assert "话术.csv 既不是 UTF-8 也不是 GBK 编码的文本" in utf16.get_data(as_text=True) and count(Script) == 2
+    gbk = upload(client, "knowledge", "话术.csv", text.encode("gbk"))  # Excel's plain "CSV" in China
+    assert "已导入 1 条" in gbk.get_data(as_text=True) and count(Script) == 3  # the name says 话术
 
     html = upload(client, "coupons", "coupons.xlsx", b"PK").get_data(as_text=True)  # the CLI's own refusal
     assert "coupons.xlsx：请用 .jsonl 或 .csv 文件" in html and "没有导入任何内容" in html
