@@ -60,7 +60,8 @@ class CustomerNotFound(LookupError):
 
 class ErasureBusy(RuntimeError):
     """Someone else holds the customer's rows (a WeCom callback being handled, a bulk import running) longer
-    than the erasure waits (LOCK_TIMEOUT): roll back and try again."""
+    than the erasure waits (LOCK_TIMEOUT), or PostgreSQL broke a deadlock by aborting the erasure: roll back
+    and try again."""
 
 
 LOCK_TIMEOUT = "5s"  # an erasure waits this long for a row someone else holds, then answers busy (409)
@@ -163,14 +164,20 @@ def erase_customer(session: Session | scoped_session, customer_id: int, *, actor
     try:
         return _erase(session, customer_id, actor=actor, reason=reason)
     except OperationalError as exc:
-        if _lock_not_available(exc):
+        if _busy(exc):
             raise ErasureBusy() from exc
         raise
 
 
-def _lock_not_available(exc: OperationalError) -> bool:
-    """A lock timeout or a NOWAIT refusal (SQLSTATE 55P03), not a lost connection or any other error."""
-    return getattr(exc.orig, "sqlstate", None) == "55P03" or getattr(exc.orig, "pgcode", None) == "55P03"
+# Lock not available (a lock timeout, a NOWAIT refusal), deadlock detected, serialization failure: another
+# transaction held what the erasure needed, and the same erasure tried again succeeds.
+BUSY_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
+
+
+def _busy(exc: OperationalError) -> bool:
+    """The erasure lost a race for a lock (BUSY_SQLSTATES), not its connection or anything else."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in BUSY_SQLSTATES
 
 
 def _erase(session, customer_id: int, *, actor: Guide | str, reason: str) -> dict:
@@ -392,7 +399,7 @@ def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[Ca
         with session.begin_nested():
             return session.scalars(query).all()
     except OperationalError as exc:
-        if _lock_not_available(exc):
+        if _busy(exc):
             raise ErasureBusy() from exc
         raise  # a lost connection, a server error: not "busy, retry"
 

@@ -685,3 +685,52 @@ def test_a_follow_of_a_customer_erased_while_the_import_waited_is_rejected_sayin
         thread.join(10)
     assert result.exit_code == 1
     assert f"line 1: follow: customer external_userid '{ext}' was erased while the import ran" in result.output
+
+
+def test_an_erasure_that_postgres_aborts_to_break_a_deadlock_answers_busy_and_a_retry_succeeds(app, runner):
+    """The erasure locks the customer's callbacks, then the customer. A transaction that holds the customer
+    and then wants one of those callbacks closes a cycle: PostgreSQL aborts the erasure (40P01). That is
+    "busy, try again", as a lock timeout is, not a 500 or a traceback."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from customers import erasure
+
+    g = f.guide("guide01")
+    c = f.customer(g, name="刘女士")
+    ext = f.external_userid(c)
+    inbox = CallbackInbox(dedup_key=f"change_external_contact:edit_external_contact:guide01:{ext}:1700000200",
+                          msg_type="event", event="change_external_contact",
+                          change_type="edit_external_contact", status="done",
+                          payload={"MsgType": "event", "ExternalUserID": ext, "UserID": "guide01"})
+    db.session.add(inbox)
+    db.session.commit()
+    inbox_id = inbox.id
+
+    other = Session(db.engine)  # holds the customer, then wants the callback: never the victim
+    other.execute(text("SET LOCAL deadlock_timeout = '10s'"))
+    other.execute(text("SELECT id FROM customers WHERE id = :id FOR NO KEY UPDATE"), {"id": c.id})
+    done = threading.Event()
+
+    def close_the_cycle():
+        time.sleep(0.4)  # the erasure holds the callback and waits for the customer by now
+        other.execute(text("SELECT id FROM callback_inbox WHERE id = :id FOR UPDATE"), {"id": inbox_id})
+        other.commit()
+        other.close()
+        done.set()
+
+    thread = threading.Thread(target=close_the_cycle)
+    thread.start()
+    try:
+        db.session.execute(text("SET LOCAL statement_timeout = '8s'"))
+        with pytest.raises(erasure.ErasureBusy):
+            erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-46")
+    finally:
+        db.session.rollback()
+        thread.join(10)
+    assert done.is_set()
+    assert erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-46")["erased"] is True
+    db.session.commit()
