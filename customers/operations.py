@@ -52,16 +52,20 @@ def upsert_from_wecom(contact: dict) -> Customer:
     return customer
 
 
-def lock_unerased(customer: Customer | None) -> Customer | None:
+def lock_unerased(customer: Customer | None, *, key_share: bool = False) -> Customer | None:
     """The customer, row-locked and re-read, unless their data was erased meanwhile (customers.erasure holds
     FOR UPDATE, which this lock waits for): a callback handled, or a guide's tag, note or send written, during
     an erasure must not write the person back onto the shell. Every writer that checked the customer without a
     lock takes it before writing. FOR NO KEY UPDATE, like the UPDATE it stands before: it does not wait behind the
-    KEY SHARE locks of transactions that only insert rows pointing at the customer (a bulk import's orders)."""
+    KEY SHARE locks of transactions that only insert rows pointing at the customer. `key_share`: the writer only
+    inserts such rows (a guide's tag, note, send, touch) and never UPDATEs the customer: FOR KEY SHARE, the
+    weakest lock an erasure's FOR UPDATE conflicts with, so it waits for nothing else (a bulk import, order
+    ingest, a callback waiting on WeCom) and blocks nothing but an erasure."""
     if customer is None:
         return None
+    lock = {"read": True, "key_share": True} if key_share else {"key_share": True}
     customer = db.session.scalar(select(Customer).where(Customer.id == customer.id)
-                                 .with_for_update(key_share=True).execution_options(populate_existing=True))
+                                 .with_for_update(**lock).execution_options(populate_existing=True))
     return customer if customer is not None and customer.erased_at is None else None
 
 

@@ -146,10 +146,12 @@ def visible_customer(guide: Guide, external_userid: str | None, *, for_write: bo
 
 
 def lock_for_write(customer: Customer) -> Customer:
-    """`customer`, row-locked until the request commits; 404 if an erasure got there first."""
+    """`customer`, row-locked until the request commits; 404 if an erasure got there first. FOR KEY SHARE:
+    guide writes only insert rows about the customer, so the lock waits for an erasure and for nothing else (a
+    bulk import, order ingest or a callback holding the customer)."""
     from customers.operations import lock_unerased
 
-    customer = lock_unerased(customer)
+    customer = lock_unerased(customer, key_share=True)
     if customer is None:
         abort(404)
     return customer

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.wecom_client import WeComError, get_wecom
 from core.db import db
@@ -201,17 +203,33 @@ def set_tag(guide: Guide, customer: Customer, external_userid: str, tag_id: int,
         _mark_tag(guide, customer, external_userid, add=[tag.wecom_id] if on else (),
                   remove=() if on else [tag.wecom_id])
     customer = lock_for_write(customer)  # after WeCom's answer: the lock is not held over the call
-    link = db.session.get(CustomerTag, (customer.id, tag.id), populate_existing=True)
-    if on == (link is not None):  # done meanwhile by another request
+    # The lock (KEY SHARE) does not serialise two requests about the customer: the row is written so that the
+    # second of two identical toggles changes nothing (and records nothing) instead of failing.
+    changed = _link_tag(customer, tag, guide) if on else _unlink_tag(customer, tag)
+    if not changed:  # done meanwhile by another request
         return {"id": tag.id, "name": tag.name, "on": on, "changed": False}
-    if on:
-        db.session.add(CustomerTag(customer_id=customer.id, tag_id=tag.id, source="guide", guide_id=guide.id))
-    else:
-        db.session.delete(link)
     record_event(customer, "tag_added" if on else "tag_removed", channel="wecom", guide=guide,
                  payload={"tag": f"{tag.group.name}/{tag.name}"})
     db.session.flush()
     return {"id": tag.id, "name": tag.name, "on": on, "changed": True}
+
+
+def _link_tag(customer: Customer, tag: Tag, guide: Guide) -> bool:
+    """Put `tag` on the customer unless it is there already (also if another request just put it there);
+    whether this added it."""
+    insert = pg_insert if db.is_postgres else sqlite_insert
+    return db.session.execute(
+        insert(CustomerTag).values(customer_id=customer.id, tag_id=tag.id, source="guide", guide_id=guide.id,
+                                   created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["customer_id", "tag_id"])
+        .returning(CustomerTag.tag_id)).first() is not None
+
+
+def _unlink_tag(customer: Customer, tag: Tag) -> bool:
+    """Take `tag` off the customer; whether it was there (another request may just have taken it off)."""
+    return db.session.execute(delete(CustomerTag).where(CustomerTag.customer_id == customer.id,
+                                                        CustomerTag.tag_id == tag.id)
+                              .execution_options(synchronize_session="fetch")).rowcount == 1
 
 
 def check_guide_tag_name(name) -> str:
@@ -275,8 +293,7 @@ def add_guide_tag(guide: Guide, customer: Customer, external_userid: str, name) 
         db.session.add(tag)
     tag.wecom_id, tag.deleted = wecom_tag_id, False
     db.session.flush()
-    if db.session.get(CustomerTag, (customer.id, tag.id)) is None:
-        db.session.add(CustomerTag(customer_id=customer.id, tag_id=tag.id, source="guide", guide_id=guide.id))
+    _link_tag(customer, tag, guide)
     record_event(customer, "tag_added", channel="wecom", guide=guide, payload={"tag": f"{GUIDE_TAG_GROUP}/{name}"})
     db.session.flush()
     return {"id": tag.id, "name": tag.name, "on": True, "changed": True}

@@ -71,3 +71,68 @@ def test_audit_lists_erased_customers_whose_shell_holds_data_again(app, runner, 
     assert f"1 erased customer(s) hold personal data again (written while being erased): {cid};" in out
     result = runner.invoke(args=["customers", "audit", "--json"])
     assert f'{{"erased_holding_data": [{cid}]}}' in result.stderr
+
+
+def _holding(customer_id: int, *, seconds: float, sql: str) -> threading.Thread:
+    """Another transaction that runs `sql` about the customer (:id) and commits `seconds` later, from a thread."""
+    from sqlalchemy import text
+
+    other = Session(db.engine)
+    other.execute(text(sql), {"id": customer_id})
+
+    def commit_later():
+        time.sleep(seconds)
+        other.commit()
+        other.close()
+
+    thread = threading.Thread(target=commit_later)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/sidebar/customers/{ext}/tags", "tag"),
+    ("/api/sidebar/customers/{ext}/notes", {"name": "孕期"}),
+    ("/api/customers/{ext}/touches", {"kind": "service", "channel": "other"}),
+])
+def test_a_guide_write_does_not_wait_for_an_import_ingest_or_callback_holding_the_customer(
+        app, client, chain, standin, daytime, path, body):
+    """A bulk import updating the customer, an order batch settling them, a callback waiting on WeCom: each
+    holds the customer's row (FOR NO KEY UPDATE) until it commits, up to minutes for an import. The guide's
+    tap answers at once all the same; only an erasure makes it wait."""
+    ext = chain.ext[chain.mine.id]
+    if body == "tag":
+        body = {"tag": db.session.scalar(select(Tag.id).where(Tag.name == "高意向")), "on": True}
+    headers = sign_in(client, chain.guide)
+    db.session.commit()
+    thread = _holding(chain.mine.id, seconds=4.0, sql="SELECT id FROM customers WHERE id = :id FOR NO KEY UPDATE")
+    try:
+        started = time.monotonic()
+        resp = client.post(path.format(ext=ext), json=body, headers=headers)
+        elapsed = time.monotonic() - started
+    finally:
+        thread.join(10)
+    assert resp.status_code in (200, 201), resp.get_data(as_text=True)
+    assert elapsed < 2.0  # the old lock (FOR NO KEY UPDATE) waited the 4 s
+
+
+def test_the_same_tag_put_on_by_another_request_meanwhile_is_no_change_not_an_error(app, client, chain, standin):
+    ext = chain.ext[chain.mine.id]
+    tag_id = db.session.scalar(select(Tag.id).where(Tag.name == "高意向"))
+    headers = sign_in(client, chain.guide)
+    db.session.commit()
+    # The other request has inserted the same tag and not committed yet: this one's insert waits for it.
+    thread = _holding(chain.mine.id, seconds=1.0, sql=(
+        "INSERT INTO customer_tags (customer_id, tag_id, source, created_at) "
+        f"VALUES (:id, {int(tag_id)}, 'guide', now())"))
+    try:
+        resp = client.post(f"/api/sidebar/customers/{ext}/tags", json={"tag": tag_id, "on": True}, headers=headers)
+    finally:
+        thread.join(10)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.json["on"] is True and resp.json["changed"] is False
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(CustomerTag)
+                             .where(CustomerTag.customer_id == chain.mine.id, CustomerTag.tag_id == tag_id)) == 1
+    assert db.session.scalars(select(Event.type).where(Event.customer_id == chain.mine.id,
+                                                       Event.type == "tag_added")).all() == []
