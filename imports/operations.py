@@ -240,17 +240,18 @@ class _Plan:
         wanted = set(key_owner)
         for _, rec in self.batches["follow"]:
             wanted.add(("external_userid", rec["external_userid"]))
-        for _, rec in self.batches["customer_tag"]:
-            wanted.add(("external_userid", rec["external_userid"]))
         for _, rec in self.batches["order"]:
             wanted.update(rec["keys"].items())
+        updating = set(wanted)  # keys of the customers the import UPDATEs (profile, binding guide, figures)
+        for _, rec in self.batches["customer_tag"]:
+            wanted.add(("external_userid", rec["external_userid"]))
         self.bulk.stage("tmp_keys", [("kind", "text"), ("value", "text")], list(wanted))
         stored = {
             (k, v): cid for k, v, cid in self.bulk.conn.execute(text(
                 "SELECT k.kind, k.value, ci.customer_id FROM tmp_keys k "
                 "JOIN customer_identities ci ON ci.kind = k.kind AND ci.value = k.value"))
         }
-        stored = self._lock_stored_customers(stored)
+        stored = self._lock_customers(stored, updating)
         self.stored_keys = stored
 
         groups: dict[int, list[int]] = defaultdict(list)
@@ -316,23 +317,47 @@ class _Plan:
             return f"customer external_userid {external_userid!r} was erased while the import ran (drop the line)"
         return f"unknown customer external_userid {external_userid!r}"
 
-    def _lock_stored_customers(self, stored: dict) -> dict:
-        """Lock the stored customers the file resolved to, in id order (as the order path and the erasure
-        lock customers), until the import commits; return `stored` without the keys of those erased since
-        the identities were read. An erasure in flight holds its customer FOR UPDATE: this waits for it and
-        then reads the shell's erased_at, so the person is never written back onto the shell (their keys
-        then name nobody, as after the erasure). An erasure starting later waits for the import instead
-        (up to its lock timeout, then it answers busy). FOR KEY SHARE: the weakest lock that FOR UPDATE
-        conflicts with, so it blocks nothing else; order ingest, callbacks and claims (FOR NO KEY UPDATE)
-        go on during a long import, and an order pushed by the API while the import inserts the same order
-        cannot deadlock with it (ingest inserts orders, then locks customers)."""
+    def _lock_customers(self, stored: dict, updating: set) -> dict:
+        """Lock every stored customer the import will write about until it commits, before it writes anything,
+        all in one order: ascending id, as order ingest, the hourly match and the erasure lock customers. Return
+        `stored` without the keys of customers erased since the identities were read.
+
+        Those it will UPDATE (named by a customer, follow or order line: `updating`; and those whose stored
+        orders the file's orders take away, whose figures are recomputed) are locked FOR NO KEY UPDATE, the lock
+        the UPDATEs take, so the UPDATEs, minutes later, take no new lock. Taking them one by one in the
+        UPDATEs' own order would deadlock with ingest or the hourly match, which may lock a customer in the
+        meantime and then wait for one the import holds. The others (named only by customer_tag lines, which
+        only insert rows pointing at them) are locked FOR KEY SHARE, which only an erasure's FOR UPDATE
+        conflicts with. An erasure in flight holds its customer FOR UPDATE: this waits for it and then reads
+        the shell's erased_at, so the person is never written back onto the shell (their keys then name
+        nobody, as after the erasure). An erasure starting later waits for the import instead (up to its lock
+        timeout, then it answers busy)."""
         self.erased_keys = set()
-        if not stored or not self.bulk.pg:  # SQLite has one writer: no erasure can be in flight
+        self.locked: set[int] = set()  # customer ids held FOR NO KEY UPDATE
+        if not self.bulk.pg:  # SQLite has one writer: nobody else holds a customer, no erasure is in flight
             return stored
-        self.bulk.stage("tmp_resolved", [("id", "int")], [(cid,) for cid in set(stored.values())])
-        erased = {cid for cid, is_erased in self.bulk.conn.execute(text(
-            "SELECT c.id, c.erased_at IS NOT NULL FROM customers c JOIN tmp_resolved t ON t.id = c.id "
-            "ORDER BY c.id FOR KEY SHARE OF c")) if is_erased}
+        conn = self.bulk.conn
+        to_update = {cid for key, cid in stored.items() if key in updating}
+        order_nos = {rec["order_no"] for _, rec in self.batches["order"]}
+        if order_nos:
+            self.bulk.stage("tmp_order_no", [("order_no", "text")], [(no,) for no in order_nos])
+            to_update.update(r[0] for r in conn.execute(text(
+                "SELECT DISTINCT o.customer_id FROM orders o JOIN tmp_order_no t ON t.order_no = o.order_no "
+                "WHERE o.customer_id IS NOT NULL")))
+        shared = set(stored.values()) - to_update
+        if not to_update and not shared:
+            return stored
+        self.bulk.stage("tmp_lock", [("id", "int"), ("upd", "int")],
+                        [(cid, 1) for cid in to_update] + [(cid, 0) for cid in shared])
+        erased = set()
+        for upd, mode in ((1, "NO KEY UPDATE"), (0, "KEY SHARE")):
+            for cid, is_erased in conn.execute(text(
+                    "SELECT c.id, c.erased_at IS NOT NULL FROM customers c JOIN tmp_lock t ON t.id = c.id "
+                    f"WHERE t.upd = {upd} ORDER BY c.id FOR {mode} OF c")):
+                if upd:
+                    self.locked.add(cid)
+                if is_erased:
+                    erased.add(cid)
         self.erased_keys = {key for key, cid in stored.items() if cid in erased}
         return {key: cid for key, cid in stored.items() if cid not in erased}
 
@@ -463,11 +488,11 @@ def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
     steps.update()
 
     if plan.orders:
-        _apply_orders(plan, bulk, cid, now)
+        _apply_orders(plan, bulk, cid, new_ids, now)
     steps.update()
 
 
-def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
+def _apply_orders(plan: _Plan, bulk: _Bulk, cid, new_ids: list[int], now) -> None:
     dumps = json.dumps
     order_rows, line_rows, affected = [], [], set()
     for order_no, (_, r, token) in plan.orders.items():
@@ -488,6 +513,10 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, now) -> None:
     affected.update(r[0] for r in bulk.conn.execute(text(
         "SELECT DISTINCT o.customer_id FROM orders o JOIN tmp_order t ON t.order_no = o.order_no "
         "WHERE o.customer_id IS NOT NULL")))
+    late = sorted(affected - plan.locked - set(new_ids)) if bulk.pg else []
+    if late:  # an order of the file matched (hourly job, callback) since the plan locked its customers: rare
+        bulk.conn.execute(text("SELECT id FROM customers WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"),
+                          {"ids": late})
     # Rows go in key order (ORDER BY): the unique indexes then grow at their right edge, not at random.
     # Each order is credited as it is written: the binding guide at paid time (orders/attribution.py).
     from orders.attribution import (attribute, binding_credit_sql, binding_sql, set_commission,

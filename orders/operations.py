@@ -186,6 +186,7 @@ def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
     codes = {r["store"] for r in records if r["store"]}
     stores = dict(db.session.execute(select(Store.code, Store.id).where(Store.code.in_(codes))).all()) if codes else {}
     matches = match_customers([r["keys"] for r in records])
+    _lock_customers({customer_id for customer_id, _ in matches if customer_id is not None})
     skus = {l["sku"] for r in records for l in r["items"]}
     products = {p.sku: p for p in db.session.scalars(select(Product).where(Product.sku.in_(skus)))}
     now = utcnow()
@@ -260,6 +261,20 @@ def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
     return set(ids)
 
 
+def _lock_customers(customer_ids: set[int]) -> None:
+    """Lock the customers a batch is about, in id order, before anything else: customers (by id) before orders,
+    as the bulk import, the hourly match (`_claim`) and the erasure lock them. Two batches sharing customers
+    would otherwise deadlock in `_settle`'s UPDATE (it visits rows in no set order), and a batch that inserted
+    its orders first could wait for a customer an import holds while the import waits for one of those orders
+    (the same order number in its file). The figures are then summed after the other writer committed.
+    FOR NO KEY UPDATE, as the UPDATE itself takes: FOR UPDATE would wait on the KEY SHARE locks of
+    transactions inserting rows that point at these customers (a guide's tag or touch). An erasure in flight
+    is waited for; `_unmatch_erased` then finds it committed."""
+    if customer_ids:
+        db.session.execute(select(Customer.id).where(Customer.id.in_(sorted(customer_ids))).order_by(Customer.id)
+                           .with_for_update(key_share=True))
+
+
 def _settle(orders: list[Placed]) -> dict[int, Guide]:
     """Credit the orders (attribution + commission), then their customers' figures, trajectories and the
     rankings: a fixed number of statements however many orders. Fills each Placed's guide, attribution and
@@ -281,14 +296,8 @@ def _settle(orders: list[Placed]) -> dict[int, Guide]:
     guides = {g.id: g for g in db.session.scalars(select(Guide).where(Guide.id.in_(guide_ids)))} if guide_ids else {}
     if not matched:
         return guides
-    customer_ids = sorted({o.customer_id for o in matched})
-    # Lock the customers in id order first: two batches sharing customers would otherwise deadlock in the
-    # UPDATE (it visits rows in no set order); and the figures are then summed after the other one committed.
-    # FOR NO KEY UPDATE, as the UPDATE itself takes: FOR UPDATE would wait on the KEY SHARE locks that the
-    # other batch's orders (foreign keys to these customers) hold, a deadlock of its own.
-    db.session.execute(select(Customer.id).where(Customer.id.in_(customer_ids)).order_by(Customer.id)
-                       .with_for_update(key_share=True))
-    customer_ids = ", ".join(str(int(i)) for i in customer_ids)
+    # The customers are locked already, in id order, by the caller (`_store`, `_claim`): see `_lock_customers`.
+    customer_ids = ", ".join(str(int(i)) for i in sorted({o.customer_id for o in matched}))
     db.session.execute(sql(f"""
         UPDATE customers SET order_count = x.n, total_spend = x.total, last_order_at = x.last
         FROM (SELECT customer_id, count(*) AS n, COALESCE(SUM(amount), 0) AS total, MAX(paid_at) AS last
@@ -387,17 +396,18 @@ def _matches(pending) -> dict[int, int]:
 
 def _claim(found: dict[int, int]) -> int:
     """Match the orders of `found` that are still unmatched now, and settle them together. The hourly job and a
-    callback linking an identity may reach one order at once: each locks the orders it found in id order
-    (then `_settle` locks customers in id order, as ingest does: one global order, no deadlock), and the
+    callback linking an identity may reach one order at once: each locks its customers in id order, then the
+    orders it found in id order (customers before orders, as ingest and the bulk import do: one global order,
+    no deadlock), and the
     re-checked `customer_id IS NULL` lets only the first match it — the other finds it matched, never
     settles it twice. On SQLite (one writer) the claim is the UPDATE's own condition."""
     if not found:
         return 0
     if db.is_postgres:
-        # Customers first, as everywhere else (ingest, `_settle`): a callback that already holds its customer
-        # (a name changed) and then claims an order must not meet a job holding that order and waiting for it.
-        db.session.execute(select(Customer.id).where(Customer.id.in_(sorted(set(found.values()))))
-                           .order_by(Customer.id).with_for_update(key_share=True))
+        # Customers first, as everywhere else (ingest, the bulk import): a callback that already holds its
+        # customer (a name changed) and then claims an order must not meet a job holding that order and
+        # waiting for it.
+        _lock_customers(set(found.values()))
     # A customer erased since the identities were read (the lock above waited for the erasure): their orders
     # are never matched to the shell (the erasure took its keys off them).
     erased = set(db.session.scalars(select(Customer.id).where(Customer.id.in_(set(found.values())),

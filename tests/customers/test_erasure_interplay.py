@@ -579,11 +579,11 @@ def _import_stopped_after_its_plan(records: list[dict]):
     return importing
 
 
-def test_a_running_import_blocks_no_callback_or_order_and_an_erasure_behind_it_answers_busy(app, runner,
-                                                                                            monkeypatch):
+def test_a_running_import_blocks_no_guide_write_and_an_erasure_behind_it_answers_busy(app, runner, monkeypatch):
     import time
 
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from customers import erasure
     from customers.operations import find_customer, lock_unerased
@@ -591,13 +591,28 @@ def test_a_running_import_blocks_no_callback_or_order_and_an_erasure_behind_it_a
     g = f.guide()
     c = f.customer(g, name="刘女士")
     ext = f.external_userid(c)
+    tagged = f.customer(g, name="王芳")
+    tagged_ext = f.external_userid(tagged)
     db.session.commit()
-    importing = _import_stopped_after_its_plan([{"type": "customer", "external_userid": ext, "name": "刘女士"}])
+    importing = _import_stopped_after_its_plan([
+        {"type": "customer", "external_userid": ext, "name": "刘女士"},
+        {"type": "tag", "group": "宝宝阶段", "name": "0-6月"},
+        {"type": "customer_tag", "external_userid": tagged_ext, "tag": "宝宝阶段/0-6月"}])
     try:
-        # A contact callback, or an order pushed by the API (_settle takes the same lock), does not wait for it.
+        # A guide's write (a tag, a send, a touch) only inserts rows about her: it does not wait for the import.
         db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
-        found = lock_unerased(find_customer("external_userid", ext))
+        found = lock_unerased(find_customer("external_userid", ext), key_share=True)
         assert found is not None and found.id == c.id
+        db.session.rollback()
+        # The import will UPDATE her (her customer line): a writer that updates her too (ingest, a callback)
+        # waits until the import commits, in id order, so the two cannot deadlock.
+        db.session.execute(text("SET LOCAL lock_timeout = '1s'"))
+        with pytest.raises(OperationalError):
+            lock_unerased(find_customer("external_userid", ext))
+        db.session.rollback()
+        # A customer the file only tags is not updated: nothing but an erasure waits for the import.
+        db.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+        assert lock_unerased(find_customer("external_userid", tagged_ext)) is not None
         db.session.rollback()
 
         # An erasure does wait for it (the import must not write her back), but not for ever: busy, retry.
