@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 
 from core.db import db
 from core.timeutil import app_tz, utcnow
-from imports.files import BadLine, ImportRejected
+from imports.files import ImportRejected, parse_each
 from imports.records import RecordError, day, integer, money
 from imports.records import text as text_field
 from models import COUPON_KINDS, Coupon, CouponEvent, CouponTemplate, Customer, Guide
@@ -110,17 +110,10 @@ def import_templates(lines: Iterable[tuple[int, object]], *, dry_run: bool = Fal
     Raises ImportRejected (every bad line) with nothing written. Flushes; the caller commits. `guide_id`:
     the admin who imported through the manager page, kept on each template's audit event (None: the CLI)."""
     errors, parsed, seen = [], [], {}
-    for lineno, raw in lines:
-        if isinstance(raw, BadLine):
-            errors.append((lineno, str(raw)))
-            continue
-        if isinstance(raw, dict):
-            raw = {k: v for k, v in raw.items() if k != "type"}
-        try:
-            rec = parse_template(raw)
-        except RecordError as exc:
-            errors.append((lineno, f"coupon: {exc}"))
-            continue
+    def parse(raw):  # a JSONL line may still carry the bulk format's "type"
+        return parse_template({k: v for k, v in raw.items() if k != "type"} if isinstance(raw, dict) else raw)
+
+    for lineno, rec in parse_each(lines, parse, errors, catch=RecordError, prefix="coupon: "):
         if rec["external_id"] in seen:
             errors.append((lineno, f"coupon: external_id {rec['external_id']!r} is also on line "
                                    f"{seen[rec['external_id']]}"))

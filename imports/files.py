@@ -68,6 +68,22 @@ class BadLine(str):
     """Stands in for a record that could not even be read (JSON syntax error); the text is the reason."""
 
 
+def parse_each(lines, parse, errors: list, *, catch: type[Exception], prefix: str = ""):
+    """(where, parse(record)) for every record of `lines` ((where, record) pairs) that parses. A record that
+    could not be read (BadLine) or that `parse` refuses with `catch` goes to `errors` as (where, reason)
+    instead, the reason after `prefix`: every import collects all its bad lines this way before writing."""
+    for where, rec in lines:
+        if isinstance(rec, BadLine):
+            errors.append((where, str(rec)))
+            continue
+        try:
+            value = parse(rec)
+        except catch as exc:
+            errors.append((where, f"{prefix}{exc}"))
+            continue
+        yield where, value
+
+
 def read_jsonl(path: Path, default_type: str | None = None):
     """(line number, record) for each non-blank line; a line that is not JSON yields a BadLine."""
     loads = json.loads

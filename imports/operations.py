@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from core.db import db
 from core.timeutil import utcnow
-from imports.files import BadLine, ImportRejected, read_csv, read_jsonl
+from imports.files import ImportRejected, parse_each, read_csv, read_jsonl
 from imports.records import CSV_TYPES, TYPE_ORDER, RecordError, parse_record
 
 
@@ -607,16 +607,8 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
     try:
         errors: list[tuple[int, str]] = []
         batches: dict[str, list] = {t: [] for t in TYPE_ORDER}
-        for lineno, raw in tqdm(lines, desc="reading", unit=" rec", disable=not progress, file=sys.stderr,
-                                mininterval=0.5):
-            if isinstance(raw, BadLine):
-                errors.append((lineno, str(raw)))
-                continue
-            try:
-                rtype, rec = parse_record(raw)
-            except RecordError as exc:
-                errors.append((lineno, str(exc)))
-                continue
+        reading = tqdm(lines, desc="reading", unit=" rec", disable=not progress, file=sys.stderr, mininterval=0.5)
+        for lineno, (rtype, rec) in parse_each(reading, parse_record, errors, catch=RecordError):
             batches[rtype].append((lineno, rec))
         counts = {t: len(v) for t, v in batches.items() if v}
         log.debug("read and parsed %d records in %.1f s", sum(counts.values()), time.perf_counter() - started)

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import BadLine, ImportRejected, open_csv, read_jsonl
+from imports.files import ImportRejected, open_csv, parse_each, read_jsonl
 from knowledge import service
 from knowledge.metrics import metrics, ranks
 from knowledge.operations import _rows
@@ -114,15 +114,7 @@ def parse_questions(lines: list[tuple[str, object]]) -> list[Question]:
     wanted script, a wanted script the library does not have."""
     errors: list[tuple[str, str]] = []
     parsed: list[Question] = []
-    for where, rec in lines:
-        if isinstance(rec, BadLine):
-            errors.append((where, str(rec)))
-            continue
-        try:
-            text, ids = _parse(rec)
-        except ValueError as exc:
-            errors.append((where, str(exc)))
-            continue
+    for where, (text, ids) in parse_each(lines, _parse, errors, catch=ValueError):
         parsed.append(Question(where, text, ids))
     wanted = {eid for q in parsed for eid in q.relevant}
     known = set(db.session.scalars(select(Script.external_id).where(Script.external_id.in_(wanted)))) \

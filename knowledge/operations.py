@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, open_csv, read_jsonl
+from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, open_csv, parse_each, read_jsonl
 from imports.records import RecordError, day, text
 from models import CONTENT_KINDS, Content, Script, Vocabulary
 from customers.segments import LIFECYCLE_LABELS
@@ -196,15 +196,7 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
     Returns {kind: records} for the kinds present. Commits (or, with dry_run, rolls back)."""
     errors: list[tuple[str, str]] = []
     parsed: dict[str, dict[str, tuple[str, dict]]] = {k: {} for k in KINDS}
-    for where, rec in lines:
-        if isinstance(rec, BadLine):
-            errors.append((where, str(rec)))
-            continue
-        try:
-            kind, values = parse_record(rec)
-        except RecordError as exc:
-            errors.append((where, str(exc)))
-            continue
+    for where, (kind, values) in parse_each(lines, parse_record, errors, catch=RecordError):
         key = values.get("external_id") or values["term"]
         bucket = parsed["synonym" if kind == "word" else kind]
         if key in bucket:

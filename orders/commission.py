@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import BadLine, ImportRejected
+from imports.files import ImportRejected, parse_each
 from imports.records import RecordError, text
 from models import CommissionRate
 
@@ -46,15 +46,7 @@ def parse_rate(rec) -> tuple[str, Decimal]:
 
 def import_rates(lines: Iterable[tuple[int, object]]) -> dict[str, int]:
     errors, rates, seen = [], {}, {}
-    for lineno, raw in lines:
-        if isinstance(raw, BadLine):
-            errors.append((lineno, str(raw)))
-            continue
-        try:
-            category, rate = parse_rate(raw)
-        except RecordError as exc:
-            errors.append((lineno, f"commission: {exc}"))
-            continue
+    for lineno, (category, rate) in parse_each(lines, parse_rate, errors, catch=RecordError, prefix="commission: "):
         if category in seen:
             errors.append((lineno, f"commission: category {category!r} is also on line {seen[category]}"))
             continue

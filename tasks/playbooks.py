@@ -27,7 +27,7 @@ from sqlalchemy import and_, exists, func, or_, select
 
 from core.db import db
 from core.timeutil import start_of
-from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, read_jsonl
+from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, parse_each, read_jsonl
 from models import Customer, CustomerTag, Playbook, Tag
 from tasks.rules import Candidate, _bound, marketing_allowed
 
@@ -145,15 +145,7 @@ def import_playbooks(items: list[tuple[int | str, object]]) -> int:
     """Validate every playbook, then upsert by key and commit. Raises ImportRejected (every bad playbook)
     with nothing written."""
     errors, parsed = [], {}
-    for where, rec in items:
-        if isinstance(rec, BadLine):
-            errors.append((where, str(rec)))
-            continue
-        try:
-            values = parse_playbook(rec)
-        except ValueError as exc:
-            errors.append((where, str(exc)))
-            continue
+    for where, values in parse_each(items, parse_playbook, errors, catch=ValueError):
         if values["key"] in parsed:
             errors.append((where, f"key {values['key']!r} appears twice"))
             continue
