@@ -51,9 +51,7 @@ def typo_questions(docs, queries, subs, rng) -> list[dict]:
 def main() -> int:
     subs, rng = homophones(), random.Random(7)
     rows = []
-    for name, role, kb, qf in sq.SETS:
-        if role not in sq.DEV_ROLES:
-            continue
+    for name, role, kb, qf in sq.dev_sets():
         docs = sq.load_docs(kb)
         qs = typo_questions(docs, sq.load_jsonl(qf), subs, rng)
         on = sq.metrics(sq.run_engine(docs, qs))

@@ -392,16 +392,12 @@ def issue(template_external_id: str, customer: Customer, guide: Guide, *, now: d
 # ---------------------------------------------------------------------------------- redeeming, expiring
 
 
-def redeem_for_order(order, codes: list[str], lines: list[tuple[str, int, Decimal]]) -> list[dict]:
-    """Redeem the coupon codes an order carries. `lines` are (category, qty, price). A code that cannot be
-    redeemed (unknown, used, expired, another customer's, not applicable) is reported, not redeemed.
-    Returns [{"code", "result": "redeemed" | reason}]. Flushes."""
-    return redeem_for_orders([(order, codes, lines)])[0]
-
-
 def redeem_for_orders(claims: list[tuple[object, list[str], list[tuple[str, int, Decimal]]]]) -> list[list[dict]]:
-    """`redeem_for_order` for many (order, codes, lines), in order, with one locking read for all the codes
-    (so a batch of orders costs the same few statements as one); a code claimed twice goes to the first."""
+    """Redeem the coupon codes each (order, codes, lines) carries, in order; `lines` are (category, qty,
+    price). One locking read for all the codes, so a batch of orders costs the same few statements as one;
+    a code claimed twice goes to the first. A code that cannot be redeemed (unknown, used, expired, another
+    customer's, not applicable) is reported, not redeemed. Returns, per order, [{"code", "result":
+    "redeemed" | reason}]. Flushes."""
     from reports.leaderboard import bump
 
     wanted = sorted({code for _, codes, _ in claims for code in codes})

@@ -498,12 +498,13 @@ def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
     steps.update()
 
     if plan.orders:
-        _apply_orders(plan, bulk, cid, new_ids, now)
+        _apply_orders(plan, bulk, cid, new_ids, now, analyzed=bool(plan.follows))
     steps.update()
 
 
-def _apply_orders(plan: _Plan, bulk: _Bulk, cid, new_ids: list[int], now) -> None:
-    bulk.analyze("customers", "customer_identities", "follows", "orders")  # what the orders' joins read
+def _apply_orders(plan: _Plan, bulk: _Bulk, cid, new_ids: list[int], now, *, analyzed: bool) -> None:
+    # What the orders' joins read; the follows step has already analyzed the customer tables when it ran.
+    bulk.analyze(*(() if analyzed else ("customers", "customer_identities", "follows")), "orders")
     dumps = json.dumps
     order_rows, line_rows, affected = [], [], set()
     for order_no, (_, r, token) in plan.orders.items():

@@ -435,6 +435,8 @@ class SuggestionIndex:
         # The last query's jieba cut and vocabulary phrases: one search asks for them several times
         # (weights, residual, coverage; and a suggestion searches scripts, content and products alike).
         self._last_segments: tuple[str, tuple[str, ...], tuple[str, ...]] = ("", (), ())
+        # The last question as asked and as prepared: a suggestion asks for its terms, then searches.
+        self._last_prepared: tuple[str, str] = ("", "")
 
         unique: dict[str, Doc] = {}
         for d in docs:
@@ -610,11 +612,15 @@ class SuggestionIndex:
     def _prepare(self, query: str) -> str:
         if query is None or not str(query).strip():
             raise ValueError("empty query")
+        last = self._last_prepared
+        if last[0] == query:
+            return last[1]
         norm = T.normalize_query(str(query))
         if self.config.latin_pinyin_words > 0 and any("a" <= c <= "z" for c in norm):
             norm = self._with_latin_pinyin(norm)
         if self.config.homophone_fix:
             norm = self._with_homophones(norm)
+        self._last_prepared = (query, norm)
         return norm
 
     def _with_homophones(self, norm: str) -> str:
@@ -845,10 +851,7 @@ class SuggestionIndex:
                 scores += ceiling * share ** self.config.learned_power
 
         if boosts:
-            for eid, factor in boosts.items():
-                i = self._pos.get(str(eid))
-                if i is not None:
-                    scores[i] *= max(float(factor), 0.0)
+            scores *= self.factors(boosts)
         if prior is not None:
             scores *= prior
 

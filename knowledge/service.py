@@ -361,25 +361,34 @@ def record_send(guide: Guide, script_external_id: str, *, query: str | None = No
     return send
 
 
+def _sends_since(days: int):
+    """(terms, script external_id, store_id, sent_at) of every send in the last `days` days."""
+    return (select(ScriptSend.terms, Script.external_id, ScriptSend.store_id, ScriptSend.sent_at)
+            .join(Script, Script.id == ScriptSend.script_id)
+            .where(ScriptSend.sent_at >= utcnow() - timedelta(days=days)))
+
+
+def _replay(query, only: set[str] | None = None) -> int:
+    """Learn every send `query` reads again (only the terms in `only`, when given); returns sends used."""
+    n = 0
+    with rstore.client.pipeline(transaction=False) as pipe:
+        for terms, eid, store_id, sent_at in db.session.execute(query.execution_options(yield_per=5000)):
+            if only is not None and not only & set(terms or []):
+                continue
+            _learn(pipe, list(terms or []), eid, store_id, sent_at.timestamp(), only=only)
+            n += 1
+            if n % 1000 == 0:
+                pipe.execute()
+        pipe.execute()
+    return n
+
+
 def relearn(days: int = 365) -> int:
     """Rebuild the learned pairs in Redis from `script_sends` (after Redis lost them). Returns sends used."""
     client = rstore.client
     for key in client.scan_iter(match=f"{LEARN_PREFIX}*", count=1000):
         client.delete(key)
-    since = utcnow() - timedelta(days=days)
-    rows = db.session.execute(
-        select(ScriptSend.terms, Script.external_id, ScriptSend.store_id, ScriptSend.sent_at)
-        .join(Script, Script.id == ScriptSend.script_id).where(ScriptSend.sent_at >= since)
-        .execution_options(yield_per=5000))
-    n = 0
-    pipe = client.pipeline(transaction=False)
-    for terms, eid, store_id, sent_at in rows:
-        _learn(pipe, list(terms or []), eid, store_id, sent_at.timestamp())
-        n += 1
-        if n % 1000 == 0:
-            pipe.execute()
-    pipe.execute()
-    return n
+    return _replay(_sends_since(days))
 
 
 def relearn_terms(terms: set[str], days: int = 365) -> int:
@@ -394,22 +403,11 @@ def relearn_terms(terms: set[str], days: int = 365) -> int:
     keys = [f"{LEARN_PREFIX}{scope}:{term}" for scope in scopes for term in terms]
     for start in range(0, len(keys), 1000):
         client.delete(*keys[start:start + 1000])
-    query = (select(ScriptSend.terms, Script.external_id, ScriptSend.store_id, ScriptSend.sent_at)
-             .join(Script, Script.id == ScriptSend.script_id)
-             .where(ScriptSend.sent_at >= utcnow() - timedelta(days=days)))
+    query = _sends_since(days)
     if db.is_postgres:  # JSONB as text: the term as JSON spells it
         query = query.where(or_(*[cast(ScriptSend.terms, Text).contains(json.dumps(t, ensure_ascii=False),
                                                                         autoescape=True) for t in terms]))
-    n = 0
-    with client.pipeline(transaction=False) as pipe:
-        for send_terms, eid, store_id, sent_at in db.session.execute(query.execution_options(yield_per=5000)):
-            if terms & set(send_terms or []):
-                _learn(pipe, list(send_terms), eid, store_id, sent_at.timestamp(), only=terms)
-                n += 1
-                if n % 1000 == 0:
-                    pipe.execute()
-        pipe.execute()
-    return n
+    return _replay(query, only=terms)
 
 
 # ------------------------------------------------------------------------------------------- browsing
