@@ -16,12 +16,16 @@ def json_error(http_status: int, message: str, /, **extra):
     return resp
 
 
-def query_date(name: str = "date", *, page: bool = False) -> date:
-    """The `?<name>=YYYY-MM-DD` query parameter; today (local) when it is absent or empty. A bad value ends
-    the request with a 400 naming it: a JSON error for the APIs, the plain error page with `page=True`."""
+_TODAY = object()
+
+
+def query_date(name: str = "date", *, page: bool = False, default=_TODAY) -> date | None:
+    """The `?<name>=YYYY-MM-DD` query parameter; `default` (today, local, unless given) when it is absent or
+    empty. A bad value ends the request with a 400 naming it: a JSON error for the APIs, the plain error
+    page with `page=True`."""
     value = request.args.get(name)
     if not value:
-        return local_today()
+        return local_today() if default is _TODAY else default
     try:
         return date.fromisoformat(value)
     except ValueError:

@@ -202,15 +202,12 @@ EXPORT_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl", "yaml": "applic
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
-def _admin():
-    if current_guide().role != "admin":
-        abort(403, "需要总部管理员权限")
-
-
 def _admin_only(view):
+    """Head office only, for the pages (after the sign-in check): 403 with the page's error, not JSON."""
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        _admin()
+        if current_guide().role != "admin":
+            abort(403, "需要总部管理员权限")
         return view(*args, **kwargs)
 
     return wrapped
@@ -237,8 +234,8 @@ def _library_page(status: int = 200, chosen: str = "knowledge", **outcome):
 
 @bp.get("/import")
 @page_login_required
+@_admin_only
 def library_page():
-    _admin()
     return _library_page()
 
 
@@ -317,9 +314,9 @@ def _cut(text: str, limit: int) -> str:
 
 @bp.get("/library/<key>.<fmt>")
 @login_required
+@_admin_only
 def library_export(key: str, fmt: str):
     """The whole library as its `… export` command writes it, downloaded."""
-    _admin()
     lib = library.LIBRARIES.get(key)
     if lib is None or fmt not in lib.exports:
         abort(404)

@@ -8,7 +8,7 @@ from datetime import date
 from flask import Blueprint, jsonify, redirect, request
 
 from core.db import db
-from core.http import json_error
+from core.http import json_error, query_date
 from core.timeutil import start_of
 from sidebar.auth import StoreScopeRefused, current_guide, login_required, store_scope
 from tracking import funnels
@@ -55,12 +55,6 @@ def funnel_report():
     by = request.args.get("by", "content")
     if by not in funnels.GROUPINGS:
         return json_error(400, f"by 只能是 {'、'.join(funnels.GROUPINGS)} 之一")
-    bounds = {}
-    for name in ("since", "until"):
-        value = request.args.get(name)
-        if value:
-            try:
-                bounds[name] = start_of(date.fromisoformat(value))
-            except ValueError:
-                return json_error(400, f"{name} 不是有效日期（YYYY-MM-DD）")
+    bounds = {name: start_of(day) for name in ("since", "until")
+              if (day := query_date(name, default=None)) is not None}
     return jsonify(by=by, rows=funnels.funnel(by, store_id=scope.store_id, **bounds))
