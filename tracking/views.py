@@ -3,8 +3,6 @@
 `GET /api/reports/funnel` for managers and head office."""
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Blueprint, jsonify, redirect, request
 
 from core.db import db
