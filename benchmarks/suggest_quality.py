@@ -6,7 +6,8 @@
     python benchmarks/suggest_quality.py --all --ablate       # component ablations, mean over domains
     python benchmarks/suggest_quality.py --all --service      # also through the product (import + CLI)
 
-For each set: hit@1, hit@3 and MRR of the engine and of a plain baseline (global jieba
+For each set: hit@1, hit@3 and MRR of the engine, of the engine without its semantic channel
+("lexical", the engine before round 10) and of a plain baseline (global jieba
 lcut_for_search + rank_bm25 BM25Okapi over title+body+tags), computed in the same run.
 "Pooled" counts every query of every set once; "mean" averages the per-set figures (each
 domain weighs the same).
@@ -35,9 +36,11 @@ every set is a dev set for a later round.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -90,6 +93,10 @@ SETS = [
     # Ninth round: a separate author's stores, run once after the round's freeze.
     _set("salon", "blind-9"),
     _set("luggage", "blind-9"),
+    # Tenth round: a separate author's stores, written before the round's change (the semantic channel),
+    # run once after its freeze beside the engine without it (= the engine before the round).
+    _set("gym", "blind-10"),
+    _set("cookware", "blind-10"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
 DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9"}
@@ -119,8 +126,73 @@ def load_docs(path: Path) -> list[Doc]:
             for r in load_jsonl(path) if r.get("kind", "script") == "script"]
 
 
-def run_engine(docs, queries, config: EngineConfig | None = None) -> list[int | None]:
-    index = SuggestionIndex(docs, config=config)
+class CachedEncoder:
+    """knowledge.semantic's model with every vector kept in benchmarks/.cache (the sets are embedded once
+    per machine, not once per run: a full run asks for about 5,000 vectors, 2-3 minutes on two cores)."""
+
+    PATH = Path(__file__).resolve().parent / ".cache" / "vectors.pkl"
+
+    def __init__(self):
+        from knowledge.semantic import MODEL, Encoder
+
+        self._model = None
+        self._encoder_class = Encoder
+        self._cache = {}
+        if self.PATH.exists():
+            cached = pickle.loads(self.PATH.read_bytes())
+            if cached.get("model") == MODEL:
+                self._cache = cached["vectors"]
+        self._model_name = MODEL
+        self._dirty = False
+
+    def _get(self, kind: str, texts: list[str]):
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if (kind, t) not in self._cache]
+        if missing:
+            self._model = self._model or self._encoder_class()
+            vectors = self._model.passages(missing) if kind == "p" else [self._model.query(t) for t in missing]
+            self._cache.update({(kind, t): np.asarray(v, dtype=np.float32) for t, v in zip(missing, vectors)})
+            self._dirty = True
+        return [self._cache[kind, t] for t in texts]
+
+    def query(self, text: str):
+        return self._get("q", [text])[0]
+
+    def vectors(self, docs) -> dict:
+        from knowledge.semantic import passage_text
+
+        texts = [passage_text(d.title, d.tags, d.body) for d in docs]
+        return dict(zip((d.external_id for d in docs), self._get("p", texts)))
+
+    def save(self) -> None:
+        if self._dirty:
+            self.PATH.parent.mkdir(exist_ok=True)
+            self.PATH.write_bytes(pickle.dumps({"model": self._model_name, "vectors": self._cache}))
+            self._dirty = False
+
+
+_encoder: CachedEncoder | None = None
+
+
+def encoder() -> CachedEncoder:
+    global _encoder
+    if _encoder is None:
+        _encoder = CachedEncoder()
+        atexit.register(_encoder.save)
+    return _encoder
+
+
+def build_index(docs, config: EngineConfig | None = None, *, semantic: bool = True) -> SuggestionIndex:
+    """The engine as the service builds it: with the scripts' sentence vectors, unless semantic=False."""
+    if not semantic or (config is not None and config.semantic_weight <= 0):
+        return SuggestionIndex(docs, config=config)
+    enc = encoder()
+    return SuggestionIndex(docs, config=config, vectors=enc.vectors(docs), encoder=enc)
+
+
+def run_engine(docs, queries, config: EngineConfig | None = None, *, semantic: bool = True) -> list[int | None]:
+    index = build_index(docs, config, semantic=semantic)
     ranked = [[eid for eid, _ in index.search(q["text"], top=10)] for q in queries]
     return ranks(ranked, [q["relevant"] for q in queries])
 
@@ -171,6 +243,8 @@ def fmt(m: dict[str, float]) -> str:
 
 ABLATIONS = [
     ("full engine (default)", {}),
+    ("- semantic channel (words only)", {"semantic_weight": 0.0}),
+    ("  semantic channel on every question (no gate)", {"semantic_gate": 2.0}),
     ("- chat concept groups (colloquial.tsv)", {"use_colloquial": False}),
     ("- domain synonyms (synonyms.tsv)", {"use_synonyms": False}),
     ("- both vocabularies", {"use_colloquial": False, "use_synonyms": False}),
@@ -242,11 +316,12 @@ def main(argv=None) -> int:
     loaded = [(name, role, kb, load_docs(kb), pinyin_dev(name) if args.pinyin_dev else load_jsonl(qs))
               for name, role, kb, qs in sets]
     loaded = [row for row in loaded if row[-1]]
-    pooled = {"engine": [], "baseline": [], "service": []}
-    per_set = {"engine": [], "baseline": [], "service": []}
+    pooled = {"engine": [], "lexical": [], "baseline": [], "service": []}
+    per_set = {"engine": [], "lexical": [], "baseline": [], "service": []}
     tmp = tempfile.TemporaryDirectory(prefix="kbq-") if args.service else None
     for name, role, kb, docs, queries in loaded:
-        rows = {"engine": run_engine(docs, queries), "baseline": run_baseline(docs, queries)}
+        rows = {"engine": run_engine(docs, queries), "lexical": run_engine(docs, queries, semantic=False),
+                "baseline": run_baseline(docs, queries)}
         if tmp:
             rows["service"] = run_service(kb, queries, Path(tmp.name))
         print(f"== {name} ({role}): {len(docs)} scripts, {len(queries)} questions   hit@1 / hit@3 / MRR")
@@ -261,7 +336,7 @@ def main(argv=None) -> int:
 
     if len(loaded) > 1:
         print(f"\n== all {len(loaded)} sets, {len(pooled['engine'])} questions   hit@1 / hit@3 / MRR")
-        for label in ("engine", "baseline", "service"):
+        for label in ("engine", "lexical", "baseline", "service"):
             if not pooled[label]:
                 continue
             mean = {k: sum(m[k] for m in per_set[label]) / len(per_set[label]) for k in ("hit@1", "hit@3", "mrr")}

@@ -6,7 +6,9 @@ Scripts are built from the shipped domain lexicon plus chat filler, so token
 statistics look like a real library. Prints index build time (wall and CPU,
 cold and a rebuild in the same process), median / p99 search latency for the engine
 and for rank_bm25 BM25Okapi on the same library, the speed ratio and the index's
-memory (process RSS growth from the build; tracemalloc retained and build peak).
+memory (process RSS growth from the build; tracemalloc retained and build peak). Then the same with the
+semantic channel (knowledge/semantic.py): a script's embedding time, search latency with the question's
+vector computed by the model, and the share of questions the gate lets through.
 The machine's load average is printed too: wall times on a shared box are noisy.
 """
 from __future__ import annotations
@@ -79,12 +81,53 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
+def semantic_timings(docs: list[Doc], queries: list[str], lexical: SuggestionIndex, rng: random.Random) -> None:
+    """The engine as the service runs it, with the semantic channel. The scripts' vectors are random unit
+    vectors (their values change no cost: 10,000 real ones would take minutes to compute, which the import
+    does once per script); the questions are embedded by the real model, and whether a question needs its
+    vector at all (the gate) depends on the lexical scores only, so the share embedded is the real one."""
+    import numpy as np
+
+    from knowledge.semantic import DIM, Encoder, passage_text
+
+    rss0 = rss_mib()
+    encoder = Encoder()
+    sample = [passage_text(d.title, d.tags, d.body) for d in docs[:200]]
+    t0 = time.perf_counter()
+    encoder.passages(sample)
+    per_script = (time.perf_counter() - t0) / len(sample)
+    vectors = np.random.default_rng(rng.randrange(2**32)).standard_normal((len(docs), DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    index = SuggestionIndex(docs, vectors=dict(zip((d.external_id for d in docs), vectors)), encoder=encoder)
+    build = time.perf_counter() - t0
+    rss = rss_mib() - rss0
+    lat = []
+    for q in queries:
+        t = time.perf_counter()
+        index.search(q, top=5)
+        lat.append((time.perf_counter() - t) * 1000)
+    embedded = index.semantic_used / max(index.semantic_used + index.semantic_skipped, 1)
+    again = []
+    for q in queries[:200]:  # the same questions again: their vectors are in the encoder's cache
+        t = time.perf_counter()
+        index.search(q, top=5)
+        again.append((time.perf_counter() - t) * 1000)
+    print(f"semantic embedding a script at import: {per_script * 1000:.1f} ms "
+          f"({per_script * len(docs) / 60:.1f} min for {len(docs)} scripts, once)")
+    print(f"semantic build {build:.2f} s with vectors; model + vectors RSS growth {rss:.1f} MiB")
+    print(f"semantic search median {statistics.median(lat):.3f} ms   mean {statistics.fmean(lat):.3f} ms   "
+          f"p90 {pct(lat, 90):.3f} ms   p99 {pct(lat, 99):.3f} ms   questions embedded {100 * embedded:.0f} %")
+    print(f"semantic search, a question asked before: median {statistics.median(again):.3f} ms")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=1_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-semantic", action="store_true", help="leave out the semantic channel's timings")
     args = ap.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -131,6 +174,9 @@ def main(argv=None) -> int:
     print(f"engine   search median {med:.3f} ms   p99 {p99:.3f} ms")
     print(f"engine   index memory: RSS growth {rss_index:.1f} MiB; tracemalloc retained {retained / 2**20:.1f} MiB, "
           f"build peak {peak / 2**20:.1f} MiB")
+
+    if not args.skip_semantic:
+        semantic_timings(docs, queries, index, rng)
 
     if not args.skip_baseline:
         import jieba

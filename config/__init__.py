@@ -78,6 +78,8 @@ def load_settings(environ: dict | None = None) -> dict:
         "CALLBACK_SYNC_COMMIT": env.get("CALLBACK_SYNC_COMMIT", "on").strip().lower(),
         # "off": suggestions ignore what sends of each script led to (knowledge/prior.py, docs/suggestions.md).
         "SUGGEST_CONVERSION_PRIOR": env.get("SUGGEST_CONVERSION_PRIOR", "on").strip().lower(),
+        # "off": suggestions use the scripts' words only, no sentence vectors (knowledge/semantic.py).
+        "SUGGEST_SEMANTIC": env.get("SUGGEST_SEMANTIC", "on").strip().lower(),
         # The sidebar: WeCom's OAuth2 authorize page and the JS-SDK files the WeCom webview loads.
         "WECOM_OAUTH_URL": env.get("WECOM_OAUTH_URL", WECOM_DEFAULT_OAUTH_URL),
         "WECOM_JSSDK_URLS": env.get("WECOM_JSSDK_URLS", " ".join(WECOM_DEFAULT_JSSDK_URLS)).split(),
@@ -103,6 +105,8 @@ def check_settings(settings: dict) -> None:
         raise ConfigError("CALLBACK_SYNC_COMMIT must be on or off")
     if settings.get("SUGGEST_CONVERSION_PRIOR", "on") not in ("on", "off"):
         raise ConfigError("SUGGEST_CONVERSION_PRIOR must be on or off")
+    if settings.get("SUGGEST_SEMANTIC", "on") not in ("on", "off"):
+        raise ConfigError("SUGGEST_SEMANTIC must be on or off")
     if settings.get("ATTRIBUTION_MODE", "binding") not in ("binding", "last_touch"):
         raise ConfigError("ATTRIBUTION_MODE must be binding or last_touch")
     if not re.fullmatch(r"[0-9]{1,3}", str(settings.get("ATTRIBUTION_WINDOW_DAYS", "30"))) \

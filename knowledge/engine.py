@@ -121,6 +121,14 @@ class EngineConfig:
     # sounds like a library or vocabulary word differing in one character gets that word added,
     # as if typed.
     homophone_fix: bool = True
+    # Semantic channel (knowledge/semantic.py): the question's sentence vector against each script's.
+    # A script gains semantic_weight x exp((cos - best cos) / semantic_temp) on top of its max-normalised
+    # lexical score, so the scripts closest in meaning to the question (within a few hundredths of
+    # cosine) join or reorder the lexical ones. When the lexical winner leads the runner-up by at least
+    # semantic_gate (of its score), the question is not embedded at all: words alone settle it.
+    semantic_weight: float = 1.0
+    semantic_temp: float = 0.02
+    semantic_gate: float = 0.5
 
 
 def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
@@ -396,7 +404,11 @@ class SuggestionIndex:
     """
 
     def __init__(self, docs: Iterable[Doc], *, extra_synonyms: dict[str, list[str]] | None = None,
-                 extra_words: Iterable[str] = (), config: EngineConfig | None = None):
+                 extra_words: Iterable[str] = (), config: EngineConfig | None = None,
+                 vectors: Mapping[str, np.ndarray] | None = None, encoder=None):
+        """``vectors``: external_id -> the script's sentence vector (scripts without one get no semantic
+        score); ``encoder``: what embeds a question (``.query(text)``, knowledge/semantic.py). Both or
+        neither: without them the engine is lexical only."""
         self.config = cfg = config or EngineConfig()
         self._tok = T.default_tokenizer()
         self._stop = T.default_stopwords()
@@ -437,6 +449,7 @@ class SuggestionIndex:
         self._last_segments: tuple[str, tuple[str, ...], tuple[str, ...]] = ("", (), ())
         # The last question as asked and as prepared: a suggestion asks for its terms, then searches.
         self._last_prepared: tuple[str, str] = ("", "")
+        self.semantic_used = self.semantic_skipped = 0  # questions embedded / settled by words (benchmarks)
 
         unique: dict[str, Doc] = {}
         for d in docs:
@@ -499,6 +512,15 @@ class SuggestionIndex:
                     self._chars = _SparseBM25F.from_tf(vocab, tf, n, cfg.k1)
         self._cilin = _cilin_synonyms() if cfg.use_cilin else {}
         self._by_sound: dict[tuple[str, ...], list[str]] | None = None  # built on the first pinyin question
+        self._encoder = self._vectors = self._has_vector = None
+        if encoder is not None and vectors and cfg.semantic_weight > 0:
+            rows = sorted(((i, vector) for eid, vector in vectors.items()
+                           if vector is not None and (i := self._pos.get(str(eid))) is not None),
+                          key=lambda row: row[0])
+            if rows:  # only the scripts that have one: a search multiplies this matrix as it is
+                self._has_vector = np.fromiter((i for i, _ in rows), dtype=np.int64, count=len(rows))
+                self._vectors = np.stack([np.asarray(v, dtype=np.float32) for _, v in rows])
+                self._encoder = encoder
         self._doc_terms = self._terms = None  # docs x word terms, for pseudo-relevance feedback
         if cfg.prf_docs > 0:
             self._doc_terms = self._words.matrix.T.tocsr()
@@ -843,6 +865,8 @@ class SuggestionIndex:
         if self.config.category_prior > 0 and scores.sum() > 0:
             mass = np.bincount(self._cat, weights=scores, minlength=self._n_cats) / scores.sum()
             scores *= 1.0 + self.config.category_prior * mass[self._cat]
+        if self._encoder is not None:
+            scores = self._with_semantics(query, scores)
 
         if learned:
             share = self._learned_share(qw, learned)
@@ -859,6 +883,26 @@ class SuggestionIndex:
         cand = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         cand = cand[np.argsort(-scores[cand], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in cand if scores[i] > 0]
+
+    def _with_semantics(self, query: str, scores: np.ndarray) -> np.ndarray:
+        """The lexical scores, max-normalised, plus the semantic channel (see EngineConfig)."""
+        cfg = self.config
+        lexical = _unit(scores)
+        if not lexical.any():
+            # Small talk and noise (在吗, 哈哈哈, asdf) match no word of the library: every sentence is
+            # nearest to something, so the semantic channel alone would always suggest.
+            return lexical
+        if len(lexical) > 1:
+            runner_up = float(np.partition(lexical, -2)[-2])
+            if 1.0 - runner_up >= cfg.semantic_gate:
+                self.semantic_skipped += 1
+                return lexical
+        self.semantic_used += 1
+        have = self._has_vector
+        cos = self._vectors @ self._encoder.query(query)
+        out = lexical.copy()
+        out[have] += cfg.semantic_weight * np.exp((cos - cos.max()) / cfg.semantic_temp)
+        return out
 
     def _learned_share(self, qw: Mapping[str, float], learned: Mapping[str, Mapping[str, float]]) -> np.ndarray:
         """Per script, in [0, 1]: how much of the question past sends of it explain.
@@ -892,6 +936,11 @@ class SuggestionIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def with_vectors(self) -> int:
+        """How many scripts the semantic channel can score (those with a sentence vector)."""
+        return 0 if self._has_vector is None else len(self._has_vector)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

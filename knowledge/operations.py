@@ -27,6 +27,7 @@ from sqlalchemy import select
 from core.db import db
 from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, open_csv, parse_each, read_jsonl
 from imports.records import RecordError, day, text
+from knowledge import semantic
 from models import CONTENT_KINDS, Content, Script, Vocabulary
 from customers.segments import LIFECYCLE_LABELS
 
@@ -209,6 +210,7 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
         raise ImportRejected(errors)
 
     counts = {}
+    scripts: list[Script] = []
     try:
         for kind, model, key in (("script", Script, "external_id"), ("content", Content, "external_id"),
                                  ("synonym", Vocabulary, "term")):
@@ -220,12 +222,18 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
             for k, (_, values) in rows.items():
                 row = existing.get(k)
                 if row is None:
-                    db.session.add(model(**values))
+                    row = model(**values)
+                    db.session.add(row)
                 else:
                     for field, value in values.items():
                         if getattr(row, field) != value:
                             setattr(row, field, value)
+                if kind == "script":
+                    scripts.append(row)
             counts[kind] = len(rows)
+        encoder = None if dry_run else semantic.active()
+        if encoder is not None:  # in the same transaction: a script is never left with a stale vector
+            semantic.refresh(scripts, encoder)
         db.session.flush()
         if dry_run:
             db.session.rollback()
@@ -239,6 +247,22 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
 
         library_changed()
     return counts
+
+
+def embed_library(encoder: semantic.Encoder, *, chunk: int = 256) -> dict[str, int]:
+    """Compute the vector of every script that lacks a current one (after an upgrade, or a model change),
+    committing every `chunk` scripts: an interrupted run keeps what it finished and the next one resumes."""
+    ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
+    computed = 0
+    for start in range(0, len(ids), chunk):
+        rows = list(db.session.scalars(select(Script).where(Script.id.in_(ids[start:start + chunk]))))
+        computed += semantic.refresh(rows, encoder)
+        db.session.commit()
+    if computed:
+        from knowledge.service import library_changed
+
+        library_changed()
+    return {"scripts": len(ids), "computed": computed}
 
 
 def _cell(value):

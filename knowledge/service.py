@@ -23,12 +23,14 @@ from datetime import date, timedelta
 
 from flask import current_app
 from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy.orm import undefer
 
 from core.db import db
 from core.redis_store import rstore
 from core.timeutil import local_today, utcnow
 from customers.segments import LIFECYCLE_LABELS, baby_age, lifecycle_stage
 from knowledge import prior as conversion_prior
+from knowledge import semantic
 from knowledge.engine import Doc, EngineConfig, SuggestionIndex
 from models import (Content, Customer, CustomerTag, Follow, Guide, Order, OrderLine, Product, Script,
                     ScriptSend, Store, Tag, TagGroup, Vocabulary)
@@ -103,18 +105,29 @@ def _build() -> Library:
     synonyms = {t: list(v) for t, v in vocab if v}
     words = [t for t, v in vocab] + [w for _, v in vocab for w in v]
 
-    def index(docs):
-        return SuggestionIndex(docs, extra_synonyms=synonyms, extra_words=words, config=EngineConfig())
+    def index(docs, **semantics):
+        return SuggestionIndex(docs, extra_synonyms=synonyms, extra_words=words, config=EngineConfig(),
+                               **semantics)
 
-    script_items, docs = {}, []
-    for s in db.session.scalars(select(Script).where(Script.enabled.is_(True))):
+    encoder = semantic.active()
+    query = select(Script).where(Script.enabled.is_(True))
+    if encoder is not None:
+        query = query.options(undefer(Script.embedding))
+    script_items, docs, vectors = {}, [], {}
+    for s in db.session.scalars(query):
         docs.append(Doc(s.external_id, s.title, s.body, s.category, s.tags or [], s.keywords or []))
+        if encoder is not None and s.embedding_key == semantic.embedding_key(
+                semantic.passage_text(s.title, s.tags or (), s.body)):
+            vectors[s.external_id] = semantic.from_bytes(s.embedding)
         script_items[s.external_id] = _Item(
             s.external_id, s.valid_from, s.valid_to,
             {"external_id": s.external_id, "title": s.title, "category": s.category, "body": s.body,
              "tags": list(s.tags or [])},
             frozenset([*(s.tags or []), *(s.keywords or []), s.category]))
-    scripts = index(docs)
+    if encoder is not None and len(vectors) < len(docs):
+        log.warning("%d of %d scripts have no current sentence vector (run `flask knowledge embed`): "
+                    "they are found by their words only", len(docs) - len(vectors), len(docs))
+    scripts = index(docs, vectors=vectors, encoder=encoder) if vectors else index(docs)
 
     content_items, docs = {}, []
     for c in db.session.scalars(select(Content).where(Content.enabled.is_(True))):

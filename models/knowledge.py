@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.timeutil import utcnow
@@ -31,6 +31,10 @@ class Script(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     valid_from: Mapped[date | None]
     valid_to: Mapped[date | None]
+    # The sentence vector of title, tags and body (knowledge/semantic.py), float32 bytes, and what it was
+    # computed from (model + text hash): written by the import, stale once the text or the model changes.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    embedding_key: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

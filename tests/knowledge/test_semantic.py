@@ -1,0 +1,98 @@
+"""The semantic channel: scripts found by what the customer means, not only by the words they share."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app import create_app
+from core.db import db
+from knowledge import operations, semantic, service
+from models import Script
+from tests.conftest import TEST_SETTINGS
+from tests.knowledge.factories import write_jsonl
+
+PET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "kb_pet.jsonl"
+# The pet store's library: the weight-loss script, the three the words alone put first for a fat dog
+# (toys, cat food, hairballs), and a few more of the shop's.
+WANTED = ("p38", "p01", "p02", "p05", "p10", "p20", "p30")
+FAT_DOG = "狗狗胖成球了 怎么瘦下来"
+
+
+def pet_library():
+    records = [json.loads(line) for line in PET.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if r["external_id"] in WANTED or r["title"] in ("宠物玩具推荐", "猫粮怎么选",
+                                                                               "猫咪呕吐毛球")]
+
+
+def load(tmp_path, records):
+    path = write_jsonl(tmp_path / "kb.jsonl", records)
+    return operations.import_library(operations.read_library_file(path))
+
+
+def top_ids(text, n=3):
+    return [s["external_id"] for s in service.suggest(text, top=n)["scripts"]]
+
+
+def test_a_question_in_other_words_finds_its_script_by_meaning(app, tmp_path):
+    load(tmp_path, pet_library())
+    assert top_ids(FAT_DOG, 1) == ["p38"]  # 宠物减肥: no word of it is in the question
+
+    words_only = create_app({**TEST_SETTINGS, "SUGGEST_SEMANTIC": "off"})
+    with words_only.app_context():
+        assert top_ids(FAT_DOG, 1) != ["p38"]
+
+
+def test_the_import_stores_each_scripts_vector_and_recomputes_it_only_when_the_text_changes(app, tmp_path):
+    records = pet_library()
+    load(tmp_path, records)
+    rows = {s.external_id: s for s in db.session.scalars(select(Script))}
+    assert all(semantic.from_bytes(s.embedding) is not None for s in rows.values())
+    keys = {eid: s.embedding_key for eid, s in rows.items()}
+
+    changed = dict(records[0], body=records[0]["body"] + "有问题随时问我～")
+    load(tmp_path, [changed, *records[1:]])
+    db.session.expire_all()
+    now = {s.external_id: s.embedding_key for s in db.session.scalars(select(Script))}
+    assert now[changed["external_id"]] != keys[changed["external_id"]]
+    assert {eid: k for eid, k in now.items() if eid != changed["external_id"]} == \
+        {eid: k for eid, k in keys.items() if eid != changed["external_id"]}
+
+
+def test_small_talk_gets_no_suggestion(app, tmp_path):
+    load(tmp_path, pet_library())
+    for text in ("在吗", "哈哈哈", "asdfgh"):
+        assert top_ids(text) == [], text
+
+
+def test_embed_fills_the_vectors_of_scripts_imported_before_the_upgrade(app, runner, tmp_path):
+    load(tmp_path, pet_library())
+    db.session.execute(Script.__table__.update().values(embedding=None, embedding_key=None))
+    db.session.commit()
+    service.library_changed()
+    assert top_ids(FAT_DOG, 1) != ["p38"]  # words only, until the vectors are there
+
+    result = runner.invoke(args=["knowledge", "embed"])
+    assert result.exit_code == 0, result.output
+    n = len(pet_library())
+    assert f"{n} of {n} scripts embedded" in result.output
+    assert top_ids(FAT_DOG, 1) == ["p38"]
+    assert "0 of" in runner.invoke(args=["knowledge", "embed"]).output  # nothing left to do
+
+
+def test_embed_says_so_when_the_semantic_channel_is_off(tmp_path):
+    words_only = create_app({**TEST_SETTINGS, "SUGGEST_SEMANTIC": "off"})
+    result = words_only.test_cli_runner().invoke(args=["knowledge", "embed"])
+    assert result.exit_code != 0
+    assert "SUGGEST_SEMANTIC=off" in result.output
+
+
+def test_a_script_whose_text_changed_without_a_new_vector_is_found_by_its_words_only(app, tmp_path):
+    load(tmp_path, pet_library())
+    script = db.session.scalar(select(Script).where(Script.external_id == "p38"))
+    script.body = "体重超标的毛孩子，每天减少一成主粮，加一次散步。"  # edited outside the import: vector stale
+    db.session.commit()
+    service.library_changed()
+    lib = service.library()
+    assert lib.scripts.with_vectors == len(pet_library()) - 1
