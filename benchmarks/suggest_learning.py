@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from suggest_loso import grid, objective  # noqa: E402
-from suggest_quality import dev_sets, load_docs, load_jsonl, metrics, ranks  # noqa: E402
+from suggest_quality import build_index, dev_sets, load_docs, load_jsonl, metrics, ranks  # noqa: E402
 
-from knowledge.engine import EngineConfig, SuggestionIndex  # noqa: E402
+from knowledge.engine import EngineConfig  # noqa: E402
 
 
 def run_set(docs, queries, cfg: EngineConfig) -> dict[str, dict]:
-    index = SuggestionIndex(docs, config=cfg)
+    index = build_index(docs, cfg)  # as the service runs it: with the semantic channel
     by_script: dict[str, list[dict]] = {}
     for q in queries:
         by_script.setdefault(q["relevant"][0], []).append(q)

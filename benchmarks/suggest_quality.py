@@ -99,7 +99,8 @@ SETS = [
     _set("cookware", "blind-10"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
-DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9"}
+DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9",
+             "blind-10"}
 
 
 def dev_sets() -> list[tuple[str, str, Path, Path]]:

@@ -36,17 +36,20 @@ LIBRARIES = {
 }
 
 
-def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None = None) -> dict[str, int]:
+def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None = None,
+                in_request: bool = False) -> dict[str, int]:
     """Import `path` into library `key` as its command does: all or nothing, committed (or, with dry_run,
     rolled back). Returns the counts the command prints; raises ImportRejected (nothing written).
-    `guide_id` is who imported, for the imports that keep an audit trail (coupon templates)."""
+    `guide_id` is who imported, for the imports that keep an audit trail (coupon templates). `in_request`:
+    slow follow-up work (the scripts' sentence vectors) goes to a worker job instead of being done here."""
     if dry_run and not LIBRARIES[key].dry_run:
         raise ValueError(f"{LIBRARIES[key].command} has no dry run")
     if key == "knowledge":
         from knowledge import operations
 
         # Commits and bumps the library version, so every process rebuilds its index.
-        return operations.import_library(operations.read_library_file(path), dry_run=dry_run)
+        return operations.import_library(operations.read_library_file(path), dry_run=dry_run,
+                                         embed="queue" if in_request else "now")
     if key == "coupons":
         from coupons import operations as coupons
         from imports.files import read_records

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 import zipfile
 from collections.abc import Iterable
 from datetime import date
@@ -190,11 +191,15 @@ def parse_record(rec) -> tuple[str, dict]:
 # ----------------------------------------------------------------------------------------------- import
 
 
-def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False) -> dict[str, int]:
+def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False,
+                   embed: str = "now") -> dict[str, int]:
     """Upsert every record of `lines` ((where, raw record) pairs), or nothing: raises ImportRejected
     (`where` is text, "line 3" or "sheet 话术 row 3", so the errors stay in file order).
 
-    Returns {kind: records} for the kinds present. Commits (or, with dry_run, rolls back)."""
+    Returns {kind: records} for the kinds present. Commits (or, with dry_run, rolls back). Then the scripts
+    whose text changed get their sentence vectors: `embed="now"` computes them here (the command line),
+    `"queue"` leaves them to a worker job (a web request must not wait minutes). Until then they are
+    found by their words only."""
     errors: list[tuple[str, str]] = []
     parsed: dict[str, dict[str, tuple[str, dict]]] = {k: {} for k in KINDS}
     for where, (kind, values) in parse_each(lines, parse_record, errors, catch=RecordError):
@@ -210,7 +215,6 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
         raise ImportRejected(errors)
 
     counts = {}
-    scripts: list[Script] = []
     try:
         for kind, model, key in (("script", Script, "external_id"), ("content", Content, "external_id"),
                                  ("synonym", Vocabulary, "term")):
@@ -228,12 +232,7 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
                     for field, value in values.items():
                         if getattr(row, field) != value:
                             setattr(row, field, value)
-                if kind == "script":
-                    scripts.append(row)
             counts[kind] = len(rows)
-        encoder = None if dry_run else semantic.active()
-        if encoder is not None:  # in the same transaction: a script is never left with a stale vector
-            semantic.refresh(scripts, encoder)
         db.session.flush()
         if dry_run:
             db.session.rollback()
@@ -246,23 +245,54 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
         from knowledge.service import library_changed
 
         library_changed()
+        if counts.get("script"):
+            if embed == "now":
+                encoder = semantic.active()
+                if encoder is not None:
+                    embed_library(encoder)
+            else:
+                from core.queue import jobs
+
+                jobs.enqueue(embed_job)
     return counts
 
 
-def embed_library(encoder: semantic.Encoder, *, chunk: int = 256) -> dict[str, int]:
-    """Compute the vector of every script that lacks a current one (after an upgrade, or a model change),
-    committing every `chunk` scripts: an interrupted run keeps what it finished and the next one resumes."""
+def embed_library(encoder: semantic.Encoder, *, chunk: int = 64, budget: float | None = None) -> dict[str, int]:
+    """Compute the vector of every script that lacks a current one (new or changed text, an upgrade, a model
+    change), committing every `chunk` scripts: an interrupted run keeps what it finished and the next one
+    resumes. With `budget` (seconds) it stops after the chunk that exceeds it; `remaining` > 0 then."""
+    started = time.monotonic()
     ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
-    computed = 0
+    computed = done = 0
     for start in range(0, len(ids), chunk):
         rows = list(db.session.scalars(select(Script).where(Script.id.in_(ids[start:start + chunk]))))
-        computed += semantic.refresh(rows, encoder)
+        n = semantic.refresh(rows, encoder)
         db.session.commit()
+        computed, done = computed + n, start + len(rows)
+        if n and budget is not None and time.monotonic() - started > budget:
+            break
     if computed:
         from knowledge.service import library_changed
 
-        library_changed()
-    return {"scripts": len(ids), "computed": computed}
+        library_changed()  # every worker rebuilds its index with the new vectors
+    return {"scripts": len(ids), "computed": computed, "remaining": len(ids) - done}
+
+
+EMBED_JOB_BUDGET = 60.0  # seconds of embedding per job run, well inside the queue's 120 s job timeout
+EMBED_JOB_CHUNK = 64  # scripts per commit
+
+
+def embed_job() -> int:
+    """Worker job after an import from the manager page: embed for at most a minute, then queue the rest."""
+    encoder = semantic.active()
+    if encoder is None:
+        return 0
+    result = embed_library(encoder, chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET)
+    if result["remaining"]:
+        from core.queue import jobs
+
+        jobs.enqueue(embed_job)
+    return result["computed"]
 
 
 def _cell(value):

@@ -96,3 +96,42 @@ def test_a_script_whose_text_changed_without_a_new_vector_is_found_by_its_words_
     service.library_changed()
     lib = service.library()
     assert lib.scripts.with_vectors == len(pet_library()) - 1
+
+
+def test_an_upload_on_the_manager_page_leaves_the_vectors_to_a_worker_job(app, client):
+    from core.queue import jobs
+    from tests.reports.test_library_import import admin, jsonl, upload
+
+    admin(client)
+    resp = upload(client, "knowledge", "kb.jsonl", jsonl(pet_library()))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert db.session.scalar(select(Script).where(Script.external_id == "p38")).embedding_key is None
+    found = client.get("/api/suggest", query_string={"q": FAT_DOG, "top": 1}).json["scripts"]
+    assert [s["external_id"] for s in found] != ["p38"]  # by its words only, until the job ran
+
+    jobs.run_burst(app)
+    db.session.remove()
+    assert all(s.embedding_key for s in db.session.scalars(select(Script)))
+    found = client.get("/api/suggest", query_string={"q": FAT_DOG, "top": 1}).json["scripts"]
+    assert [s["external_id"] for s in found] == ["p38"]
+
+
+def test_the_job_embeds_a_minute_at_a_time_and_queues_the_rest(app, tmp_path, monkeypatch):
+    from core.queue import jobs
+
+    path = write_jsonl(tmp_path / "kb.jsonl", pet_library())
+    operations.import_library(operations.read_library_file(path), embed="queue")
+    assert db.session.scalar(select(Script.embedding_key).where(Script.external_id == "p38")) is None
+    n = len(pet_library())
+    result = operations.embed_library(semantic.active(), chunk=2, budget=0.0)  # stops after one chunk
+    assert result == {"scripts": n, "computed": 2, "remaining": n - 2}
+
+    runs = []
+    real_job = operations.embed_library
+    monkeypatch.setattr(operations, "EMBED_JOB_BUDGET", 0.0)
+    monkeypatch.setattr(operations, "EMBED_JOB_CHUNK", 2)
+    monkeypatch.setattr(operations, "embed_library", lambda *a, **kw: runs.append(real_job(*a, **kw)) or runs[-1])
+    jobs.run_burst(app)  # the job the import queued, then each one it queued in turn
+    db.session.remove()
+    assert all(s.embedding_key for s in db.session.scalars(select(Script)))
+    assert [r["computed"] for r in runs if r["computed"]] == [2] * ((n - 2) // 2) + ([1] if n % 2 else [])
