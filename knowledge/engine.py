@@ -129,6 +129,9 @@ class EngineConfig:
     semantic_weight: float = 1.0
     semantic_temp: float = 0.02
     semantic_gate: float = 0.5
+    # A bonus under this share of the full one (cos more than 3 temperatures below the best) is dropped:
+    # scripts far from the question in meaning stay where their words put them (or out of the list).
+    semantic_floor: float = 0.05
 
 
 def _factorize(tokens: list[str]) -> tuple[list[str], np.ndarray]:
@@ -897,11 +900,15 @@ class SuggestionIndex:
             if 1.0 - runner_up >= cfg.semantic_gate:
                 self.semantic_skipped += 1
                 return lexical
+        vector = self._encoder.query(query)
+        if vector is None:  # the model failed on it (logged by the encoder)
+            return lexical
         self.semantic_used += 1
-        have = self._has_vector
-        cos = self._vectors @ self._encoder.query(query)
+        cos = self._vectors @ vector
+        bonus = np.exp((cos - cos.max()) / cfg.semantic_temp)
+        bonus[bonus < cfg.semantic_floor] = 0.0
         out = lexical.copy()
-        out[have] += cfg.semantic_weight * np.exp((cos - cos.max()) / cfg.semantic_temp)
+        out[self._has_vector] += cfg.semantic_weight * bonus
         return out
 
     def _learned_share(self, qw: Mapping[str, float], learned: Mapping[str, Mapping[str, float]]) -> np.ndarray:

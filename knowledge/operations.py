@@ -24,6 +24,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from core.db import db
 from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, open_csv, parse_each, read_jsonl
@@ -226,8 +227,7 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
             for k, (_, values) in rows.items():
                 row = existing.get(k)
                 if row is None:
-                    row = model(**values)
-                    db.session.add(row)
+                    db.session.add(model(**values))
                 else:
                     for field, value in values.items():
                         if getattr(row, field) != value:
@@ -257,41 +257,72 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
     return counts
 
 
-def embed_library(encoder: semantic.Encoder, *, chunk: int = 64, budget: float | None = None) -> dict[str, int]:
+EMBED_LOCK = "kb:embed:lock"  # one embedding run at a time, chain-wide
+EMBED_AGAIN = "kb:embed:again"  # set by a run that found the lock taken: the running one makes another pass
+EMBED_LOCK_TTL = 300  # seconds; renewed after every chunk, so only a dead run's lock expires
+
+
+def embed_library(encoder: semantic.Encoder, *, chunk: int = 64, budget: float | None = None,
+                  chained: bool = False) -> dict[str, int]:
     """Compute the vector of every script that lacks a current one (new or changed text, an upgrade, a model
-    change), committing every `chunk` scripts: an interrupted run keeps what it finished and the next one
-    resumes. With `budget` (seconds) it stops after the chunk that exceeds it; `remaining` > 0 then."""
+    change, a damaged blob), committing every `chunk` scripts: an interrupted run keeps what it finished.
+
+    One run at a time (a Redis lock): a run that finds another going asks it for one more pass and returns
+    `busy`, since the running one lists the scripts again. With `budget` (seconds) a run stops after the
+    chunk that exceeds it, with `remaining` > 0; the caller queues the rest (`chained` for that next run).
+    Once nothing remains, every process is told to rebuild its index, now with the vectors."""
+    from core.redis_store import rstore
+    from redis.exceptions import LockError
+
+    client = rstore.client
+    lock = client.lock(EMBED_LOCK, timeout=EMBED_LOCK_TTL)
+    if not lock.acquire(blocking=False):
+        client.set(EMBED_AGAIN, 1)
+        return {"scripts": 0, "computed": 0, "remaining": 0, "busy": 1}
     started = time.monotonic()
-    ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
-    computed = done = 0
-    for start in range(0, len(ids), chunk):
-        rows = list(db.session.scalars(select(Script).where(Script.id.in_(ids[start:start + chunk]))))
-        n = semantic.refresh(rows, encoder)
-        db.session.commit()
-        computed, done = computed + n, start + len(rows)
-        if n and budget is not None and time.monotonic() - started > budget:
-            break
-    if computed:
+    computed = remaining = 0
+    try:
+        while True:
+            ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
+            done = 0
+            for start in range(0, len(ids), chunk):
+                rows = list(db.session.scalars(select(Script).options(undefer(Script.embedding))
+                                               .where(Script.id.in_(ids[start:start + chunk]))))
+                n = semantic.refresh(rows, encoder)
+                db.session.commit()
+                lock.reacquire()
+                computed, done = computed + n, start + len(rows)
+                if n and budget is not None and time.monotonic() - started > budget:
+                    break
+            remaining = len(ids) - done
+            if remaining or not client.delete(EMBED_AGAIN):
+                break  # otherwise an import came in meanwhile: one more pass over the scripts
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            pass
+    if not remaining and (computed or chained):
         from knowledge.service import library_changed
 
-        library_changed()  # every worker rebuilds its index with the new vectors
-    return {"scripts": len(ids), "computed": computed, "remaining": len(ids) - done}
+        library_changed()
+    return {"scripts": len(ids), "computed": computed, "remaining": remaining, "busy": 0}
 
 
 EMBED_JOB_BUDGET = 60.0  # seconds of embedding per job run, well inside the queue's 120 s job timeout
 EMBED_JOB_CHUNK = 64  # scripts per commit
 
 
-def embed_job() -> int:
-    """Worker job after an import from the manager page: embed for at most a minute, then queue the rest."""
+def embed_job(chained: bool = False) -> int:
+    """Worker job after an import from the manager page: embed for about a minute, then queue the rest."""
     encoder = semantic.active()
     if encoder is None:
         return 0
-    result = embed_library(encoder, chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET)
+    result = embed_library(encoder, chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET, chained=chained)
     if result["remaining"]:
         from core.queue import jobs
 
-        jobs.enqueue(embed_job)
+        jobs.enqueue(embed_job, True)
     return result["computed"]
 
 

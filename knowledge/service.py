@@ -116,17 +116,22 @@ def _build() -> Library:
     script_items, docs, vectors = {}, [], {}
     for s in db.session.scalars(query):
         docs.append(Doc(s.external_id, s.title, s.body, s.category, s.tags or [], s.keywords or []))
-        if encoder is not None and s.embedding_key == semantic.embedding_key(
-                semantic.passage_text(s.title, s.tags or (), s.body)):
-            vectors[s.external_id] = semantic.from_bytes(s.embedding)
+        if encoder is not None and s.embedding_key == semantic.current_key(s):
+            vector = semantic.from_bytes(s.embedding)
+            if vector is not None:
+                vectors[s.external_id] = vector
         script_items[s.external_id] = _Item(
             s.external_id, s.valid_from, s.valid_to,
             {"external_id": s.external_id, "title": s.title, "category": s.category, "body": s.body,
              "tags": list(s.tags or [])},
             frozenset([*(s.tags or []), *(s.keywords or []), s.category]))
     if encoder is not None and len(vectors) < len(docs):
-        log.warning("%d of %d scripts have no current sentence vector (run `flask knowledge embed`): "
-                    "they are found by their words only", len(docs) - len(vectors), len(docs))
+        # Half a library with vectors would favour those scripts on every close call: until every script
+        # has its vector (being computed after an import; `flask knowledge embed` after an upgrade), the
+        # index goes by words only.
+        log.warning("%d of %d scripts have no current sentence vector yet: suggestions go by words only "
+                    "until they have (`flask knowledge embed` computes them)", len(docs) - len(vectors), len(docs))
+        vectors = {}
     scripts = index(docs, vectors=vectors, encoder=encoder) if vectors else index(docs)
 
     content_items, docs = {}, []

