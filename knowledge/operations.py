@@ -198,9 +198,9 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
     (`where` is text, "line 3" or "sheet 话术 row 3", so the errors stay in file order).
 
     Returns {kind: records} for the kinds present. Commits (or, with dry_run, rolls back). Then the scripts
-    whose text changed get their sentence vectors: `embed="now"` computes them here (the command line),
-    `"queue"` leaves them to a worker job (a web request must not wait minutes). Until then they are
-    found by their words only."""
+    whose text changed get their sentence vectors: `embed="now"` computes them here, `"queue"` leaves them
+    to a worker job (a web request must not wait minutes), `"none"` to the caller (the command line, which
+    reports its progress). Until then the library is searched by its words only."""
     errors: list[tuple[str, str]] = []
     parsed: dict[str, dict[str, tuple[str, dict]]] = {k: {} for k in KINDS}
     for where, (kind, values) in parse_each(lines, parse_record, errors, catch=RecordError):
@@ -250,7 +250,7 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
                 encoder = semantic.active()
                 if encoder is not None:
                     embed_library(encoder)
-            else:
+            elif embed == "queue":
                 from core.queue import jobs
 
                 jobs.enqueue(embed_job)

@@ -265,7 +265,7 @@ def library_import():
         if size > MAX_UPLOAD:
             return page(413, error=TOO_LARGE)
         try:
-            counts = library.import_file(lib.key, path, dry_run=dry_run, guide_id=guide.id, in_request=True)
+            counts = library.import_file(lib.key, path, dry_run=dry_run, guide_id=guide.id, embed="queue")
         except ImportRejected as exc:
             db.session.rollback()
             log.info("library import by %s: %s %s (%d bytes) rejected, %d bad record(s)", guide.userid, lib.key,

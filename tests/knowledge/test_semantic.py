@@ -195,3 +195,14 @@ def test_a_second_embedding_run_leaves_the_work_to_the_one_going(app, tmp_path):
     lock.release()
     result = operations.embed_library(semantic.active())
     assert result["computed"] == len(pet_library()) and not rstore.client.get(operations.EMBED_AGAIN)
+
+
+def test_the_import_command_says_when_the_vectors_are_done(app, runner, tmp_path):
+    path = write_jsonl(tmp_path / "kb.jsonl", pet_library())
+    result = runner.invoke(args=["knowledge", "import", path])
+    assert result.exit_code == 0, result.output
+    n = len(pet_library())
+    assert f"{n} records imported" in result.output and f"{n} of {n} scripts embedded" in result.output
+    assert top_ids(FAT_DOG, 1) == ["p38"]
+    dry = runner.invoke(args=["knowledge", "import", "--dry-run", path])
+    assert "embedded" not in dry.output
