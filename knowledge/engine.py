@@ -868,8 +868,12 @@ class SuggestionIndex:
         if self.config.category_prior > 0 and scores.sum() > 0:
             mass = np.bincount(self._cat, weights=scores, minlength=self._n_cats) / scores.sum()
             scores *= 1.0 + self.config.category_prior * mass[self._cat]
+        factors = self.factors(boosts) if boosts else None
+        if prior is not None:
+            factors = prior if factors is None else factors * prior
         if self._encoder is not None:
-            scores = self._with_semantics(query, scores)
+            # Hidden scripts (factor 0: out of their window) neither win nor lose the gate's decision.
+            scores = self._with_semantics(query, scores, None if factors is None else factors > 0)
 
         if learned:
             share = self._learned_share(qw, learned)
@@ -877,27 +881,27 @@ class SuggestionIndex:
                 ceiling = self.config.learned_cap * (scores.max() if scores.max() > 0 else 1.0)
                 scores += ceiling * share ** self.config.learned_power
 
-        if boosts:
-            scores *= self.factors(boosts)
-        if prior is not None:
-            scores *= prior
+        if factors is not None:
+            scores *= factors
 
         k = min(top, len(scores))
         cand = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         cand = cand[np.argsort(-scores[cand], kind="stable")]
         return [(self.ids[i], float(scores[i])) for i in cand if scores[i] > 0]
 
-    def _with_semantics(self, query: str, scores: np.ndarray) -> np.ndarray:
-        """The lexical scores, max-normalised, plus the semantic channel (see EngineConfig)."""
+    def _with_semantics(self, query: str, scores: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
+        """The lexical scores, max-normalised, plus the semantic channel (see EngineConfig). `visible`: the
+        scripts that can be shown (None: all); the gate compares the best two of those."""
         cfg = self.config
         lexical = _unit(scores)
-        if not lexical.any():
+        shown = lexical if visible is None else lexical[visible]
+        if not shown.any():
             # Small talk and noise (在吗, 哈哈哈, asdf) match no word of the library: every sentence is
             # nearest to something, so the semantic channel alone would always suggest.
             return lexical
-        if len(lexical) > 1:
-            runner_up = float(np.partition(lexical, -2)[-2])
-            if 1.0 - runner_up >= cfg.semantic_gate:
+        if len(shown) > 1:
+            best, runner_up = np.partition(shown, -2)[-2:][::-1]
+            if best - runner_up >= cfg.semantic_gate * best:
                 self.semantic_skipped += 1
                 return lexical
         vector = self._encoder.query(query)

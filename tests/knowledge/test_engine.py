@@ -317,3 +317,26 @@ def test_an_ask_stays_with_its_topic(question, first, never):
         assert hits[0] == first
     if never:
         assert never not in hits[:1]
+
+
+def test_a_hidden_lexical_winner_does_not_stop_the_semantic_channel():
+    """The gate skips the sentence model when the words settle it; a script hidden by a boost of 0 (out of
+    its window) must not be the one that settles it for the scripts that can be shown."""
+    import numpy as np
+
+    docs = [Doc("A", "保温杯清洗方法", "保温杯用软毛刷清洗，别用钢丝球。"),
+            Doc("B", "材质说明", "杯子是304不锈钢。"),
+            Doc("C", "保修政策", "杯子一年内免费保修。")]
+    axes = np.eye(3, dtype=np.float32)
+    vectors = {"A": axes[0], "B": axes[1], "C": axes[2]}
+
+    class Encoder:  # the question means what B says
+        def query(self, text):
+            return axes[1]
+
+    index = SuggestionIndex(docs, vectors=vectors, encoder=Encoder())
+    assert [eid for eid, _ in SuggestionIndex(docs).search("保温杯的杯子")] == ["A", "C", "B"]
+    assert index.search("保温杯的杯子")[0][0] == "A"  # A leads by more than half: no embedding
+    assert (index.semantic_used, index.semantic_skipped) == (0, 1)
+    shown = index.search("保温杯的杯子", boosts={"A": 0.0})  # C and B are a close call: the model decides
+    assert index.semantic_used == 1 and [eid for eid, _ in shown] == ["B", "C"]
