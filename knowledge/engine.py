@@ -890,18 +890,20 @@ class SuggestionIndex:
         return [(self.ids[i], float(scores[i])) for i in cand if scores[i] > 0]
 
     def _with_semantics(self, query: str, scores: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
-        """The lexical scores, max-normalised, plus the semantic channel (see EngineConfig). `visible`: the
-        scripts that can be shown (None: all); the gate compares the best two of those."""
+        """The lexical scores, scaled to a best of 1, plus the semantic channel (see EngineConfig).
+        `visible`: the scripts that can be shown (None: all). Hidden ones (out of their window) neither set
+        the scale, nor decide the gate, nor are the nearest meaning the others are measured against."""
         cfg = self.config
-        lexical = _unit(scores)
-        shown = lexical if visible is None else lexical[visible]
-        if not shown.any():
+        shown = scores if visible is None else scores[visible]
+        best = float(shown.max()) if shown.size else 0.0
+        if best <= 0:
             # Small talk and noise (在吗, 哈哈哈, asdf) match no word of the library: every sentence is
             # nearest to something, so the semantic channel alone would always suggest.
-            return lexical
+            return _unit(scores)
+        lexical = scores / best
         if len(shown) > 1:
-            best, runner_up = np.partition(shown, -2)[-2:][::-1]
-            if best - runner_up >= cfg.semantic_gate * best:
+            runner_up = float(np.partition(shown, -2)[-2]) / best
+            if 1.0 - runner_up >= cfg.semantic_gate:
                 self.semantic_skipped += 1
                 return lexical
         vector = self._encoder.query(query)
@@ -909,10 +911,13 @@ class SuggestionIndex:
             return lexical
         self.semantic_used += 1
         cos = self._vectors @ vector
-        bonus = np.exp((cos - cos.max()) / cfg.semantic_temp)
+        near = cos if visible is None else cos[visible[self._has_vector]]
+        if not near.size:
+            return lexical
+        bonus = np.exp((cos - near.max()) / cfg.semantic_temp)
         bonus[bonus < cfg.semantic_floor] = 0.0
         out = lexical.copy()
-        out[self._has_vector] += cfg.semantic_weight * bonus
+        out[self._has_vector] += cfg.semantic_weight * np.minimum(bonus, 1.0)
         return out
 
     def _learned_share(self, qw: Mapping[str, float], learned: Mapping[str, Mapping[str, float]]) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 import time
 import zipfile
@@ -32,6 +33,8 @@ from imports.records import RecordError, day, text
 from knowledge import semantic
 from models import CONTENT_KINDS, Content, Script, Vocabulary
 from customers.segments import LIFECYCLE_LABELS
+
+log = logging.getLogger(__name__)
 
 KINDS = ("script", "content", "synonym", "word")
 MAX_BODY = 2000
@@ -258,71 +261,83 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
 
 
 EMBED_LOCK = "kb:embed:lock"  # one embedding run at a time, chain-wide
-EMBED_AGAIN = "kb:embed:again"  # set by a run that found the lock taken: the running one makes another pass
-EMBED_LOCK_TTL = 300  # seconds; renewed after every chunk, so only a dead run's lock expires
+EMBED_AGAIN = "kb:embed:again"  # set by a run that found the lock taken: the holder makes another pass
+EMBED_DIRTY = "kb:embed:dirty"  # vectors were saved that no index rebuild has announced yet
+EMBED_LOCK_TTL = 120  # seconds; renewed after every chunk, so only a dead run's lock expires
 
 
-def embed_library(encoder: semantic.Encoder, *, chunk: int = 64, budget: float | None = None,
-                  chained: bool = False) -> dict[str, int]:
+def embed_library(encoder: semantic.Encoder, *, chunk: int = 64, budget: float | None = None) -> dict[str, int]:
     """Compute the vector of every script that lacks a current one (new or changed text, an upgrade, a model
     change, a damaged blob), committing every `chunk` scripts: an interrupted run keeps what it finished.
 
-    One run at a time (a Redis lock): a run that finds another going asks it for one more pass and returns
-    `busy`, since the running one lists the scripts again. With `budget` (seconds) a run stops after the
-    chunk that exceeds it, with `remaining` > 0; the caller queues the rest (`chained` for that next run).
-    Once nothing remains, every process is told to rebuild its index, now with the vectors."""
+    One run at a time (a Redis lock). A run that finds another going asks it for one more pass (the holder
+    lists the scripts again, and checks once more after letting go of the lock) and returns `busy`. With
+    `budget` (seconds) a run stops after the chunk that exceeds it, with `remaining` > 0: the caller queues
+    the rest. When a run ends with nothing remaining and vectors were saved since the last announcement (by
+    it or by a run that died), every process is told to rebuild its index."""
     from core.redis_store import rstore
     from redis.exceptions import LockError
 
     client = rstore.client
     lock = client.lock(EMBED_LOCK, timeout=EMBED_LOCK_TTL)
-    if not lock.acquire(blocking=False):
-        client.set(EMBED_AGAIN, 1)
-        return {"scripts": 0, "computed": 0, "remaining": 0, "busy": 1}
     started = time.monotonic()
-    computed = remaining = 0
-    try:
-        while True:
-            ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
-            done = 0
-            for start in range(0, len(ids), chunk):
-                rows = list(db.session.scalars(select(Script).options(undefer(Script.embedding))
-                                               .where(Script.id.in_(ids[start:start + chunk]))))
-                n = semantic.refresh(rows, encoder)
-                db.session.commit()
-                lock.reacquire()
-                computed, done = computed + n, start + len(rows)
-                if n and budget is not None and time.monotonic() - started > budget:
-                    break
-            remaining = len(ids) - done
-            if remaining or not client.delete(EMBED_AGAIN):
-                break  # otherwise an import came in meanwhile: one more pass over the scripts
-    finally:
+    total = computed = remaining = 0
+    while True:
+        if not lock.acquire(blocking=False):
+            client.set(EMBED_AGAIN, 1)
+            if not lock.acquire(blocking=False):  # the holder may have let go meanwhile: then it is ours
+                return {"scripts": 0, "computed": computed, "remaining": 0, "busy": 1}
         try:
-            lock.release()
+            while True:
+                client.delete(EMBED_AGAIN)  # from here on a newcomer's request means one more pass
+                ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
+                total, done = len(ids), 0
+                for start in range(0, len(ids), chunk):
+                    part = ids[start:start + chunk]
+                    rows = list(db.session.scalars(select(Script).options(undefer(Script.embedding))
+                                                   .where(Script.id.in_(part))))
+                    n = semantic.refresh(rows, encoder)
+                    db.session.commit()
+                    if n:
+                        client.set(EMBED_DIRTY, 1)
+                    computed, done = computed + n, start + len(part)
+                    lock.reacquire()  # LockError: it expired and may be another run's now
+                    if n and budget is not None and time.monotonic() - started > budget:
+                        break
+                remaining = total - done
+                if remaining or not client.exists(EMBED_AGAIN):
+                    break
         except LockError:
-            pass
-    if not remaining and (computed or chained):
+            log.warning("the embedding lock expired during a run; another run carries on")
+            return {"scripts": total, "computed": computed, "remaining": 0, "busy": 1}
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                pass
+        if remaining or not client.exists(EMBED_AGAIN):
+            break  # else a request came between the last check and the release: take the lock again
+    if not remaining and client.delete(EMBED_DIRTY):
         from knowledge.service import library_changed
 
-        library_changed()
-    return {"scripts": len(ids), "computed": computed, "remaining": remaining, "busy": 0}
+        library_changed()  # every worker rebuilds its index with the new vectors
+    return {"scripts": total, "computed": computed, "remaining": remaining, "busy": 0}
 
 
-EMBED_JOB_BUDGET = 60.0  # seconds of embedding per job run, well inside the queue's 120 s job timeout
-EMBED_JOB_CHUNK = 64  # scripts per commit
+EMBED_JOB_BUDGET = 45.0  # seconds of embedding per job run, well inside the queue's 120 s job timeout
+EMBED_JOB_CHUNK = 16  # scripts per commit (a chunk takes 1-3 s)
 
 
-def embed_job(chained: bool = False) -> int:
-    """Worker job after an import from the manager page: embed for about a minute, then queue the rest."""
+def embed_job() -> int:
+    """Worker job after an import from the manager page: embed for under a minute, then queue the rest."""
     encoder = semantic.active()
     if encoder is None:
         return 0
-    result = embed_library(encoder, chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET, chained=chained)
+    result = embed_library(encoder, chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET)
     if result["remaining"]:
         from core.queue import jobs
 
-        jobs.enqueue(embed_job, True)
+        jobs.enqueue(embed_job)
     return result["computed"]
 
 

@@ -144,17 +144,36 @@ def active() -> Encoder | None:
 
 def refresh(scripts: Sequence, enc: Encoder, batch: int = 64) -> int:
     """Compute the vector of every script in `scripts` whose text changed since its vector was computed
-    (or that has none); sets `embedding` and `embedding_key` on the rows, the caller commits. Returns how
-    many were computed."""
+    (or whose vector is missing or damaged); sets `embedding` and `embedding_key` on the rows, the caller
+    commits. A text the model fails on (an error, or a vector that is not a unit vector) is logged and left
+    without one. Returns how many were computed."""
     stale = []
     for s in scripts:
         text = passage_text(s.title, s.tags or (), s.body)
         key = embedding_key(text)
         if s.embedding_key != key or from_bytes(s.embedding) is None:  # new, changed or damaged
             stale.append((s, text, key))
+    computed = 0
     for start in range(0, len(stale), batch):
         chunk = stale[start:start + batch]
-        vectors = enc.passages([text for _, text, _ in chunk])
-        for (s, _, key), vector in zip(chunk, vectors):
+        try:
+            vectors = list(enc.passages([text for _, text, _ in chunk]))
+        except (RuntimeError, OSError, ValueError):
+            vectors = [None] * len(chunk)  # one text at a time below: one bad text costs only itself
+        for (s, text, key), vector in zip(chunk, vectors):
+            if vector is None or not _sound(vector):
+                try:
+                    vector = enc.passages([text])[0]
+                except (RuntimeError, OSError, ValueError):
+                    vector = None
+            if vector is None or not _sound(vector):
+                log.error("no sentence vector for script %s: the model failed on its text", s.external_id)
+                continue
             s.embedding, s.embedding_key = to_bytes(vector), key
-    return len(stale)
+            computed += 1
+    return computed
+
+
+def _sound(vector: np.ndarray) -> bool:
+    """A usable model output: finite and L2-normalised (the model normalises every vector it returns)."""
+    return bool(np.isfinite(vector).all()) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-2

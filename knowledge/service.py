@@ -46,6 +46,7 @@ LEARN_TTL = 400 * 24 * 3600
 STORE_WEIGHT = 1.0  # a store's own sends count on top of the chain-wide ones
 MAX_TOP = 20
 RECENT_PURCHASE_DAYS = 90
+MISSING_VECTORS = 0.01  # the semantic channel serves a library once at most this share of it lacks vectors
 
 
 class EmptyQuery(ValueError):
@@ -125,13 +126,17 @@ def _build() -> Library:
             {"external_id": s.external_id, "title": s.title, "category": s.category, "body": s.body,
              "tags": list(s.tags or [])},
             frozenset([*(s.tags or []), *(s.keywords or []), s.category]))
-    if encoder is not None and len(vectors) < len(docs):
-        # Half a library with vectors would favour those scripts on every close call: until every script
-        # has its vector (being computed after an import; `flask knowledge embed` after an upgrade), the
-        # index goes by words only.
+    missing = len(docs) - len(vectors)
+    if encoder is not None and missing > MISSING_VECTORS * len(docs):
+        # Half a library with vectors would favour those scripts on every close call: until (nearly) every
+        # script has its vector (being computed after an import; `flask knowledge embed` after an upgrade),
+        # the index goes by words only.
         log.warning("%d of %d scripts have no current sentence vector yet: suggestions go by words only "
-                    "until they have (`flask knowledge embed` computes them)", len(docs) - len(vectors), len(docs))
+                    "until they have (`flask knowledge embed` computes them)", missing, len(docs))
         vectors = {}
+    elif encoder is not None and missing:
+        log.warning("%d of %d scripts have no sentence vector (the model failed on them): they are found by "
+                    "their words only", missing, len(docs))
     scripts = index(docs, vectors=vectors, encoder=encoder) if vectors else index(docs)
 
     content_items, docs = {}, []

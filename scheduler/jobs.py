@@ -77,6 +77,17 @@ def script_prior(D: date) -> dict:
     return rebuild()
 
 
+def script_vectors(D: date) -> dict:
+    """Compute the sentence vectors scripts still lack (an embedding run that died, a model change): the
+    imports do it themselves; this is the safety net. Also announces vectors no rebuild has announced."""
+    from knowledge import operations, semantic
+
+    encoder = semantic.active()
+    if encoder is None:
+        return {"skipped": "semantic channel off or unavailable"}
+    return operations.embed_library(encoder, budget=300.0)
+
+
 def recommend_pairs(D: date) -> dict:
     from recommend.tasks import rebuild_pairs
 
@@ -136,6 +147,7 @@ JOBS = [
     Job.every("orders_match", 60, orders_match, "每小时：匹配未识别顾客的订单"),
     Job.every("leaderboard_reconcile", 60, leaderboard_reconcile, "每小时：从数据库重建昨日与今日排行"),
     Job.every("script_prior", 60, script_prior, "每小时：重算话术转化先验（建议排序）"),
+    Job.every("script_vectors", 10, script_vectors, "每10分钟：补算缺少的话术语义向量"),
     Job("product_pairs", 23, 30, recommend_pairs, "23:30 重算商品关联（常一起买）"),
     Job.every("transfer_results", 60, transfer_results, "每小时查询离职继承结果"),
     Job.every("prune_job_runs", 1440, prune_job_runs, "每天：清理30天前的任务运行记录"),

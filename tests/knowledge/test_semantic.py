@@ -87,7 +87,7 @@ def test_embed_fills_the_vectors_of_scripts_imported_before_the_upgrade(app, run
     n = len(pet_library())
     assert f"{n} of {n} scripts embedded" in result.output
     assert top_ids(FAT_DOG, 1) == ["p38"]
-    assert "0 of" in runner.invoke(args=["knowledge", "embed"]).output  # nothing left to do
+    assert f"0 of {n} scripts embedded" in runner.invoke(args=["knowledge", "embed"]).output  # nothing to do
 
 
 def test_embed_says_so_when_the_semantic_channel_is_off(tmp_path):
@@ -107,7 +107,7 @@ def test_a_library_goes_by_words_only_until_every_script_has_a_current_vector(ap
     assert service.library().scripts.with_vectors == 0  # half a library with vectors would favour that half
     assert first_is_not_p38()
 
-    assert "1 of" in runner.invoke(args=["knowledge", "embed"]).output
+    assert f"1 of {len(pet_library())} scripts embedded" in runner.invoke(args=["knowledge", "embed"]).output
     assert service.library().scripts.with_vectors == len(pet_library())
     assert top_ids(FAT_DOG, 1) == ["p38"]
 
@@ -156,7 +156,7 @@ def test_a_damaged_vector_is_recomputed(app, runner, tmp_path):
     db.session.execute(Script.__table__.update().where(Script.external_id == "p38")
                        .values(embedding=np.full(semantic.DIM, np.nan, dtype=np.float32).tobytes()))
     db.session.commit()
-    assert "1 of" in runner.invoke(args=["knowledge", "embed"]).output
+    assert f"1 of {len(pet_library())} scripts embedded" in runner.invoke(args=["knowledge", "embed"]).output
     assert top_ids(FAT_DOG, 1) == ["p38"]
 
 
@@ -206,3 +206,40 @@ def test_the_import_command_says_when_the_vectors_are_done(app, runner, tmp_path
     assert top_ids(FAT_DOG, 1) == ["p38"]
     dry = runner.invoke(args=["knowledge", "import", "--dry-run", path])
     assert "embedded" not in dry.output
+
+
+def test_vectors_a_run_saved_but_never_announced_reach_the_index_on_the_next_run(app, runner, tmp_path):
+    from core.redis_store import rstore
+    from scheduler.jobs import script_vectors
+
+    load(tmp_path, pet_library())
+    n = len(pet_library())
+    db.session.execute(Script.__table__.update().where(Script.external_id == "p38").values(embedding_key=None))
+    db.session.commit()
+    service.library_changed()
+    assert service.library().scripts.with_vectors == 0  # one of the few scripts lacks its vector: words only
+
+    rows = list(db.session.scalars(select(Script)))  # a run that saved the vector, then died
+    assert semantic.refresh(rows, semantic.active()) == 1
+    db.session.commit()
+    rstore.client.set(operations.EMBED_DIRTY, 1)
+    assert service.library().scripts.with_vectors == 0  # nobody told the processes
+
+    assert script_vectors(None) == {"scripts": n, "computed": 0, "remaining": 0, "busy": 0}  # the 10-minute job
+    assert service.library().scripts.with_vectors == n
+    assert top_ids(FAT_DOG, 1) == ["p38"]
+
+
+def test_a_text_the_model_fails_on_costs_only_its_own_vector(app, tmp_path, monkeypatch):
+    encoder = semantic.active()
+    real = encoder.passages
+
+    def passages(texts):
+        if any("减肥" in t for t in texts):
+            raise RuntimeError("engine error")
+        return real(texts)
+
+    monkeypatch.setattr(encoder, "passages", passages)
+    load(tmp_path, pet_library())
+    stored = {s.external_id: s.embedding_key for s in db.session.scalars(select(Script))}
+    assert stored["p38"] is None and all(k for eid, k in stored.items() if eid != "p38")
