@@ -28,7 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from core.db import db
-from imports.files import NUL_REASON, BadLine, ImportRejected, has_nul, open_csv, parse_each, read_jsonl
+from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_formula, has_nul, open_csv, parse_each,
+                           read_jsonl, unguard_formula)
 from imports.records import RecordError, day, text
 from knowledge import semantic
 from models import CONTENT_KINDS, Content, Script, Vocabulary
@@ -394,7 +395,8 @@ def _read_csv(path: Path):
         header = next(reader, None)
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
-        rows = [(reader.line_num, row) for row in reader]
+        # Our CSV export puts ' before a cell Excel would read as a formula (= + - @ …): taken off here.
+        rows = [(reader.line_num, [unguard_formula(v) for v in row]) for row in reader]
     default = None if "kind" in [h.strip() for h in header] else _kind_from_name(path.stem)
     if default is None and "kind" not in [h.strip() for h in header]:
         raise ImportRejected([("file", f"{path.name}: add a kind column, or name the file after its kind "
@@ -480,8 +482,8 @@ def export_library(path) -> dict[str, int]:
         with open(path, "w", encoding="utf-8-sig", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
-            for r in records:
-                writer.writerow([_flat(r.get(c)) for c in columns])
+            for r in records:  # a cell Excel would run as a formula (=, +, -, @ …) is written as text
+                writer.writerow([_text_cell(_flat(r.get(c))) for c in columns])
     elif suffix == ".xlsx":
         from openpyxl import Workbook
 
@@ -493,10 +495,17 @@ def export_library(path) -> dict[str, int]:
             for r in records:
                 if r["kind"] == kind:
                     sheet.append([_flat(r.get(c)) for c in COLUMNS[kind]])
+                    for cell in sheet[sheet.max_row]:  # openpyxl stores a string starting with = as a formula
+                        if isinstance(cell.value, str) and cell.value.startswith("="):
+                            cell.data_type = "s"
         book.save(path)
     else:
         raise ValueError(f"{path.name}: export to a .jsonl, .csv or .xlsx file")
     return counts
+
+
+def _text_cell(value):
+    return guard_formula(value) if isinstance(value, str) else value
 
 
 def _flat(value):

@@ -1,10 +1,12 @@
 """The library as operations teams keep it: import (JSONL, CSV, Excel), export, and what is suggested."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
 from app import create_app
@@ -128,6 +130,30 @@ def test_export_round_trips_in_every_format(app, runner, tmp_path):
         result = runner.invoke(args=["knowledge", "import", str(path)])
         assert result.exit_code == 0, (suffix, result.output)
         assert operations.library_records() == before, suffix
+
+
+def test_exports_never_hand_excel_a_formula_and_still_round_trip(app, runner, tmp_path):
+    risky = [dict(LIBRARY[0], external_id="s-eq", title="=HYPERLINK(\"http://x\",\"点我\")",
+                  body="+86 400 800 8888 客服热线", category="-促销", tags=["@会员", "'=引号"])]
+    load(tmp_path, LIBRARY + risky)
+    before = operations.library_records()
+    csv_path, xlsx_path = tmp_path / "out.csv", tmp_path / "out.xlsx"
+    for path in (csv_path, xlsx_path):
+        assert runner.invoke(args=["knowledge", "export", str(path)]).exit_code == 0
+    row = next(r for r in csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8-sig"))) if "s-eq" in r)
+    assert not [cell for cell in row if cell[:1] in ("=", "+", "-", "@")]  # every risky cell starts with '
+    assert any(c.startswith("'=HYPERLINK") for c in row)
+    sheet = load_workbook(xlsx_path)["话术"]
+    cells = [c for r in sheet.iter_rows() for c in r if isinstance(c.value, str) and c.value.startswith("=")]
+    assert cells and all(c.data_type == "s" for c in cells)  # text, not a formula
+    for path in (csv_path, xlsx_path):
+        db.session.execute(Script.__table__.delete())
+        db.session.execute(Content.__table__.delete())
+        db.session.execute(Vocabulary.__table__.delete())
+        db.session.commit()
+        result = runner.invoke(args=["knowledge", "import", str(path)])
+        assert result.exit_code == 0, (path.suffix, result.output)
+        assert operations.library_records() == before, path.suffix
 
 
 def test_an_operations_workbook_with_chinese_sheet_names_imports(app, runner, tmp_path):
