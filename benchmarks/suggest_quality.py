@@ -137,16 +137,14 @@ class CachedEncoder:
     PATH = Path(__file__).resolve().parent / ".cache" / "vectors.pkl"
 
     def __init__(self):
-        from knowledge.semantic import MODEL, Encoder
+        from knowledge.semantic import MODEL
 
-        self._model = None
-        self._encoder_class = Encoder
+        self._model = None  # loaded on the first text not in the cache
         self._cache = {}
         if self.PATH.exists():
             cached = pickle.loads(self.PATH.read_bytes())
             if cached.get("model") == MODEL:
                 self._cache = cached["vectors"]
-        self._model_name = MODEL
         self._dirty = False
 
     def _get(self, kind: str, texts: list[str]):
@@ -154,7 +152,9 @@ class CachedEncoder:
 
         missing = [t for t in dict.fromkeys(texts) if (kind, t) not in self._cache]
         if missing:
-            self._model = self._model or self._encoder_class()
+            from knowledge.semantic import Encoder
+
+            self._model = self._model or Encoder()
             vectors = self._model.passages(missing) if kind == "p" else [self._model.query(t) for t in missing]
             self._cache.update({(kind, t): np.asarray(v, dtype=np.float32) for t, v in zip(missing, vectors)})
             self._dirty = True
@@ -172,7 +172,9 @@ class CachedEncoder:
     def save(self) -> None:
         if self._dirty:
             self.PATH.parent.mkdir(exist_ok=True)
-            self.PATH.write_bytes(pickle.dumps({"model": self._model_name, "vectors": self._cache}))
+            from knowledge.semantic import MODEL
+
+            self.PATH.write_bytes(pickle.dumps({"model": MODEL, "vectors": self._cache}))
             self._dirty = False
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from core.db import db
 from customers import erasure
-from customers.tasks import finish_erasure_now, pending_cleanups
+from customers.tasks import erase_and_commit, pending_cleanups
 from models import AuditEntry, Customer, CustomerIdentity, IDENTITY_KINDS, Order
 
 customers_cli = AppGroup("customers", help="Customer profiles: find one, erase one's personal data (PIPL).")
@@ -62,13 +62,10 @@ def erase_cmd(customer_id, reason, yes, as_json):
         if not confirmed:
             raise click.ClickException("not erased: no confirmation (answer y, or pass --yes)")
     try:
-        result = erasure.erase_customer(db.session, customer_id, actor=f"cli:{_os_user()}", reason=reason)
+        result = erase_and_commit(customer_id, actor=f"cli:{_os_user()}", reason=reason)
     except erasure.ErasureBusy:
-        db.session.rollback()
         raise click.ClickException("not erased: a WeCom callback or a bulk import is writing about this customer; "
                                    "run the command again") from None
-    db.session.commit()
-    finish_erasure_now(customer_id)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
     elif result["already_erased"]:

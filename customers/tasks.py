@@ -54,6 +54,22 @@ def relay_erasure_cleanups(limit: int = 100) -> int:
     return len(ids)
 
 
+def erase_and_commit(customer_id: int, *, actor, reason: str) -> dict:
+    """`erasure.erase_customer` on the request's session, committed, then its Redis clean-up tried at once:
+    what the command and the admin API both do. On an error (ErasureBusy, CustomerNotFound, ValueError) the
+    session is rolled back and the error raised for the caller to answer."""
+    from customers import erasure
+
+    try:
+        result = erasure.erase_customer(db.session, customer_id, actor=actor, reason=reason)
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    finish_erasure_now(customer_id)
+    return result
+
+
 def finish_erasure_now(customer_id: int) -> None:
     """Try the Redis clean-up of a just-committed erasure of `customer_id` once. Best effort: it never raises
     (the caller's erasure is committed and must be answered as done); a failure is recorded on the row, which

@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from core.db import db
 from core.http import json_error
 from customers import erasure
-from customers.tasks import finish_erasure_now
+from customers.tasks import erase_and_commit
 from sidebar.auth import admin_required, csrf_required, current_guide, login_required
 
 bp = Blueprint("customers_admin_api", __name__, url_prefix="/api/admin/customers")
@@ -42,15 +42,11 @@ def erase(customer_id: int):
     if not isinstance(reason, str) or not reason.strip():
         return json_error(400, "缺少 reason（删除原因，例如顾客的申请编号）")
     try:
-        result = erasure.erase_customer(db.session, customer_id, actor=current_guide(), reason=reason)
+        result = erase_and_commit(customer_id, actor=current_guide(), reason=reason)
     except erasure.CustomerNotFound:
-        db.session.rollback()
         return json_error(404, "顾客不存在")
     except erasure.ErasureBusy:
-        db.session.rollback()
         return json_error(409, "该顾客的资料正在被处理（企业微信消息或数据导入），请稍后重试删除")
-    db.session.commit()
-    finish_erasure_now(customer_id)
     if result["already_erased"]:
         return jsonify({**result, "message": "该顾客的个人信息此前已删除，本次未做任何改动"})
     return jsonify({**result, "message": "已删除该顾客的个人信息；订单与业绩统计保留"})

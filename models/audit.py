@@ -10,8 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.timeutil import utcnow
 from models.base import Base, BigID
 
-AUDIT_ACTIONS = ("customer_erased",)
-
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"

@@ -246,11 +246,8 @@ def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
     answers = {}
     for order in placed:
         guide = guides.get(order.guide_id)
-        answers[order.id] = receipts[order.order_no] = {
-            "order_no": order.order_no, "status": "stored", "customer_matched": order.customer_id is not None,
-            "guide": guide.userid if guide else None, "attribution": order.attribution,
-            "amount": str(order.amount), "commission": str(order.commission), "flags": flags[order.id],
-            "coupons": coupons.get(order.id, [])}
+        answers[order.id] = receipts[order.order_no] = _receipt(order, guide, flags[order.id],
+                                                                coupons.get(order.id, []))
     json_type = Order.__table__.c.receipt.type
     values = {"receipt": case({i: literal(a, json_type) for i, a in answers.items()}, value=Order.id)}
     if claims:
@@ -334,10 +331,16 @@ def _unmatch_erased(orders: list[Placed]) -> None:
 def receipt(order: Order, coupons: list[dict] | None = None) -> dict:
     """A stored order's answer (a duplicate's is its first answer; `_store` builds a new batch's in bulk)."""
     guide = db.session.get(Guide, order.guide_id) if order.guide_id else None
+    return _receipt(order, guide, order.flags,
+                    coupons if coupons is not None else (order.receipt or {}).get("coupons", []))
+
+
+def _receipt(order, guide: Guide | None, flags: list, coupons: list[dict]) -> dict:
+    """The answer for `order` (an Order, or a batch's Placed: order_no, customer_id, attribution, amount,
+    commission), settled to `guide`."""
     return {"order_no": order.order_no, "status": "stored", "customer_matched": order.customer_id is not None,
             "guide": guide.userid if guide else None, "attribution": order.attribution,
-            "amount": str(order.amount), "commission": str(order.commission), "flags": order.flags,
-            "coupons": coupons if coupons is not None else (order.receipt or {}).get("coupons", [])}
+            "amount": str(order.amount), "commission": str(order.commission), "flags": flags, "coupons": coupons}
 
 
 def match_pending(limit: int | None = None, *, after: int = 0) -> dict:

@@ -674,10 +674,9 @@ def test_a_lost_connection_while_locking_the_callbacks_is_an_error_not_busy_retr
 
 
 def test_a_follow_of_a_customer_erased_while_the_import_waited_is_rejected_saying_so(app, runner, tmp_path):
-    import threading
-    import time
-
     from sqlalchemy.orm import Session
+
+    from tests.threads import commit_later
 
     g = f.guide("guide01")
     c = f.customer(g, name="刘女士")
@@ -685,14 +684,7 @@ def test_a_follow_of_a_customer_erased_while_the_import_waited_is_rejected_sayin
     db.session.commit()
     admin = Session(db.engine)
     erase_customer(admin, c.id, actor="cli:ops", reason="工单 PIPL-45")  # in flight: the import waits for it
-
-    def commit_later():
-        time.sleep(1.0)
-        admin.commit()
-        admin.close()
-
-    thread = threading.Thread(target=commit_later)
-    thread.start()
+    thread = commit_later(admin)
     try:
         result = run_import(runner, write_jsonl(tmp_path / "follows.jsonl", [
             {"type": "follow", "userid": "guide01", "external_userid": ext, "added_at": "2024-03-01T09:00:00"}]))

@@ -106,16 +106,22 @@ def test_workbench_lists_all_tasks_grouped_by_rule_each_opening_its_customer(app
     assert "今天待办 1 项 / 共 2 项" in html and "已完成" in html
 
 
-def test_workbench_counts_are_its_list(app, client, chain):
-    """The summary line counts the tasks the page lists (shown, open, in 「更多」), read once."""
-    from tests.statements import statements
-
+def open_done_and_more(chain):
+    """Today's tasks of the guide: one open, one done, one kept in 「更多」. Returns the other two customers."""
     second, third = tf.customer(chain.guide, name="周女士"), tf.customer(chain.guide, name="吴女士")
     db.session.commit()
     task_for(chain, chain.mine, rule="dormant")
     task_for(chain, second, rule="birthday").status = "done"
     task_for(chain, third, rule="dormant").visible = False  # kept in 「更多」
     db.session.commit()
+    return second, third
+
+
+def test_workbench_counts_are_its_list(app, client, chain):
+    """The summary line counts the tasks the page lists (shown, open, in 「更多」), read once."""
+    from tests.statements import statements
+
+    open_done_and_more(chain)
     sign_in(client, chain.guide)
     with statements("from red_dots") as reads:
         html = client.get("/sidebar/?tab=tasks").get_data(as_text=True)
@@ -127,12 +133,7 @@ def test_workbench_counts_are_its_list(app, client, chain):
 def test_the_tasks_api_counts_the_day_from_its_list_and_a_customers_view_keeps_the_days_counts(app, client, chain):
     from tests.statements import statements
 
-    second, third = tf.customer(chain.guide, name="周女士"), tf.customer(chain.guide, name="吴女士")
-    db.session.commit()
-    task_for(chain, chain.mine, rule="dormant")
-    task_for(chain, second, rule="birthday").status = "done"
-    task_for(chain, third, rule="dormant").visible = False  # kept in 「更多」
-    db.session.commit()
+    second, _ = open_done_and_more(chain)
     sign_in(client, chain.guide)
     with statements("from red_dots") as reads:
         day = client.get("/api/tasks").json

@@ -15,21 +15,14 @@ from core.db import db
 from customers.erasure import erase_customer
 from models import Customer, CustomerTag, Event, Tag, Touch
 from tests.sidebar.factories import sign_in
+from tests.threads import commit_later
 
 
 def _erasing(app, customer_id: int) -> threading.Thread:
     """An erasure of the customer, done but not committed: it commits a second later, from another thread."""
     admin = Session(db.engine)
     erase_customer(admin, customer_id, actor="cli:ops", reason="工单 PIPL-41")
-
-    def commit_later():
-        time.sleep(1.0)
-        admin.commit()
-        admin.close()
-
-    thread = threading.Thread(target=commit_later)
-    thread.start()
-    return thread
+    return commit_later(admin)
 
 
 @pytest.mark.parametrize("path, body", [
@@ -79,15 +72,7 @@ def _holding(customer_id: int, *, seconds: float, sql: str) -> threading.Thread:
 
     other = Session(db.engine)
     other.execute(text(sql), {"id": customer_id})
-
-    def commit_later():
-        time.sleep(seconds)
-        other.commit()
-        other.close()
-
-    thread = threading.Thread(target=commit_later)
-    thread.start()
-    return thread
+    return commit_later(other, seconds)
 
 
 @pytest.mark.parametrize("path, body", [
