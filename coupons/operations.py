@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 
 from core.db import db
 from core.timeutil import app_tz, utcnow
-from imports.files import ImportRejected, parse_each
+from imports.files import ImportRejected, guard_formula, parse_each
 from imports.records import RecordError, day, integer, money
 from imports.records import text as text_field
 from models import COUPON_KINDS, Coupon, CouponEvent, CouponTemplate, Customer, Guide
@@ -36,6 +36,8 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud a
 CODE_LENGTH = 12
 COLUMNS = ["external_id", "name", "kind", "amount", "threshold", "percent", "gift", "total_stock",
            "per_customer_limit", "valid_from", "valid_to", "valid_days", "categories", "description", "enabled"]
+# The free-text CSV cells, written with guard_formula (so Excel shows them as text) and read back without it.
+GUARDED = ("external_id", "name", "gift", "categories", "description")
 KIND_LABELS = {"amount_off": "满减券", "percent_off": "折扣券", "gift": "赠品券"}
 STATUS_LABELS = {"issued": "未使用", "redeemed": "已使用", "expired": "已过期"}
 SOLD_OUT = "这张券已经发完了"
@@ -184,7 +186,7 @@ def export_templates(path) -> int:
                 if "categories" in r:
                     r["categories"] = "|".join(r["categories"])
                 r["enabled"] = "true" if r["enabled"] else "false"
-                w.writerow(r)
+                w.writerow({k: guard_formula(v) if k in GUARDED else v for k, v in r.items()})
     elif path.suffix.lower() == ".jsonl":
         with open(path, "w", encoding="utf-8") as f:
             for r in records:

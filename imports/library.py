@@ -54,7 +54,8 @@ def import_file(key: str, path, *, dry_run: bool = False, guide_id: int | None =
         from coupons import operations as coupons
         from imports.files import read_records
 
-        counts = coupons.import_templates(read_records(path, "coupon", what="a coupon file"), dry_run=dry_run,
+        counts = coupons.import_templates(read_records(path, "coupon", what="a coupon file",
+                                                       unguard=coupons.GUARDED), dry_run=dry_run,
                                           guide_id=guide_id)
         if not dry_run:
             db.session.commit()

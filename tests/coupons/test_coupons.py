@@ -250,3 +250,23 @@ def test_coupon_expiring_red_dot(app):
     tasks = db.session.scalars(select(RedDot).where(RedDot.rule == "coupon_expiring")).all()
     assert [(t.customer_id, t.coupon_ref) for t in tasks] == [(soon.id, c_soon.code)]
     assert tasks[0].reason == "优惠券「全场9折」明天到期，提醒顾客使用"
+
+
+def test_a_csv_export_never_hands_excel_a_formula_and_imports_back_unchanged(app, runner, tmp_path):
+    import csv
+
+    risky = {"external_id": "+C-1", "name": "=HYPERLINK(\"http://x\",\"领券\")", "kind": "gift", "gift": "@湿巾一包",
+             "description": "-仅限新客", "categories": ["=奶粉", "纸尿裤"], "valid_days": 7}
+    assert "1 created" in runner.invoke(args=["coupons", "import", str(write_jsonl(tmp_path / "c.jsonl", [risky]))]
+                                        ).output
+    out = tmp_path / "out.csv"
+    assert runner.invoke(args=["coupons", "export", str(out)]).exit_code == 0
+    with open(out, encoding="utf-8-sig", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert [c for c in row.values() if c and c[0] in "=+-@"] == []  # Excel shows every cell as text
+    assert row["name"] == "'=HYPERLINK(\"http://x\",\"领券\")" and row["categories"] == "'=奶粉|纸尿裤"
+    again = runner.invoke(args=["coupons", "import", str(out)])
+    assert "0 created, 0 updated, 1 unchanged" in again.output, again.output
+    t = db.session.scalar(select(CouponTemplate))
+    assert (t.external_id, t.name, t.gift, t.description, t.categories) == (
+        "+C-1", risky["name"], "@湿巾一包", "-仅限新客", ["=奶粉", "纸尿裤"])

@@ -167,3 +167,15 @@ def test_a_manager_without_a_store_sees_nothing_of_the_chain(app, client, world)
     assert client.get("/manager/data.json").json["trend"] == []  # not the chain's trend
     html = client.get("/manager/", query_string={"tab": "guides", **q}).get_data(as_text=True)
     assert "王丽" not in html and "赵敏" not in html
+
+
+def test_an_export_writes_a_name_excel_would_run_as_a_formula_as_text_and_figures_as_figures(app, client, world):
+    world["a"].name = "=HYPERLINK(\"http://x\",\"王丽\")"
+    db.session.commit()
+    sign_in(client, world["hq"])
+    q, _ = week_of_the_sends()
+    rows = exported(client, "guides", **q)
+    a = next(r for r in rows if r["key"] == "a")
+    assert a["label"] == "'=HYPERLINK(\"http://x\",\"王丽\")"
+    assert a["gmv"] == "600.00" and a["orders"] == "1"  # figures are not touched
+    assert [c for r in rows for c in r.values() if c and c[0] in "=+@"] == []
