@@ -7,6 +7,7 @@ whose message names the field and the bad value; the caller prefixes the line nu
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -114,13 +115,30 @@ def day(rec: dict, field: str) -> date | None:
         raise RecordError(f"{field} is not an ISO 8601 date: {value!r}") from None
 
 
+_PHONE = re.compile(r"[\d\s\-().+]*\d[\d\s\-().+]*")
+_MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1\d{10})")
+
+
+def identity_value(kind: str, value: str) -> str:
+    """One spelling per identity, so the POS's "+86 139-8765-4321" and the shop's "13987654321" are one customer:
+    a mobile loses its spaces, dashes, dots and brackets, and a mainland mobile its +86 / 86 / 0086; anything
+    that is not phone-like (and every other kind) is kept as given."""
+    if kind != "mobile" or not _PHONE.fullmatch(value):
+        return value
+    compact = re.sub(r"[\s\-().]", "", value)
+    compact = "+" * compact.startswith("+") + compact.replace("+", "")
+    mainland = _MAINLAND_MOBILE.fullmatch(compact)
+    return mainland.group(1) if mainland else compact
+
+
 def identity_keys(rec: dict, where: str = "") -> dict[str, str]:
-    """The One-ID keys present in `rec` ({kind: value}); at least one is required."""
+    """The One-ID keys present in `rec` ({kind: value}, each as identity_value spells it); at least one is
+    required."""
     keys = {}
     for kind in IDENTITY_KINDS:
         value = text(rec, kind, 128, required=False)
         if value is not None:
-            keys[kind] = value
+            keys[kind] = identity_value(kind, value)
     if not keys:
         raise RecordError(f"{where}needs at least one identity key ({', '.join(IDENTITY_KINDS)})")
     return keys

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.db import db
 from core.timeutil import utcnow
-from imports.records import RecordError, integer, money, text, when
+from imports.records import RecordError, identity_value, integer, money, text, when
 from models import IDENTITY_KINDS, Customer, CustomerIdentity, Event, Guide, Order, OrderLine, Product, Store
 from orders.attribution import attribute
 
@@ -53,7 +53,7 @@ def parse_order(payload) -> dict:
         for kind in IDENTITY_KINDS:
             value = text(customer, kind, 128, required=False)
             if value:
-                keys[kind] = value
+                keys[kind] = identity_value(kind, value)
         unknown = sorted(set(customer) - set(IDENTITY_KINDS))
         if unknown:
             raise RecordError(f"customer.{unknown[0]} is not an identity key ({', '.join(IDENTITY_KINDS)})")
