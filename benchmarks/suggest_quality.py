@@ -100,6 +100,9 @@ SETS = [
     # Eleventh round: a separate author's stores, run once on the engine as round 10 left it (no change).
     _set("ebike", "blind-11"),
     _set("hearing", "blind-11"),
+    # Twelfth round: a separate author's stores, run once on the engine as round 11 left it (no change).
+    _set("dental", "blind-12"),
+    _set("paint", "blind-12"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
 DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9",
