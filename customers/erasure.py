@@ -241,24 +241,38 @@ def _erase(session, customer_id: int, *, actor: Guide | str, reason: str) -> dic
 
 def shells_holding_data(session) -> list[int]:
     """Ids of erased customers whose shell holds data again (see _holds_data): none is found by a lookup,
-    since a shell may hold no identity, so `customers audit` lists them to be erased again."""
-    return [c.id for c in session.scalars(select(Customer).where(Customer.erased_at.is_not(None))
-                                          .order_by(Customer.id)) if _holds_data(session, c)]
+    since a shell may hold no identity, so `customers audit` lists them to be erased again. A few queries
+    over all shells, not a few per shell."""
+    shells = session.scalars(select(Customer).where(Customer.erased_at.is_not(None)).order_by(Customer.id)).all()
+    with_rows = _holding_rows(session, select(Customer.id).where(Customer.erased_at.is_not(None)))
+    return [c.id for c in shells if c.id in with_rows or _profile_refilled(c)]
 
 
 def _holds_data(session, customer: Customer) -> bool:
     """Whether an erased shell holds anything an erasure removes (it should not; a writer that raced the
     erasure and lacked a guard could have put it back)."""
-    if (customer.name != ERASED_NAME or customer.binding_guide_id is not None or customer.gender or customer.points
-            or any(getattr(customer, f) is not None for f in ("avatar", "corp_name", "member_level", "wecom_type",
-                                                               "birthday", "baby_birthday", "due_date"))):
-        return True
-    return any(session.scalar(select(query.exists())) for query in (
-        select(CustomerIdentity.id).where(CustomerIdentity.customer_id == customer.id),
-        select(CustomerTag.customer_id).where(CustomerTag.customer_id == customer.id),
-        select(Follow.id).where(Follow.customer_id == customer.id, Follow.ended_at.is_(None)),
-        select(Order.id).where(Order.customer_id == customer.id, cast(Order.customer_keys, Text) != "{}"),
-    ))
+    return _profile_refilled(customer) or bool(_holding_rows(session, [customer.id]))
+
+
+def _profile_refilled(customer: Customer) -> bool:
+    return bool(customer.name != ERASED_NAME or customer.binding_guide_id is not None or customer.gender
+                or customer.points
+                or any(getattr(customer, f) is not None for f in ("avatar", "corp_name", "member_level",
+                                                                   "wecom_type", "birthday", "baby_birthday",
+                                                                   "due_date")))
+
+
+def _holding_rows(session, ids) -> set[int]:
+    """Which of the customers `ids` (a list or a subquery) hold an identity, a tag, an open follow, or an order
+    that still carries identity keys."""
+    found: set[int] = set()
+    for query in (select(CustomerIdentity.customer_id).where(CustomerIdentity.customer_id.in_(ids)),
+                  select(CustomerTag.customer_id).where(CustomerTag.customer_id.in_(ids)),
+                  select(Follow.customer_id).where(Follow.customer_id.in_(ids), Follow.ended_at.is_(None)),
+                  select(Order.customer_id).where(Order.customer_id.in_(ids),
+                                                  cast(Order.customer_keys, Text) != "{}")):
+        found.update(session.scalars(query.distinct()))
+    return found
 
 
 def _erasable_values(customer: Customer, identities) -> list[str]:
