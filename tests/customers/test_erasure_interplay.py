@@ -741,3 +741,26 @@ def test_an_erasure_that_postgres_aborts_to_break_a_deadlock_answers_busy_and_a_
     assert done.is_set()
     assert erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-46")["erased"] is True
     db.session.commit()
+
+
+def test_the_audit_names_every_shell_holding_data_again_whatever_it_holds_and_no_clean_one(app):
+    from datetime import datetime, timezone
+
+    from customers.erasure import shells_holding_data
+    from models import Follow
+
+    g = f.guide("guide01")
+    shells = [f.customer(g) for _ in range(5)]
+    db.session.commit()
+    for c in shells:
+        erase_customer(db.session, c.id, actor="cli:ops", reason="工单 PIPL-50")
+    db.session.commit()
+    assert shells_holding_data(db.session) == []
+    identity, follow, order, profile, clean = shells
+    db.session.add(CustomerIdentity(customer_id=identity.id, kind="mobile", value="13900000050"))
+    db.session.add(Follow(guide_id=f.guide("guide02").id, customer_id=follow.id, added_at=datetime.now(timezone.utc)))
+    paid = f.order(order, datetime.now(timezone.utc), (f.product(), 1))
+    paid.customer_keys = {"mobile": "13900000051"}
+    db.session.get(Customer, profile.id).points = 120
+    db.session.commit()
+    assert shells_holding_data(db.session) == sorted(c.id for c in (identity, follow, order, profile))
