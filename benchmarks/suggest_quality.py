@@ -103,10 +103,13 @@ SETS = [
     # Twelfth round: a separate author's stores, run once on the engine as round 11 left it (no change).
     _set("dental", "blind-12"),
     _set("paint", "blind-12"),
+    # Thirteenth round: a separate author's stores, run once on the same engine (no change).
+    _set("laundry", "blind-13"),
+    _set("photo", "blind-13"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
 DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9",
-             "blind-10", "blind-11"}
+             "blind-10", "blind-11", "blind-12"}
 
 
 def dev_sets() -> list[tuple[str, str, Path, Path]]:
