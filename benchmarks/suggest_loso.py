@@ -49,6 +49,7 @@ FAMILIES: dict[str, list[dict]] = {
     "coord": grid(coord=[0.0, 0.25, 0.5, 1.0]),
     "latin_pinyin": grid(latin_pinyin_words=[0, 1, 2, 3], latin_pinyin_bigrams=[False, True]),
     "semantic": grid(semantic_weight=[0.0, 0.5, 0.8, 1.0, 1.3], semantic_temp=[0.01, 0.02, 0.03]),
+    "semantic_wide": grid(semantic_weight=[1.0, 1.3, 1.6, 2.0, 2.5], semantic_temp=[0.02, 0.03, 0.05]),
     "semantic_gate": grid(semantic_gate=[2.0, 0.6, 0.5, 0.4, 0.3, 0.2]),
     "bm25": grid(k1=[1.2, 1.5, 2.0], b=[0.3, 0.5, 0.75]),
     "title_weight": [{"word_field_weights": {"title": w, "tags": w, "keywords": w, "body": 1.0, "category": 1.0}}
