@@ -106,10 +106,13 @@ SETS = [
     # Thirteenth round: a separate author's stores, run once on the same engine (no change).
     _set("laundry", "blind-13"),
     _set("photo", "blind-13"),
+    # Fourteenth round: a separate author's stores, run once on the same engine (no change).
+    _set("nails", "blind-14"),
+    _set("tyres", "blind-14"),
 ]
 # The sets a round may tune on: every set but the current round's blind ones (run once, after the freeze).
 DEV_ROLES = {"dev", "held-out", "blind", "blind-2", "blind-3", "blind-4", "blind-5", "blind-6", "blind-7", "blind-8", "blind-9",
-             "blind-10", "blind-11", "blind-12"}
+             "blind-10", "blind-11", "blind-12", "blind-13"}
 
 
 def dev_sets() -> list[tuple[str, str, Path, Path]]:
