@@ -81,7 +81,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def semantic_timings(docs: list[Doc], queries: list[str], lexical: SuggestionIndex, rng: random.Random) -> None:
+def semantic_timings(docs: list[Doc], queries: list[str], rng: random.Random) -> None:
     """The engine as the service runs it, with the semantic channel. The scripts' vectors are random unit
     vectors (their values change no cost: 10,000 real ones would take minutes to compute, which the import
     does once per script); the questions are embedded by the real model, and whether a question needs its
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
           f"build peak {peak / 2**20:.1f} MiB")
 
     if not args.skip_semantic:
-        semantic_timings(docs, queries, index, rng)
+        semantic_timings(docs, queries, rng)
 
     if not args.skip_baseline:
         import jieba

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, scoped_session
 from core.db import db
 from core.redis_store import rstore
 from core.timeutil import local_today, utcnow
+from imports.records import identity_value, phone_like
 from models import (IDENTITY_KINDS, AuditEntry, CallbackInbox, Customer, CustomerIdentity, CustomerTag,
                     CustomerTransfer, ErasureCleanup, Event, Follow, Guide, GuidePush, JobRun, LinkOpen, Order,
                     RedDot, ScriptSend, Store, TrackedLink)
@@ -109,17 +110,14 @@ def find_for_erasure(value: str, *, viewer: Guide, ip: str | None = None) -> lis
 
 
 def mobile_variants(value: str) -> list[str]:
-    """The digits a mobile typed as `value` may be stored with, once its spaces, dashes and brackets are
-    dropped: a mainland mobile with or without 86 / 0086 (an admin pastes 139 8765 4321, 139-8765-4321,
-    +86 13987654321 from the request), any other phone-like value as its digits; [] for anything else (a
-    member number 1234-5678 is not a phone number)."""
-    if not re.fullmatch(r"\+?[\d\s\-()]+", value):
+    """The digits a mobile typed as `value` may be stored with: its one spelling (imports.records.identity_value:
+    an admin pastes 139 8765 4321, 139-8765-4321, +86 13987654321 from the request) and, for a mainland mobile,
+    that with 86 / 0086 before it, as a value stored before the one spelling may read; [] for anything not
+    phone-like (a member number M-1234 is not a phone number)."""
+    if not phone_like(value):
         return []
-    digits = re.sub(r"\D", "", value)
-    mobile = re.fullmatch(r"(?:0086|86)?(1\d{10})", digits)
-    if mobile:
-        return [mobile.group(1), "86" + mobile.group(1), "0086" + mobile.group(1)]
-    return [digits] if digits else []
+    digits = identity_value("mobile", value).lstrip("+")
+    return [digits, "86" + digits, "0086" + digits] if re.fullmatch(r"1\d{10}", digits) else [digits]
 
 
 def mobile_digits(column):
@@ -397,7 +395,8 @@ def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[Ca
     """Stored callbacks about the customer, row-locked in id order: those whose dedup key holds one of their
     ids and those quoting an identifying one (the erasure rewrites both). `nowait`, once the customer is
     locked (a worker holding such a row waits for the customer: waiting for it would deadlock): a row
-    locked by someone else raises ErasureBusy, and the caller rolls back and may try again."""
+    locked by someone else fails at once (erase_customer turns that into ErasureBusy: the caller rolls back
+    and may try again)."""
     ids = [v for v in ids if v]
     if not ids:
         return []
@@ -407,15 +406,7 @@ def _lock_callbacks(session, ids: list[str], *, nowait: bool = False) -> list[Ca
         text_columns = [CallbackInbox.payload, CallbackInbox.result, CallbackInbox.last_error]
         query = query.where(or_(_contains_any([CallbackInbox.dedup_key], ids),
                                 *([_contains_any(text_columns, long_ids)] if long_ids else [])))
-    if not nowait:
-        return session.scalars(query).all()
-    try:
-        with session.begin_nested():
-            return session.scalars(query).all()
-    except OperationalError as exc:
-        if _busy(exc):
-            raise ErasureBusy() from exc
-        raise  # a lost connection, a server error: not "busy, retry"
+    return session.scalars(query).all()
 
 
 def _forget_callbacks(session, callbacks: list[CallbackInbox], ids: list[str], now: datetime) -> int:

@@ -117,6 +117,15 @@ def guard_formula(value: str) -> str:
     return "'" + value if _FORMULA.match(value) else value
 
 
+_NUMBER = re.compile(r"-?\d+(\.\d+)?%?")  # a figure written as text ("-12.50", "35.0%"): Excel reads a number
+
+
+def guard_cell(value):
+    """An export cell as guard_formula writes it when it is text that is not a plain figure; anything else
+    (a number, None, "-12.50") as it is."""
+    return guard_formula(value) if isinstance(value, str) and not _NUMBER.fullmatch(value) else value
+
+
 def unguard_formula(value: str) -> str:
     return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 

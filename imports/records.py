@@ -119,11 +119,16 @@ _PHONE = re.compile(r"[\d\s\-().+]*\d[\d\s\-().+]*")
 _MAINLAND_MOBILE = re.compile(r"(?:\+?86|0086)?(1\d{10})")
 
 
+def phone_like(value: str) -> bool:
+    """Digits with only the separators people type in a phone number (spaces, dashes, dots, brackets, +)."""
+    return bool(_PHONE.fullmatch(value))
+
+
 def identity_value(kind: str, value: str) -> str:
     """One spelling per identity, so the POS's "+86 139-8765-4321" and the shop's "13987654321" are one customer:
     a mobile loses its spaces, dashes, dots and brackets, and a mainland mobile its +86 / 86 / 0086; anything
     that is not phone-like (and every other kind) is kept as given."""
-    if kind != "mobile" or not _PHONE.fullmatch(value):
+    if kind != "mobile" or not phone_like(value):
         return value
     compact = re.sub(r"[\s\-().]", "", value)
     compact = "+" * compact.startswith("+") + compact.replace("+", "")

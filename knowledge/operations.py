@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from core.db import db
-from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_formula, has_nul, open_csv, parse_each,
+from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_cell, has_nul, open_csv, parse_each,
                            read_jsonl, unguard_formula)
 from imports.records import RecordError, day, text
 from knowledge import semantic
@@ -250,10 +250,8 @@ def import_library(lines: Iterable[tuple[str, object]], *, dry_run: bool = False
 
         library_changed()
         if counts.get("script"):
-            if embed == "now":
-                encoder = semantic.active()
-                if encoder is not None:
-                    embed_library(encoder)
+            if embed == "now" and semantic.enabled():
+                embed_library()
             elif embed == "queue":
                 from core.queue import jobs
 
@@ -267,9 +265,11 @@ EMBED_DIRTY = "kb:embed:dirty"  # vectors were saved that no index rebuild has a
 EMBED_LOCK_TTL = 120  # seconds; renewed after every chunk, so only a dead run's lock expires
 
 
-def embed_library(encoder: semantic.Encoder, *, chunk: int = 64, budget: float | None = None) -> dict[str, int]:
+def embed_library(encoder: semantic.Encoder | None = None, *, chunk: int = 64,
+                  budget: float | None = None) -> dict[str, int]:
     """Compute the vector of every script that lacks a current one (new or changed text, an upgrade, a model
     change, a damaged blob), committing every `chunk` scripts: an interrupted run keeps what it finished.
+    `encoder`: the model (None: the service's, loaded only once a script needs a vector: semantic.refresh).
 
     One run at a time (a Redis lock). A run that finds another going asks it for one more pass (the holder
     lists the scripts again, and checks once more after letting go of the lock) and returns `busy`. With
@@ -331,10 +331,9 @@ EMBED_JOB_CHUNK = 16  # scripts per commit (a chunk takes 1-3 s)
 
 def embed_job() -> int:
     """Worker job after an import from the manager page: embed for under a minute, then queue the rest."""
-    encoder = semantic.active()
-    if encoder is None:
+    if not semantic.enabled():
         return 0
-    result = embed_library(encoder, chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET)
+    result = embed_library(chunk=EMBED_JOB_CHUNK, budget=EMBED_JOB_BUDGET)
     if result["remaining"]:
         from core.queue import jobs
 
@@ -483,7 +482,7 @@ def export_library(path) -> dict[str, int]:
             writer = csv.writer(f)
             writer.writerow(columns)
             for r in records:  # a cell Excel would run as a formula (=, +, -, @ …) is written as text
-                writer.writerow([_text_cell(_flat(r.get(c))) for c in columns])
+                writer.writerow([guard_cell(_flat(r.get(c))) for c in columns])
     elif suffix == ".xlsx":
         from openpyxl import Workbook
 
@@ -502,10 +501,6 @@ def export_library(path) -> dict[str, int]:
     else:
         raise ValueError(f"{path.name}: export to a .jsonl, .csv or .xlsx file")
     return counts
-
-
-def _text_cell(value):
-    return guard_formula(value) if isinstance(value, str) else value
 
 
 def _flat(value):

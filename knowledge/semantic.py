@@ -133,44 +133,50 @@ def encoder() -> Encoder | None:
     return _encoder
 
 
-def active() -> Encoder | None:
-    """The encoder the service uses: None when SUGGEST_SEMANTIC=off or the model cannot load."""
+def enabled() -> bool:
+    """Whether the service uses the channel (SUGGEST_SEMANTIC is not off and the model has not failed to
+    load), without loading the model: what a job asks before it looks for scripts to embed."""
     from flask import current_app
 
-    if current_app.config.get("SUGGEST_SEMANTIC", "on") == "off":
-        return None
-    return encoder()
+    return current_app.config.get("SUGGEST_SEMANTIC", "on") != "off" and not _unavailable
 
 
-def refresh(scripts: Sequence, enc: Encoder, batch: int = 64) -> int:
+def active() -> Encoder | None:
+    """The encoder the service uses: None when SUGGEST_SEMANTIC=off or the model cannot load."""
+    return encoder() if enabled() else None
+
+
+def refresh(scripts: Sequence, enc: Encoder | None = None) -> int:
     """Compute the vector of every script in `scripts` whose text changed since its vector was computed
     (or whose vector is missing or damaged); sets `embedding` and `embedding_key` on the rows, the caller
-    commits. A text the model fails on (an error, or a vector that is not a unit vector) is logged and left
-    without one. Returns how many were computed."""
+    commits. `enc`: the model to use (None: the service's, `active()`, loaded only when something is stale,
+    so a pass that finds nothing to do never loads it). A text the model fails on (an error, or a vector
+    that is not a unit vector) is logged and left without one. Returns how many were computed."""
     stale = []
     for s in scripts:
         text = passage_text(s.title, s.tags or (), s.body)
         key = embedding_key(text)
         if s.embedding_key != key or from_bytes(s.embedding) is None:  # new, changed or damaged
             stale.append((s, text, key))
+    enc = (enc or active()) if stale else None
+    if enc is None:
+        return 0
+    try:
+        vectors = list(enc.passages([text for _, text, _ in stale]))
+    except (RuntimeError, OSError, ValueError):
+        vectors = [None] * len(stale)  # one text at a time below: one bad text costs only itself
     computed = 0
-    for start in range(0, len(stale), batch):
-        chunk = stale[start:start + batch]
-        try:
-            vectors = list(enc.passages([text for _, text, _ in chunk]))
-        except (RuntimeError, OSError, ValueError):
-            vectors = [None] * len(chunk)  # one text at a time below: one bad text costs only itself
-        for (s, text, key), vector in zip(chunk, vectors):
-            if vector is None or not _sound(vector):
-                try:
-                    vector = enc.passages([text])[0]
-                except (RuntimeError, OSError, ValueError):
-                    vector = None
-            if vector is None or not _sound(vector):
-                log.error("no sentence vector for script %s: the model failed on its text", s.external_id)
-                continue
-            s.embedding, s.embedding_key = to_bytes(vector), key
-            computed += 1
+    for (s, text, key), vector in zip(stale, vectors):
+        if vector is None or not _sound(vector):
+            try:
+                vector = enc.passages([text])[0]
+            except (RuntimeError, OSError, ValueError):
+                vector = None
+        if vector is None or not _sound(vector):
+            log.error("no sentence vector for script %s: the model failed on its text", s.external_id)
+            continue
+        s.embedding, s.embedding_key = to_bytes(vector), key
+        computed += 1
     return computed
 
 

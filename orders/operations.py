@@ -258,7 +258,7 @@ def _store(records: list[dict], receipts: dict[str, dict]) -> set[str]:
     return set(ids)
 
 
-def _lock_customers(customer_ids: set[int]) -> None:
+def _lock_customers(customer_ids: set[int]) -> set[int]:
     """Lock the customers a batch is about, in id order, before anything else: customers (by id) before orders,
     as the bulk import, the hourly match (`_claim`) and the erasure lock them. Two batches sharing customers
     would otherwise deadlock in `_settle`'s UPDATE (it visits rows in no set order), and a batch that inserted
@@ -266,10 +266,14 @@ def _lock_customers(customer_ids: set[int]) -> None:
     (the same order number in its file). The figures are then summed after the other writer committed.
     FOR NO KEY UPDATE, as the UPDATE itself takes: FOR UPDATE would wait on the KEY SHARE locks of
     transactions inserting rows that point at these customers (a guide's tag or touch). An erasure in flight
-    is waited for; `_unmatch_erased` then finds it committed."""
-    if customer_ids:
-        db.session.execute(select(Customer.id).where(Customer.id.in_(sorted(customer_ids))).order_by(Customer.id)
-                           .with_for_update(key_share=True))
+    is waited for; `_unmatch_erased` then finds it committed. Returns those of them that are erased, read by
+    the locking statement itself (on SQLite, which locks nothing, as they are now)."""
+    if not customer_ids:
+        return set()
+    rows = db.session.execute(select(Customer.id, Customer.erased_at.is_not(None))
+                              .where(Customer.id.in_(sorted(customer_ids))).order_by(Customer.id)
+                              .with_for_update(key_share=True))
+    return {customer_id for customer_id, erased in rows if erased}
 
 
 def _settle(orders: list[Placed]) -> dict[int, Guide]:
@@ -406,15 +410,11 @@ def _claim(found: dict[int, int]) -> int:
     settles it twice. On SQLite (one writer) the claim is the UPDATE's own condition."""
     if not found:
         return 0
-    if db.is_postgres:
-        # Customers first, as everywhere else (ingest, the bulk import): a callback that already holds its
-        # customer (a name changed) and then claims an order must not meet a job holding that order and
-        # waiting for it.
-        _lock_customers(set(found.values()))
-    # A customer erased since the identities were read (the lock above waited for the erasure): their orders
-    # are never matched to the shell (the erasure took its keys off them).
-    erased = set(db.session.scalars(select(Customer.id).where(Customer.id.in_(set(found.values())),
-                                                              Customer.erased_at.is_not(None))))
+    # Customers first, as everywhere else (ingest, the bulk import): a callback that already holds its
+    # customer (a name changed) and then claims an order must not meet a job holding that order and waiting
+    # for it. A customer erased since the identities were read (the lock waited for the erasure): their
+    # orders are never matched to the shell (the erasure took its keys off them).
+    erased = _lock_customers(set(found.values()))
     found = {order_id: customer_id for order_id, customer_id in found.items() if customer_id not in erased}
     if not found:
         return 0

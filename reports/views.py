@@ -29,7 +29,7 @@ from core.db import db
 from core.http import query_date
 from core.timeutil import local_today
 from imports import library
-from imports.files import ImportRejected, guard_formula
+from imports.files import ImportRejected, guard_cell
 from models import Store
 from reports import leaderboard as lb
 from reports.import_reasons import in_chinese, place
@@ -160,17 +160,13 @@ def data():
                    trend=_table(guide, "trend", period, D, metric, scope))
 
 
-_NUMBER = re.compile(r"-?\d+(\.\d+)?%?")  # a figure written as text ("-12.50", "35.0%"): Excel reads a number
-
-
 def _csv(table: str, rows: list[dict], name: str) -> Response:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=EXPORTS[table][0], extrasaction="ignore")
     w.writeheader()
     # Names, titles and labels come from guides, WeCom and the libraries: one Excel would run as a formula
     # (= + - @ ...) is written as text. Numbers stay numbers.
-    w.writerows({k: guard_formula(v) if isinstance(v, str) and not _NUMBER.fullmatch(v) else v
-                 for k, v in r.items()} for r in rows)
+    w.writerows({k: guard_cell(v) for k, v in r.items()} for r in rows)
     # A BOM so Excel opens the Chinese names correctly.
     return Response("\ufeff" + buf.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -82,10 +82,9 @@ def script_vectors(D: date) -> dict:
     imports do it themselves; this is the safety net. Also announces vectors no rebuild has announced."""
     from knowledge import operations, semantic
 
-    encoder = semantic.active()
-    if encoder is None:
+    if not semantic.enabled():
         return {"skipped": "semantic channel off or unavailable"}
-    return operations.embed_library(encoder, budget=300.0)
+    return operations.embed_library(budget=300.0)  # the model is loaded only if a script needs a vector
 
 
 def recommend_pairs(D: date) -> dict:

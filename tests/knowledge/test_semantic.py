@@ -243,3 +243,13 @@ def test_a_text_the_model_fails_on_costs_only_its_own_vector(app, tmp_path, monk
     load(tmp_path, pet_library())
     stored = {s.external_id: s.embedding_key for s in db.session.scalars(select(Script))}
     assert stored["p38"] is None and all(k for eid, k in stored.items() if eid != "p38")
+
+
+def test_the_ten_minute_job_loads_no_model_when_every_vector_is_current(app, tmp_path, monkeypatch):
+    from scheduler.jobs import script_vectors
+
+    load(tmp_path, pet_library())  # the import embedded every script
+    monkeypatch.setattr(semantic, "_encoder", None)  # as in the scheduler process, which never loaded it
+    monkeypatch.setattr(semantic, "Encoder", lambda: pytest.fail("the model was loaded with nothing to embed"))
+    assert script_vectors(None)["computed"] == 0
+    assert semantic._encoder is None
