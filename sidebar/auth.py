@@ -136,13 +136,18 @@ def visible_customer(guide: Guide, external_userid: str | None, *, for_write: bo
     finishes first and the write is refused (404), instead of landing on the erased shell."""
     if not external_userid:
         abort(404)
-    customer = db.session.scalar(
-        select(Customer).join(CustomerIdentity)
-        .where(CustomerIdentity.kind == "external_userid", CustomerIdentity.value == external_userid,
-               visible_customers(guide)))
+    query = (select(Customer).join(CustomerIdentity)
+             .where(CustomerIdentity.kind == "external_userid", CustomerIdentity.value == external_userid,
+                    visible_customers(guide)))
+    if for_write:
+        # The lock of lock_for_write, taken by the lookup itself: a row an erasure changed meanwhile is read
+        # again once it commits, and its erased_at no longer passes visible_customers, so the answer is 404.
+        query = query.with_for_update(read=True, key_share=True, of=Customer).execution_options(
+            populate_existing=True)
+    customer = db.session.scalar(query)
     if customer is None:
         abort(404)
-    return lock_for_write(customer) if for_write else customer
+    return customer
 
 
 def lock_for_write(customer: Customer) -> Customer:
