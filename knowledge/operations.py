@@ -271,8 +271,8 @@ def embed_library(encoder: semantic.Encoder | None = None, *, chunk: int = 64,
     change, a damaged blob), committing every `chunk` scripts: an interrupted run keeps what it finished.
     `encoder`: the model (None: the service's, loaded only once a script needs a vector: semantic.refresh).
 
-    One run at a time (a Redis lock). A run that finds another going asks it for one more pass (the holder
-    lists the scripts again, and checks once more after letting go of the lock) and returns `busy`. With
+    One run at a time (a Redis lock). A run that finds another going asks it for one more pass (the holder,
+    having let go of the lock, takes it again and lists the scripts anew) and returns `busy`. With
     `budget` (seconds) a run stops after the chunk that exceeds it, with `remaining` > 0: the caller queues
     the rest. When a run ends with nothing remaining and vectors were saved since the last announcement (by
     it or by a run that died), every process is told to rebuild its index."""
@@ -289,24 +289,20 @@ def embed_library(encoder: semantic.Encoder | None = None, *, chunk: int = 64,
             if not lock.acquire(blocking=False):  # the holder may have let go meanwhile: then it is ours
                 return {"scripts": 0, "computed": computed, "remaining": 0, "busy": 1}
         try:
-            while True:
-                client.delete(EMBED_AGAIN)  # from here on a newcomer's request means one more pass
-                ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
-                total, done = len(ids), 0
-                for start in range(0, len(ids), chunk):
-                    part = ids[start:start + chunk]
-                    rows = list(db.session.scalars(select(Script).options(undefer(Script.embedding))
-                                                   .where(Script.id.in_(part))))
-                    n = semantic.refresh(rows, encoder)
-                    db.session.commit()
-                    if n:
-                        client.set(EMBED_DIRTY, 1)
-                    computed, done = computed + n, start + len(part)
-                    lock.reacquire()  # LockError: it expired and may be another run's now
-                    if n and budget is not None and time.monotonic() - started > budget:
-                        break
-                remaining = total - done
-                if remaining or not client.exists(EMBED_AGAIN):
+            client.delete(EMBED_AGAIN)  # from here on a newcomer's request means one more pass
+            ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
+            total, done = len(ids), 0
+            for start in range(0, len(ids), chunk):
+                part = ids[start:start + chunk]
+                rows = list(db.session.scalars(select(Script).options(undefer(Script.embedding))
+                                               .where(Script.id.in_(part))))
+                n = semantic.refresh(rows, encoder)
+                db.session.commit()
+                if n:
+                    client.set(EMBED_DIRTY, 1)
+                computed, done = computed + n, start + len(part)
+                lock.reacquire()  # LockError: it expired and may be another run's now
+                if n and budget is not None and time.monotonic() - started > budget:
                     break
         except LockError:
             log.warning("the embedding lock expired during a run; another run carries on")
@@ -316,8 +312,9 @@ def embed_library(encoder: semantic.Encoder | None = None, *, chunk: int = 64,
                 lock.release()
             except LockError:
                 pass
+        remaining = total - done
         if remaining or not client.exists(EMBED_AGAIN):
-            break  # else a request came between the last check and the release: take the lock again
+            break  # else a run asked for another pass meanwhile: take the lock again and list the scripts anew
     if not remaining and client.delete(EMBED_DIRTY):
         from knowledge.service import library_changed
 

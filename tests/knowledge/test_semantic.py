@@ -197,6 +197,38 @@ def test_a_second_embedding_run_leaves_the_work_to_the_one_going(app, tmp_path):
     assert result["computed"] == len(pet_library()) and not rstore.client.get(operations.EMBED_AGAIN)
 
 
+def test_a_run_asked_for_one_more_pass_embeds_the_script_imported_during_it(app, tmp_path):
+    """An import commits a script while a run is embedding and asks that run for another pass (its own run
+    found the lock taken and returned busy): the running one lists the scripts anew and embeds it too."""
+    from sqlalchemy.orm import Session
+
+    from core.redis_store import rstore
+
+    load(tmp_path, pet_library())
+    db.session.execute(Script.__table__.update().values(embedding_key=None))
+    db.session.commit()
+    model = semantic.active()
+
+    class ImportDuringTheRun:
+        arrived = False
+
+        def passages(self, texts):
+            if not self.arrived:
+                self.arrived = True
+                with Session(db.engine) as other:
+                    other.add(Script(external_id="p99", title="猫咪换粮", category="猫", body="新旧粮按比例混合七天过渡。"))
+                    other.commit()
+                assert operations.embed_library(model)["busy"] == 1
+            return model.passages(texts)
+
+    result = operations.embed_library(ImportDuringTheRun())
+    assert result == {"scripts": len(pet_library()) + 1, "computed": len(pet_library()) + 1, "remaining": 0,
+                      "busy": 0}
+    db.session.expire_all()
+    assert db.session.scalar(select(Script.embedding_key).where(Script.external_id == "p99")) is not None
+    assert not rstore.client.get(operations.EMBED_AGAIN)
+
+
 def test_the_import_command_says_when_the_vectors_are_done(app, runner, tmp_path):
     path = write_jsonl(tmp_path / "kb.jsonl", pet_library())
     result = runner.invoke(args=["knowledge", "import", path])
