@@ -130,21 +130,28 @@ def unguard_formula(value: str) -> str:
     return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
+def numbered_rows(reader):
+    """(the line it starts on, row) for each row a csv reader (or DictReader) has left after its header: a quoted
+    cell may span lines, and a row is named by its first line, as a spreadsheet user would look for it."""
+    start = reader.line_num
+    for row in reader:
+        yield start + 1, row
+        start = reader.line_num
+
+
 def read_csv(path: Path, record_type: str, *, unguard: tuple[str, ...] = ()):
     """(line number, record) per row; the header row names the fields; empty cells are absent. The `unguard`
     fields lose the ' that `guard_formula` put before a formula character."""
     with open_csv(path) as f:
         reader = csv.DictReader(f)
         reader.fieldnames  # reads the header row
-        lineno = reader.line_num
-        for row in reader:
+        for lineno, row in numbered_rows(reader):
             rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
             for field in unguard:
                 if isinstance(rec.get(field), str):
                     rec[field] = unguard_formula(rec[field])
             rec["type"] = record_type
-            yield lineno + 1, BadLine(NUL_REASON) if has_nul(rec.values()) else rec
-            lineno = reader.line_num
+            yield lineno, BadLine(NUL_REASON) if has_nul(rec.values()) else rec
 
 
 def read_records(path, record_type: str, *, what: str, unguard: tuple[str, ...] = ()) -> list[tuple[int, object]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import ImportRejected, open_csv, parse_each, read_jsonl
+from imports.files import ImportRejected, numbered_rows, open_csv, parse_each, read_jsonl
 from knowledge import service
 from knowledge.metrics import metrics, ranks
 from knowledge.operations import _rows
@@ -47,10 +47,7 @@ def read_question_file(path) -> list[tuple[str, object]]:
         with open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            rows, start = [], reader.line_num
-            for row in reader:  # named by the line it starts on (a quoted question may span lines)
-                rows.append((start + 1, row))
-                start = reader.line_num
+            rows = list(numbered_rows(reader))
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
         return list(_rows(header, rows, None, lambda n: f"line {n}"))

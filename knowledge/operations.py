@@ -28,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from core.db import db
-from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_cell, has_nul, open_csv, parse_each,
-                           read_jsonl, unguard_formula)
+from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_cell, has_nul, numbered_rows, open_csv,
+                           parse_each, read_jsonl, unguard_formula)
 from imports.records import RecordError, day, text
 from knowledge import semantic
 from models import CONTENT_KINDS, Content, Script, Vocabulary
@@ -392,7 +392,7 @@ def _read_csv(path: Path):
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
         # Our CSV export puts ' before a cell Excel would read as a formula (= + - @ …): taken off here.
-        rows = [(reader.line_num, [unguard_formula(v) for v in row]) for row in reader]
+        rows = [(n, [unguard_formula(v) for v in row]) for n, row in numbered_rows(reader)]
     default = None if "kind" in [h.strip() for h in header] else _kind_from_name(path.stem)
     if default is None and "kind" not in [h.strip() for h in header]:
         raise ImportRejected([("file", f"{path.name}: add a kind column, or name the file after its kind "

@@ -45,6 +45,21 @@ def test_a_stores_own_synonym_reaches_the_script(app, tmp_path):
     assert top_ids("小飞象有货吗", 1) == ["s-chima"]
 
 
+def test_a_csv_row_whose_body_spans_lines_is_named_by_the_line_it_starts_on(app, runner, tmp_path):
+    """Operations teams write bodies with line breaks in Excel; the CSV quotes them over several lines. An error
+    names the line where the row starts, the one a spreadsheet user looks for."""
+    path = tmp_path / "scripts.csv"
+    path.write_text("external_id,title,body,valid_from,valid_to\n"
+                    's1,转奶,"第一段\n第二段\n第三段",,\n'
+                    's2,有效期反了,"正文\n续行",2026-05-01,2026-04-01\n'
+                    "s3,缺正文,,,\n", encoding="utf-8")
+    result = runner.invoke(args=["knowledge", "import", str(path)])
+    assert result.exit_code == 1
+    assert "line 5: script: valid_to 2026-04-01 is before valid_from 2026-05-01" in result.output
+    assert "line 7: script: body is missing" in result.output
+    assert db.session.scalar(select(func.count()).select_from(Script)) == 0
+
+
 def test_a_bad_file_imports_nothing_and_names_every_bad_line(app, runner, tmp_path):
     records = [
         LIBRARY[0],
