@@ -45,6 +45,7 @@ class _Bulk:
     def __init__(self, conn):
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
+        self.analyzed: set[str] = set()
         if self.pg:
             conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
 
@@ -104,11 +105,14 @@ class _Bulk:
     def analyze(self, *tables: str) -> None:
         """Fresh planner statistics for tables this import has just filled (PostgreSQL): autovacuum has not
         seen the rows yet, and a join planned on an empty table's statistics can turn quadratic (the
-        binding-guide UPDATE took minutes at 200,000 records)."""
-        if self.pg:
+        binding-guide UPDATE took minutes at 200,000 records). Once per table and import: a step asks for the
+        tables its joins read, and those an earlier step analyzed have gained no rows since."""
+        tables = [t for t in tables if t not in self.analyzed]
+        if self.pg and tables:
             t0 = time.perf_counter()
             self.conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
             log.debug("  analyzed %s in %.1f s", ", ".join(tables), time.perf_counter() - t0)
+        self.analyzed.update(tables)
 
     def run(self, sql: str, **params) -> int:
         t0 = time.perf_counter()
@@ -498,13 +502,12 @@ def _apply(plan: _Plan, bulk: _Bulk, bar) -> None:
     steps.update()
 
     if plan.orders:
-        _apply_orders(plan, bulk, cid, new_ids, now, analyzed=bool(plan.follows))
+        _apply_orders(plan, bulk, cid, new_ids, now)
     steps.update()
 
 
-def _apply_orders(plan: _Plan, bulk: _Bulk, cid, new_ids: list[int], now, *, analyzed: bool) -> None:
-    # What the orders' joins read; the follows step has already analyzed the customer tables when it ran.
-    bulk.analyze(*(() if analyzed else ("customers", "customer_identities", "follows")), "orders")
+def _apply_orders(plan: _Plan, bulk: _Bulk, cid, new_ids: list[int], now) -> None:
+    bulk.analyze("customers", "customer_identities", "follows", "orders")  # what the orders' joins read
     dumps = json.dumps
     order_rows, line_rows, affected = [], [], set()
     for order_no, (_, r, token) in plan.orders.items():
