@@ -189,12 +189,22 @@ def test_one_shared_character_is_not_a_match(appliance_index):
     assert appliance_index.search("今天天气不错哈哈") == []
 
 
-def test_fast_segmentation_equals_jieba():
+def test_the_rust_cut_gives_python_jiebas_tokens():
+    """The index cuts with jieba-rs (rjieba) on a copy of the dictionary: the tokens must be Python jieba's, on
+    every evaluation library and question shipped with the benchmarks (about 4,000 texts) and on edge cases."""
+    import json
+    from pathlib import Path
+
     from knowledge.text import default_tokenizer
     tok = default_tokenizer()
     texts = [d.body for d in DOCS + APPLIANCE_DOCS] + [
         "娃三天没拉粑粑了咋办", "spf50+ 防晒 a醇 0.5% iphone15 pro", "75b的文胸 xl码 4k电视 16a插座",
-        "abc123你好世界def", "啊" * 30, ""]
+        "abc123你好世界def", "啊" * 30, "", "ｉｐｈｏｎｅ１５　尺马 发漂 ok镜 3u/4u 1米8"]
+    for path in sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "data").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            texts += [record.get(k) for k in ("title", "body", "text") if record.get(k)]
+    assert len(texts) > 3000
     for t in texts:
         n = normalize(t)
         assert tok.cut(n) == tok.cut_reference(n), t
@@ -340,3 +350,4 @@ def test_a_hidden_lexical_winner_does_not_stop_the_semantic_channel():
     assert (index.semantic_used, index.semantic_skipped) == (0, 1)
     shown = index.search("保温杯的杯子", boosts={"A": 0.0})  # C and B are a close call: the model decides
     assert index.semantic_used == 1 and [eid for eid, _ in shown] == ["B", "C"]
+
