@@ -700,7 +700,10 @@ class SuggestionIndex:
                 for w, j in self._chars.vocab.items():
                     ranked.setdefault(w, (2, -int(cdf[j])))
             out: dict[tuple[str, ...], list[str]] = {}
-            for w, _rank in sorted(ranked.items(), key=lambda kv: kv[1]):
+            # Ties (the same tier and df) by the word itself: the dict and set orders above follow the
+            # process's hash seed, and each gunicorn worker has its own, so the same question would be
+            # read differently by different workers.
+            for w, _rank in sorted(ranked.items(), key=lambda kv: (kv[1], kv[0])):
                 if not 2 <= len(w) <= 4 or not all(_is_cjk(ord(c)) for c in w):
                     continue
                 key = T.word_pinyin_key(w, pm)

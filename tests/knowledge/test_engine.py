@@ -351,3 +351,28 @@ def test_a_hidden_lexical_winner_does_not_stop_the_semantic_channel():
     shown = index.search("保温杯的杯子", boosts={"A": 0.0})  # C and B are a close call: the model decides
     assert index.semantic_used == 1 and [eid for eid, _ in shown] == ["B", "C"]
 
+
+def test_a_question_reads_the_same_in_every_worker_whatever_its_hash_seed():
+    """Each gunicorn worker has its own hash seed. A typo with two same-sounding readings (脏脏包: 胀包 or 长包)
+    must be read the same way by all of them, or one question gets different suggestions from worker to worker."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    program = (
+        "import json, sys\n"
+        "from knowledge.engine import Doc, SuggestionIndex\n"
+        "rows = [json.loads(l) for l in open('benchmarks/data/kb_bakery.jsonl', encoding='utf-8')]\n"
+        "index = SuggestionIndex([Doc(external_id=r['external_id'], title=r['title'], body=r['body'],\n"
+        "                             category=r.get('category', ''), tags=r.get('tags', [])) for r in rows])\n"
+        "print(index._prepare('你们店还有脏脏包吗 帮我留两个 我半小时后到'))\n"
+        "print(index.search('你们店还有脏脏包吗 帮我留两个 我半小时后到', top=5))\n")
+    readings = set()
+    for seed in ("1", "3"):  # two seeds that read it differently before ties were broken by the word
+        env = {"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([sys.executable, "-c", program], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        readings.add(done.stdout)
+    assert len(readings) == 1, readings
