@@ -10,7 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from imports.files import ImportRejected
-from imports.operations import import_file
+from imports.operations import ORDERS_MATCHED, import_file
 from imports.records import CSV_TYPES, TYPE_ORDER
 
 data_cli = AppGroup("data", help="Bulk data import (see docs/import-format.md).")
@@ -55,9 +55,12 @@ def import_cmd(path, record_type, dry_run):
 
         library_changed()  # products are suggested too: every process re-reads them
     seconds = time.perf_counter() - started
+    matched = counts.pop(ORDERS_MATCHED, 0)
     total = sum(counts.values())
     verb = "checked (dry run, nothing kept)" if dry_run else "imported"
     click.echo(f"{total} records {verb} in {seconds:.1f} s")
     for rtype in TYPE_ORDER:
         if rtype in counts:
             click.echo(f"  {rtype:<13}{counts[rtype]:>10}")
+    if matched:
+        click.echo(f"{matched} order(s) that were waiting for their customer matched and credited")

@@ -601,7 +601,8 @@ def _apply_orders(plan: _Plan, bulk: _Bulk, cid, new_ids: list[int], now) -> Non
 
 def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
                    dry_run: bool = False) -> dict[str, int]:
-    """Validate and apply records [(line number, record)] in one transaction; counts per type.
+    """Validate and apply records [(line number, record)] in one transaction; counts per type, and under
+    ORDERS_MATCHED how many orders that were waiting for their customer it matched (when any did).
 
     Raises ImportRejected listing every bad line, with nothing written. `dry_run` validates and applies,
     then rolls back."""
@@ -639,6 +640,9 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
                     from reports.leaderboard import invalidate
 
                     invalidate()  # rankings are rebuilt from the database on their next read
+                matched = _match_waiting_orders(plan) if plan.groups else 0
+                if matched:
+                    counts[ORDERS_MATCHED] = matched
             log.debug("committed in %.1f s", time.perf_counter() - t0)
         except BaseException:
             session.rollback()
@@ -647,6 +651,32 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
     finally:
         if gc_enabled:
             gc.enable()
+
+
+ORDERS_MATCHED = "orders_matched"  # in import_records' counts: waiting orders the import's customers matched
+
+
+def _match_waiting_orders(plan: _Plan) -> int:
+    """Orders that arrived before their customer was known (unmatched, waiting for the hourly job) and carry an
+    identity this import gave a customer: matched and credited now, in a transaction of their own after the
+    import's. If that fails (a lock held too long), the import stands and the hourly job matches them."""
+    from sqlalchemy.exc import OperationalError
+
+    from orders.operations import match_for_identities
+
+    keys = [key for _, _, group_keys in plan.groups for key in group_keys]
+    try:
+        matched = match_for_identities(keys)
+        db.session.commit()
+    except OperationalError:
+        db.session.rollback()
+        log.warning("matching waiting orders after the import failed; the hourly job will", exc_info=True)
+        return 0
+    if matched:
+        from reports.leaderboard import invalidate
+
+        invalidate()
+    return matched
 
 
 def csv_type_from_name(path: Path) -> str | None:
@@ -676,4 +706,4 @@ def import_file(path, *, record_type: str | None = None, progress: bool = False,
     return import_records(lines, progress=progress, dry_run=dry_run)
 
 
-__all__ = ["ImportRejected", "import_records", "import_file", "read_jsonl", "read_csv"]
+__all__ = ["ORDERS_MATCHED", "ImportRejected", "import_records", "import_file", "read_jsonl", "read_csv"]

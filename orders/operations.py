@@ -391,6 +391,34 @@ def match_for_identity(kind: str, value: str) -> int:
     return _claim(_matches(pending)) if pending else 0
 
 
+def match_for_identities(keys, limit: int | None = None) -> int:
+    """Customers just gained these (kind, value) identities in bulk (a customer import): match at once the
+    unmatched orders that carry any of them, oldest first, up to `limit` (MATCH_PER_RUN); the hourly job takes
+    any rest. One query per identity kind (a hash join of the unmatched orders' keys with the values, on
+    PostgreSQL). Flushes."""
+    limit = MATCH_PER_RUN if limit is None else limit
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in keys:
+        by_kind.setdefault(kind, set()).add(value)
+    found = {}
+    for kind, values in sorted(by_kind.items()):
+        values = sorted(values)
+        if db.is_postgres:
+            rows = db.session.execute(sql(
+                "SELECT o.id, o.customer_keys FROM orders o"
+                " JOIN unnest(CAST(:values AS text[])) AS k(value) ON o.customer_keys ->> :kind = k.value"
+                " WHERE o.customer_id IS NULL ORDER BY o.id LIMIT :limit"),
+                {"kind": kind, "values": values, "limit": limit}).all()
+        else:  # the embedded default: small data, the values in chunks
+            rows = [row for start in range(0, len(values), MATCH_BATCH) for row in db.session.execute(
+                select(Order.id, Order.customer_keys).where(
+                    Order.customer_id.is_(None),
+                    Order.customer_keys[kind].as_string().in_(values[start:start + MATCH_BATCH]))).all()]
+        found.update((row.id, row) for row in rows)
+    pending = [found[order_id] for order_id in sorted(found)[:limit]]
+    return _claim(_matches(pending)) if pending else 0
+
+
 def _matches(pending) -> dict[int, int]:
     """{order id: customer id} for each of `pending` (rows or orders with `id` and `customer_keys`) whose keys
     name exactly one customer (the rule of `match_customers`), all identities looked up in one query. Reads

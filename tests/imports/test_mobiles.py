@@ -47,9 +47,10 @@ def test_an_order_finds_the_customer_the_pos_imported_however_each_wrote_her_mob
     # The other way round: an order first, her profile (from another channel) later.
     resp = post_order(client, order("SHOP-2", keys={"mobile": "+86 138 0000 0002"}))
     assert resp.json["customer_matched"] is False
-    import_file(write_jsonl(tmp_path / "d.jsonl", [{"type": "customer", "mobile": "0086-138-0000-0002",
-                                                    "name": "李女士"}]))
-    assert "1 of 1" in runner.invoke(args=["orders", "match"]).output  # what the hourly job does
+    result = runner.invoke(args=["data", "import", str(write_jsonl(
+        tmp_path / "d.jsonl", [{"type": "customer", "mobile": "0086-138-0000-0002", "name": "李女士"}]))])
+    assert "1 order(s) that were waiting for their customer matched and credited" in result.output  # at once
+    assert "0 of 0" in runner.invoke(args=["orders", "match"]).output  # nothing left for the hourly job
     db.session.expire_all()
     late = db.session.scalar(select(Order).where(Order.order_no == "SHOP-2"))
     assert late.customer_id is not None and db.session.get(Customer, late.customer_id).name == "李女士"

@@ -148,6 +148,43 @@ def test_the_hourly_job_matches_identities_that_arrived_without_the_hook(app, cl
     assert db.session.scalar(select(Order.customer_id).where(Order.order_no == "POS-2")) is None
 
 
+def test_a_customer_import_matches_and_credits_the_orders_waiting_for_its_customers_at_once(
+        app, client, ingest_key, runner, tmp_path, monkeypatch):
+    """The POS sent orders before the CRM's member list was imported: the import matches them (to the customer and
+    to her binding guide, with her figures) as soon as it commits, not an hour later; orders whose keys the file
+    does not name stay waiting; beyond the per-import limit the hourly job takes the rest."""
+    from imports import operations as imports_ops
+    from orders import operations as ops
+
+    g = f.guide("guide01")
+    db.session.commit()
+    for no, keys in (("POS-1", {"member_no": "M-1"}), ("POS-2", {"mobile": "+86 139 0000 0002"}),
+                     ("POS-3", {"member_no": "M-1"}), ("POS-4", {"member_no": "M-NOBODY"})):
+        assert post_order(client, order(no, keys=keys)).json["customer_matched"] is False
+    records = [{"type": "customer", "external_userid": "wmA", "member_no": "M-1", "name": "王女士"},
+               {"type": "customer", "external_userid": "wmB", "mobile": "13900000002", "name": "李女士"},
+               {"type": "follow", "userid": "guide01", "external_userid": "wmA",
+                "added_at": (datetime.now(TZ) - timedelta(days=30)).isoformat()}]
+    path = tmp_path / "crm.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    monkeypatch.setattr(ops, "MATCH_PER_RUN", 2)  # the per-import limit, made small
+    result = runner.invoke(args=["data", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "3 records imported" in result.output
+    assert "2 order(s) that were waiting for their customer matched and credited" in result.output
+    db.session.expire_all()
+    rows = {o.order_no: o for o in db.session.scalars(select(Order))}
+    wang = db.session.scalar(select(CustomerIdentity.customer_id).where(CustomerIdentity.value == "M-1"))
+    assert rows["POS-1"].customer_id == wang and rows["POS-1"].guide_id == g.id
+    assert rows["POS-1"].attribution == "binding" and rows["POS-1"].commission is not None
+    assert "matched_later" in [x["flag"] for x in rows["POS-1"].flags]
+    assert rows["POS-2"].customer_id is not None and rows["POS-2"].guide_id is None  # no guide follows her
+    assert rows["POS-3"].customer_id is None and rows["POS-4"].customer_id is None  # over the limit; nobody's
+    assert db.session.get(Customer, wang).order_count == 1
+    assert "1 of 2 unmatched orders matched" in runner.invoke(args=["orders", "match"]).output  # the rest
+    assert imports_ops.ORDERS_MATCHED not in imports_ops.import_file(path)  # a re-import: nothing waits
+
+
 def test_the_hourly_job_looks_up_identities_per_batch_and_old_unmatchable_orders_do_not_starve_new_ones(
         app, client, ingest_key, monkeypatch):
     from orders import operations as ops
