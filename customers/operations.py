@@ -52,6 +52,9 @@ def upsert_from_wecom(contact: dict) -> Customer:
     return customer
 
 
+GUIDE_WRITE_LOCK = {"read": True, "key_share": True}  # with_for_update() arguments: FOR KEY SHARE
+
+
 def lock_unerased(customer: Customer | None, *, key_share: bool = False) -> Customer | None:
     """The customer, row-locked and re-read, unless their data was erased meanwhile (customers.erasure holds
     FOR UPDATE, which this lock waits for): a callback handled, or a guide's tag, note or send written, during
@@ -63,7 +66,7 @@ def lock_unerased(customer: Customer | None, *, key_share: bool = False) -> Cust
     ingest, a callback waiting on WeCom) and blocks nothing but an erasure."""
     if customer is None:
         return None
-    lock = {"read": True, "key_share": True} if key_share else {"key_share": True}
+    lock = GUIDE_WRITE_LOCK if key_share else {"key_share": True}
     customer = db.session.scalar(select(Customer).where(Customer.id == customer.id)
                                  .with_for_update(**lock).execution_options(populate_existing=True))
     return customer if customer is not None and customer.erased_at is None else None

@@ -131,22 +131,31 @@ def unguard_formula(value: str) -> str:
 
 
 def numbered_rows(reader):
-    """(the line it starts on, row) for each row a csv reader (or DictReader) has left after its header: a quoted
-    cell may span lines, and a row is named by its first line, as a spreadsheet user would look for it."""
+    """(the line it starts on, row) for each row a csv.reader has left after its header, blank lines skipped: a
+    quoted cell may span lines, and a row is named by its first line, as a spreadsheet user would look for it."""
     start = reader.line_num
     for row in reader:
-        yield start + 1, row
+        if row:
+            yield start + 1, row
         start = reader.line_num
+
+
+def read_csv_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """(the header row, or None for an empty file; the numbered rows after it) of a CSV file."""
+    with open_csv(path) as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        return header, list(numbered_rows(reader))
 
 
 def read_csv(path: Path, record_type: str, *, unguard: tuple[str, ...] = ()):
     """(line number, record) per row; the header row names the fields; empty cells are absent. The `unguard`
     fields lose the ' that `guard_formula` put before a formula character."""
-    with open_csv(path) as f:
-        reader = csv.DictReader(f)
-        reader.fieldnames  # reads the header row
+    with open_csv(path) as f:  # streamed: a bulk import's file may hold a million rows
+        reader = csv.reader(f)
+        names = [h.strip() for h in next(reader, None) or ()]
         for lineno, row in numbered_rows(reader):
-            rec = {k.strip(): v for k, v in row.items() if k is not None and v not in (None, "")}
+            rec = {k: v for k, v in zip(names, row) if v != ""}
             for field in unguard:
                 if isinstance(rec.get(field), str):
                     rec[field] = unguard_formula(rec[field])

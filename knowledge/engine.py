@@ -299,7 +299,7 @@ def _pinyin_tf(bigram_vocab: dict[str, int], bigram_tf: sp.csr_matrix) -> tuple[
 
 
 class _SparseBM25F:
-    """BM25F over a docs x vocabulary CSR matrix with saturation precomputed.
+    """BM25F over a vocabulary x docs CSR matrix (a row per term) with saturation precomputed.
 
     Scoring a query adds up the postings of its terms' rows, so cost grows
     with the postings of the query terms, not with a Python loop over docs.
@@ -655,7 +655,7 @@ class SuggestionIndex:
         """``norm`` plus the words its homophone typos stand for (see EngineConfig.homophone_fix).
         The sound table is built (once per index) only when a question has a window that may be a typo."""
         words = self._words.vocab
-        freq = self._tok.freq
+        is_word = self._tok.is_word
         pm = T.pinyin_map()
         # A typo breaks its word, so jieba falls back to single characters there: only runs of
         # characters no word of two or more characters covers, split at function words (了, 的 ...).
@@ -667,7 +667,7 @@ class SuggestionIndex:
             for n in (4, 3, 2):
                 for i in range(len(run) - n + 1):
                     window = run[i:i + n]
-                    if window in words or freq(window) or window in self._syn.canon:
+                    if window in words or is_word(window) or window in self._syn.canon:
                         continue
                     key = T.word_pinyin_key(window, pm)
                     if key:

@@ -8,7 +8,6 @@ bad line) and nothing is asked.
 """
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import ImportRejected, numbered_rows, open_csv, parse_each, read_jsonl
+from imports.files import ImportRejected, parse_each, read_csv_rows, read_jsonl
 from knowledge import service
 from knowledge.metrics import metrics, ranks
 from knowledge.operations import _rows
@@ -44,10 +43,7 @@ def read_question_file(path) -> list[tuple[str, object]]:
     if suffix in (".jsonl", ".json", ".ndjson"):
         return [(f"line {n}", rec) for n, rec in read_jsonl(path)]
     if suffix == ".csv":
-        with open_csv(path) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            rows = list(numbered_rows(reader))
+        header, rows = read_csv_rows(path)
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
         return list(_rows(header, rows, None, lambda n: f"line {n}"))

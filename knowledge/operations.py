@@ -28,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from core.db import db
-from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_cell, has_nul, numbered_rows, open_csv,
-                           parse_each, read_jsonl, unguard_formula)
+from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_cell, has_nul, parse_each, read_csv_rows,
+                           read_jsonl, unguard_formula)
 from imports.records import RecordError, day, text
 from knowledge import semantic
 from models import CONTENT_KINDS, Content, Script, Vocabulary
@@ -287,7 +287,8 @@ def embed_library(encoder: semantic.Encoder | None = None, *, chunk: int = 64,
         if not lock.acquire(blocking=False):
             client.set(EMBED_AGAIN, 1)
             if not lock.acquire(blocking=False):  # the holder may have let go meanwhile: then it is ours
-                return {"scripts": 0, "computed": computed, "remaining": 0, "busy": 1}
+                # (after a pass of ours, another run took the lock between our passes: it makes the one asked for)
+                return {"scripts": total, "computed": computed, "remaining": 0, "busy": 1}
         try:
             client.delete(EMBED_AGAIN)  # from here on a newcomer's request means one more pass
             ids = list(db.session.scalars(select(Script.id).order_by(Script.id)))
@@ -386,13 +387,11 @@ def read_library_file(path) -> Iterable[tuple[str, object]]:
 
 
 def _read_csv(path: Path):
-    with open_csv(path) as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ImportRejected([("file", f"{path.name} is empty")])
-        # Our CSV export puts ' before a cell Excel would read as a formula (= + - @ …): taken off here.
-        rows = [(n, [unguard_formula(v) for v in row]) for n, row in numbered_rows(reader)]
+    header, rows = read_csv_rows(path)
+    if header is None:
+        raise ImportRejected([("file", f"{path.name} is empty")])
+    # Our CSV export puts ' before a cell Excel would read as a formula (= + - @ …): taken off here.
+    rows = [(n, [unguard_formula(v) for v in row]) for n, row in rows]
     default = None if "kind" in [h.strip() for h in header] else _kind_from_name(path.stem)
     if default is None and "kind" not in [h.strip() for h in header]:
         raise ImportRejected([("file", f"{path.name}: add a kind column, or name the file after its kind "

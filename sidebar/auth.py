@@ -142,8 +142,9 @@ def visible_customer(guide: Guide, external_userid: str | None, *, for_write: bo
     if for_write:
         # The lock of lock_for_write, taken by the lookup itself: a row an erasure changed meanwhile is read
         # again once it commits, and its erased_at no longer passes visible_customers, so the answer is 404.
-        query = query.with_for_update(read=True, key_share=True, of=Customer).execution_options(
-            populate_existing=True)
+        from customers.operations import GUIDE_WRITE_LOCK
+
+        query = query.with_for_update(**GUIDE_WRITE_LOCK, of=Customer).execution_options(populate_existing=True)
     customer = db.session.scalar(query)
     if customer is None:
         abort(404)

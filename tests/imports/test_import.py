@@ -201,6 +201,15 @@ def test_unmatched_order_keeps_its_keys(app, runner, tmp_path):
     assert s.scalar(select(func.count()).select_from(Event).where(Event.ref == "EC-9")) == 0
 
 
+def test_a_csv_error_names_the_line_its_row_starts_on_past_blank_lines_and_multi_line_cells(app, runner, tmp_path):
+    path = tmp_path / "stores.csv"
+    path.write_text('code,name,city\n\nS01,"徐汇店\n（旗舰）",上海\n\n\n,静安店,上海\n', encoding="utf-8")
+    result = run_import(runner, path)
+    assert result.exit_code != 0
+    assert "line 7:" in result.output and "code" in result.output, result.output
+    assert "line 3:" not in result.output and db.session.scalar(select(func.count()).select_from(Store)) == 0
+
+
 def test_csv_stores_and_products(app, runner, tmp_path):
     (tmp_path / "stores.csv").write_text("code,name,city\nS01,徐汇店,上海\nS02,静安店,\n", encoding="utf-8")
     result = run_import(runner, tmp_path / "stores.csv")

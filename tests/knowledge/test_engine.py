@@ -210,6 +210,36 @@ def test_the_rust_cut_gives_python_jiebas_tokens():
         assert tok.cut(n) == tok.cut_reference(n), t
 
 
+def test_the_rust_cut_and_python_jieba_agree_when_words_are_added_again_or_read_from_any_user_dictionary_line(
+        tmp_path, monkeypatch):
+    """Re-adding frequent dictionary words (a store's vocabulary often holds them) must not set the two
+    dictionaries apart (jieba-rs replaces a word's frequency, Python jieba adds it to the total again); and the
+    lexicon file is read as jieba reads a user dictionary: `word`, `word freq`, `word tag`, `word freq tag`,
+    a BOM."""
+    import jieba
+
+    from knowledge import text as T
+
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("\ufeff防晒喷雾 3000 n\n尿不湿 n\n拉粑粑\n\n洗面乃 500\n", encoding="utf-8")
+    monkeypatch.setattr(T, "DATA_DIR", tmp_path)
+    import json
+    from pathlib import Path
+
+    reference = jieba.Tokenizer()
+    reference.initialize()
+    common = sorted((w for w, f in reference.FREQ.items() if f and len(w) >= 2), key=lambda w: -reference.FREQ[w])
+    tok = T.Tokenizer(extra_words=common[:3000])  # the dictionary's 3,000 most frequent words, added again
+    assert [w for w, _ in tok._added[:4]] == ["防晒喷雾", "尿不湿", "拉粑粑", "洗面乃"]
+    assert tok.is_word("尿不湿") and tok.is_word("拉粑粑") and not tok.is_word("拉粑")
+    texts = ["直接寄给我妈就行 她不在家的时候放门口", "宝宝拉粑粑有点干 尿不湿换了没", "洗面乃和防晒喷雾一起买有优惠吗"]
+    for path in sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "data").glob("queries_*.jsonl")):
+        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    for t in texts:
+        n = normalize(t)
+        assert tok.cut(n) == tok.cut_reference(n), t
+
+
 def test_variant_that_prefixes_another_is_still_a_word():
     from knowledge.text import Tokenizer
     tok = Tokenizer()
