@@ -130,37 +130,33 @@ def unguard_formula(value: str) -> str:
     return value[1:] if value.startswith("'") and _FORMULA.match(value) else value
 
 
-def numbered_rows(reader):
-    """(the line it starts on, row) for each row a csv.reader has left after its header, blank lines skipped: a
-    quoted cell may span lines, and a row is named by its first line, as a spreadsheet user would look for it."""
-    start = reader.line_num
-    for row in reader:
-        if row:
-            yield start + 1, row
-        start = reader.line_num
-
-
-def read_csv_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
-    """(the header row, or None for an empty file; the numbered rows after it) of a CSV file."""
+def csv_rows(path: Path):
+    """The header row (None for an empty file), then (the line it starts on, row) for each row after it, blank
+    lines skipped; streamed. A quoted cell may span lines: a row is named by its first line, as a spreadsheet
+    user would look for it. `header, *rows = csv_rows(path)` for the whole file."""
     with open_csv(path) as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        return header, list(numbered_rows(reader))
+        yield next(reader, None)
+        start = reader.line_num
+        for row in reader:
+            if row:
+                yield start + 1, row
+            start = reader.line_num
 
 
 def read_csv(path: Path, record_type: str, *, unguard: tuple[str, ...] = ()):
     """(line number, record) per row; the header row names the fields; empty cells are absent. The `unguard`
-    fields lose the ' that `guard_formula` put before a formula character."""
-    with open_csv(path) as f:  # streamed: a bulk import's file may hold a million rows
-        reader = csv.reader(f)
-        names = [h.strip() for h in next(reader, None) or ()]
-        for lineno, row in numbered_rows(reader):
-            rec = {k: v for k, v in zip(names, row) if v != ""}
-            for field in unguard:
-                if isinstance(rec.get(field), str):
-                    rec[field] = unguard_formula(rec[field])
-            rec["type"] = record_type
-            yield lineno, BadLine(NUL_REASON) if has_nul(rec.values()) else rec
+    fields lose the ' that `guard_formula` put before a formula character. Streamed: a bulk import's file may
+    hold a million rows."""
+    rows = csv_rows(path)
+    names = [h.strip() for h in next(rows) or ()]
+    for lineno, row in rows:
+        rec = {k: v for k, v in zip(names, row) if v != ""}
+        for field in unguard:
+            if isinstance(rec.get(field), str):
+                rec[field] = unguard_formula(rec[field])
+        rec["type"] = record_type
+        yield lineno, BadLine(NUL_REASON) if has_nul(rec.values()) else rec
 
 
 def read_records(path, record_type: str, *, what: str, unguard: tuple[str, ...] = ()) -> list[tuple[int, object]]:

@@ -636,13 +636,13 @@ def import_records(lines: Iterable[tuple[int, dict]], *, progress: bool = False,
                 session.rollback()
             else:
                 session.commit()
-                if plan.orders or plan.follows:
-                    from reports.leaderboard import invalidate
-
-                    invalidate()  # rankings are rebuilt from the database on their next read
                 matched = _match_waiting_orders(plan) if plan.groups else 0
                 if matched:
                     counts[ORDERS_MATCHED] = matched
+                if plan.orders or plan.follows or matched:
+                    from reports.leaderboard import invalidate
+
+                    invalidate()  # rankings are rebuilt from the database on their next read
             log.debug("committed in %.1f s", time.perf_counter() - t0)
         except BaseException:
             session.rollback()
@@ -672,10 +672,6 @@ def _match_waiting_orders(plan: _Plan) -> int:
         db.session.rollback()
         log.warning("matching waiting orders after the import failed; the hourly job will", exc_info=True)
         return 0
-    if matched:
-        from reports.leaderboard import invalidate
-
-        invalidate()
     return matched
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.db import db
-from imports.files import ImportRejected, parse_each, read_csv_rows, read_jsonl
+from imports.files import ImportRejected, csv_rows, parse_each, read_jsonl
 from knowledge import service
 from knowledge.metrics import metrics, ranks
 from knowledge.operations import _rows
@@ -43,7 +43,7 @@ def read_question_file(path) -> list[tuple[str, object]]:
     if suffix in (".jsonl", ".json", ".ndjson"):
         return [(f"line {n}", rec) for n, rec in read_jsonl(path)]
     if suffix == ".csv":
-        header, rows = read_csv_rows(path)
+        header, *rows = csv_rows(path)
         if header is None:
             raise ImportRejected([("file", f"{path.name} is empty")])
         return list(_rows(header, rows, None, lambda n: f"line {n}"))

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from core.db import db
-from imports.files import (NUL_REASON, BadLine, ImportRejected, guard_cell, has_nul, parse_each, read_csv_rows,
+from imports.files import (NUL_REASON, BadLine, ImportRejected, csv_rows, guard_cell, has_nul, parse_each,
                            read_jsonl, unguard_formula)
 from imports.records import RecordError, day, text
 from knowledge import semantic
@@ -387,13 +387,14 @@ def read_library_file(path) -> Iterable[tuple[str, object]]:
 
 
 def _read_csv(path: Path):
-    header, rows = read_csv_rows(path)
+    header, *rows = csv_rows(path)
     if header is None:
         raise ImportRejected([("file", f"{path.name} is empty")])
     # Our CSV export puts ' before a cell Excel would read as a formula (= + - @ …): taken off here.
     rows = [(n, [unguard_formula(v) for v in row]) for n, row in rows]
-    default = None if "kind" in [h.strip() for h in header] else _kind_from_name(path.stem)
-    if default is None and "kind" not in [h.strip() for h in header]:
+    has_kind = "kind" in [h.strip() for h in header]
+    default = None if has_kind else _kind_from_name(path.stem)
+    if default is None and not has_kind:
         raise ImportRejected([("file", f"{path.name}: add a kind column, or name the file after its kind "
                                         "(scripts.csv, content.csv, synonyms.csv, 话术.csv …)")])
     return list(_rows(header, rows, default, lambda n: f"line {n}"))

@@ -2,7 +2,6 @@
 name one customer, whichever arrives first; stored spellings from before are brought to it by the migration."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from alembic import command
@@ -14,13 +13,9 @@ from imports.operations import import_file
 from imports.records import identity_value
 from models import Customer, CustomerIdentity, Order
 from tests.commerce_helpers import ingest_key, post_order  # noqa: F401 (fixtures)
+from tests.imports.test_import import write_jsonl
 from tests.orders.test_ingest import order
 from tests.tasks import factories as f
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def test_a_mobile_is_kept_in_one_spelling_and_only_a_mobile():

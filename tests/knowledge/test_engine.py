@@ -189,21 +189,27 @@ def test_one_shared_character_is_not_a_match(appliance_index):
     assert appliance_index.search("今天天气不错哈哈") == []
 
 
-def test_the_rust_cut_gives_python_jiebas_tokens():
-    """The index cuts with jieba-rs (rjieba) on a copy of the dictionary: the tokens must be Python jieba's, on
-    every evaluation library and question shipped with the benchmarks (about 4,000 texts) and on edge cases."""
+def _evaluation_texts(pattern: str = "*.jsonl") -> list[str]:
+    """The titles, bodies and questions of the evaluation sets shipped with the benchmarks."""
     import json
     from pathlib import Path
 
+    texts = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "data").glob(pattern)):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            texts += [record[k] for k in ("title", "body", "text") if record.get(k)]
+    return texts
+
+
+def test_the_rust_cut_gives_python_jiebas_tokens():
+    """The index cuts with jieba-rs (rjieba) on a copy of the dictionary: the tokens must be Python jieba's, on
+    every evaluation library and question shipped with the benchmarks (about 4,000 texts) and on edge cases."""
     from knowledge.text import default_tokenizer
     tok = default_tokenizer()
     texts = [d.body for d in DOCS + APPLIANCE_DOCS] + [
         "娃三天没拉粑粑了咋办", "spf50+ 防晒 a醇 0.5% iphone15 pro", "75b的文胸 xl码 4k电视 16a插座",
-        "abc123你好世界def", "啊" * 30, "", "ｉｐｈｏｎｅ１５　尺马 发漂 ok镜 3u/4u 1米8"]
-    for path in sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "data").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            texts += [record.get(k) for k in ("title", "body", "text") if record.get(k)]
+        "abc123你好世界def", "啊" * 30, "", "ｉｐｈｏｎｅ１５　尺马 发漂 ok镜 3u/4u 1米8"] + _evaluation_texts()
     assert len(texts) > 3000
     for t in texts:
         n = normalize(t)
@@ -223,18 +229,14 @@ def test_the_rust_cut_and_python_jieba_agree_when_words_are_added_again_or_read_
     lexicon = tmp_path / "lexicon.txt"
     lexicon.write_text("\ufeff防晒喷雾 3000 n\n尿不湿 n\n拉粑粑\n\n洗面乃 500\n", encoding="utf-8")
     monkeypatch.setattr(T, "DATA_DIR", tmp_path)
-    import json
-    from pathlib import Path
-
     reference = jieba.Tokenizer()
     reference.initialize()
     common = sorted((w for w, f in reference.FREQ.items() if f and len(w) >= 2), key=lambda w: -reference.FREQ[w])
     tok = T.Tokenizer(extra_words=common[:3000])  # the dictionary's 3,000 most frequent words, added again
     assert [w for w, _ in tok._added[:4]] == ["防晒喷雾", "尿不湿", "拉粑粑", "洗面乃"]
     assert tok.is_word("尿不湿") and tok.is_word("拉粑粑") and not tok.is_word("拉粑")
-    texts = ["直接寄给我妈就行 她不在家的时候放门口", "宝宝拉粑粑有点干 尿不湿换了没", "洗面乃和防晒喷雾一起买有优惠吗"]
-    for path in sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "data").glob("queries_*.jsonl")):
-        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    texts = ["直接寄给我妈就行 她不在家的时候放门口", "宝宝拉粑粑有点干 尿不湿换了没", "洗面乃和防晒喷雾一起买有优惠吗",
+             *_evaluation_texts("queries_*.jsonl")]
     for t in texts:
         n = normalize(t)
         assert tok.cut(n) == tok.cut_reference(n), t

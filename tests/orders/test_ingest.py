@@ -155,6 +155,7 @@ def test_a_customer_import_matches_and_credits_the_orders_waiting_for_its_custom
     does not name stay waiting; beyond the per-import limit the hourly job takes the rest."""
     from imports import operations as imports_ops
     from orders import operations as ops
+    from tests.imports.test_import import write_jsonl
 
     g = f.guide("guide01")
     db.session.commit()
@@ -165,8 +166,7 @@ def test_a_customer_import_matches_and_credits_the_orders_waiting_for_its_custom
                {"type": "customer", "external_userid": "wmB", "mobile": "13900000002", "name": "李女士"},
                {"type": "follow", "userid": "guide01", "external_userid": "wmA",
                 "added_at": (datetime.now(TZ) - timedelta(days=30)).isoformat()}]
-    path = tmp_path / "crm.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    path = write_jsonl(tmp_path / "crm.jsonl", records)
     monkeypatch.setattr(ops, "MATCH_PER_RUN", 2)  # the per-import limit, made small
     result = runner.invoke(args=["data", "import", str(path)])
     assert result.exit_code == 0, result.output
